@@ -1,0 +1,283 @@
+"""Command line: ``geomprior reconstruct`` and ``geomprior eval``.
+
+Thin: parse, check everything cheap first, call the library, write the outputs.  Every user error
+is one line ``geomprior: error: <message>`` on stderr with exit code 2, and no output file is left
+behind (all outputs are published together, only when all of them were written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from geomprior.errors import InputError
+
+PROG = "geomprior"
+PRESETS = ("fast", "default", "quality")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors in the project's format."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise InputError(message)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``geomprior`` command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log progress details (-vv: debug)")
+    parser = _Parser(prog=PROG, description="Deep Geometric Prior: untrained networks as priors "
+                                            "for surface reconstruction.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    rec = sub.add_parser("reconstruct", parents=[common], help="noisy point cloud -> mesh",
+                         description="Fit Deep Geometric Prior patches to a noisy point cloud and "
+                                     "write a mesh.")
+    rec.add_argument("input", metavar="INPUT", help="points: .ply .obj .off .xyz .pts")
+    rec.add_argument("-o", "--output", metavar="OUTPUT", required=True, help="mesh: .ply .obj .off")
+    rec.add_argument("--points", metavar="DENSE.ply", help="also write the dense oriented points")
+    rec.add_argument("--preset", choices=PRESETS, default="default", help="settings (default: default)")
+    rec.add_argument("--device", choices=DEVICES, default="auto",
+                     help="auto picks CUDA when available (default: auto)")
+    rec.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    rec.add_argument("--radius", type=_positive_float, metavar="FLOAT",
+                     help="patch radius, fraction of the bounding-box diagonal (default: preset)")
+    rec.add_argument("--max-epochs", type=_int_at_least(0), metavar="INT",
+                     help="cap on local-fit epochs (default: preset)")
+    rec.add_argument("--no-consistency", action="store_true", help="skip the consistency refit")
+    rec.add_argument("--history", metavar="RUN.json", help="write the run history as JSON")
+    rec.add_argument("--render", metavar="PNG", help="render the mesh and the input points to a PNG")
+    rec.set_defaults(func=_cmd_reconstruct)
+
+    ev = sub.add_parser("eval", parents=[common], help="compare a mesh with a reference mesh",
+                        description="Chamfer-L1, Hausdorff, normal consistency and F-score, with both "
+                                    "meshes scaled by the reference's bounding-box diagonal.")
+    ev.add_argument("mesh", metavar="MESH", help="reconstruction: .ply .obj .off .stl")
+    ev.add_argument("reference", metavar="REFERENCE", help="ground truth: .ply .obj .off .stl")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--samples", type=_int_at_least(1), default=100_000, metavar="N",
+                    help="surface samples per mesh (default: 100000)")
+    ev.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    ev.add_argument("--fscore-threshold", type=_positive_float, default=0.01, metavar="T",
+                    help="F-score distance, fraction of the diagonal (default: 0.01)")
+    ev.set_defaults(func=_cmd_eval)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# reconstruct
+
+
+class _Progress:
+    """tqdm bars for the library's progress callback: one bar per stage, on stderr."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.stage: str | None = None
+
+    def __call__(self, stage: str, step: int, total: int, info: dict) -> None:
+        from tqdm import tqdm
+
+        if stage != self.stage or self.bar is None:
+            self.close()
+            self.stage = stage
+            # disable=None: no bar when stderr is not a terminal (logs, pipes, tests)
+            self.bar = tqdm(total=total, desc=stage, file=sys.stderr, disable=None,
+                            dynamic_ncols=True, leave=True)
+        bar = self.bar
+        if total != bar.total:
+            bar.total = total
+        bar.n = step
+        if info:
+            bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()},
+                            refresh=False)
+        bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _check_device(device: str) -> None:
+    if device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise InputError("device cuda requested but CUDA is not available (no GPU, or a CPU-only "
+                         "torch); use --device cpu or auto")
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from geomprior import io
+
+    # 1. everything cheap first, so a long fit is never wasted
+    input_path = Path(args.input)
+    outputs = {"mesh": io.check_writable(args.output, extensions=io.MESH_WRITE_EXTENSIONS)}
+    if args.points:
+        outputs["points"] = io.check_writable(args.points, extensions=io.POINT_WRITE_EXTENSIONS)
+    if args.history:
+        outputs["history"] = io.check_writable(args.history, extensions=(".json",))
+    if args.render:
+        outputs["render"] = io.check_writable(args.render, extensions=(".png",))
+        from geomprior.viz import check_render_available
+
+        check_render_available()
+    seen = {input_path.resolve(): "INPUT"}
+    for name, path in outputs.items():
+        key = path.resolve()
+        if key in seen:
+            raise InputError(f"{path}: used both as {seen[key]} and as the {name} output")
+        seen[key] = name
+    _check_device(args.device)
+    points, normals = io.read_points(input_path)
+
+    from geomprior.dgp import DGPConfig, reconstruct
+
+    cfg = DGPConfig.preset(args.preset)
+    changes = {}
+    if args.radius is not None:
+        changes["radius"] = args.radius
+    if args.max_epochs is not None:
+        changes["max_epochs"] = args.max_epochs
+    if args.no_consistency:
+        changes["consistency"] = False
+    cfg = dataclasses.replace(cfg, **changes)
+
+    # 2. the fit
+    progress = _Progress()
+    try:
+        with _logging_through_tqdm():
+            rec = reconstruct(points, normals, config=cfg, device=args.device, seed=args.seed,
+                              progress=progress)
+    finally:
+        progress.close()
+
+    # 3. outputs: all written to temporary files first, published together at the end
+    with contextlib.ExitStack() as stack:
+        io.write_mesh(stack.enter_context(io.atomic_path(outputs["mesh"])), rec.mesh)
+        if "points" in outputs:
+            io.write_points(stack.enter_context(io.atomic_path(outputs["points"])),
+                            rec.points, rec.normals)
+        if "history" in outputs:
+            io.write_json(stack.enter_context(io.atomic_path(outputs["history"])), rec.history)
+        if "render" in outputs:
+            import open3d as o3d
+            from geomprior.viz import render_png
+
+            cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+            render_png(stack.enter_context(io.atomic_path(outputs["render"])), [rec.mesh, cloud])
+
+    print(rec.summary)
+    for name, path in outputs.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+@contextlib.contextmanager
+def _logging_through_tqdm():
+    try:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+    except ImportError:  # pragma: no cover - old tqdm
+        yield
+        return
+    with logging_redirect_tqdm():
+        yield
+
+
+# --------------------------------------------------------------------------------------------
+# eval
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from geomprior.io import read_mesh
+    from geomprior.metrics import METRIC_KEYS, evaluate
+
+    mesh = read_mesh(args.mesh)
+    reference = read_mesh(args.reference)
+    result = evaluate(mesh, reference, n_samples=args.samples, seed=args.seed,
+                      fscore_threshold=args.fscore_threshold)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{'metric':<20} {'value':>10}")
+    for key in METRIC_KEYS:
+        print(f"{key:<20} {result[key]:>10.6f}")
+    print(f"(both meshes scaled by the reference's bounding-box diagonal; {args.samples} samples "
+          f"each, seed {args.seed}; F-score at {args.fscore_threshold:g} of the diagonal)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> int:
+    line = " ".join(str(message).split()) or "unknown error"
+    print(f"{PROG}: error: {line}", file=sys.stderr, flush=True)
+    return code
+
+
+def _is_cuda_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return "CUDA" in text or "cuda" in text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``geomprior`` command; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        level = logging.WARNING - 10 * min(args.verbose, 2)
+        logging.basicConfig(level=level, format=f"{PROG}: %(name)s: %(message)s", stream=sys.stderr)
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except (InputError, OSError, ValueError) as e:
+        if isinstance(e, OSError) and e.filename and e.strerror:
+            return _fail(f"{e.filename}: {e.strerror}", 2)
+        return _fail(str(e) or type(e).__name__, 2)
+    except (RuntimeError, AssertionError) as e:
+        if _is_cuda_error(e):  # e.g. "Torch not compiled with CUDA enabled", CUDA out of memory
+            return _fail(str(e).splitlines()[0] if str(e) else "CUDA error", 2)
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

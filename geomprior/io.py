@@ -1,0 +1,535 @@
+"""Reading and writing point clouds, meshes and JSON files.
+
+Readers check what they get (missing, empty, unparseable files, NaN coordinates) and raise
+:class:`geomprior.errors.InputError` with a one-line message.  Writers are atomic: they write a
+temporary file in the destination folder (same extension) and rename it into place, so a failure
+never leaves a partial output behind.  Input files are never modified.
+
+open3d is imported lazily, so ``import geomprior.io`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from geomprior.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+POINT_EXTENSIONS = (".ply", ".obj", ".off", ".xyz", ".pts")
+"""File types :func:`read_points` understands."""
+MESH_EXTENSIONS = (".ply", ".obj", ".off", ".stl")
+"""File types :func:`read_mesh` understands."""
+MESH_WRITE_EXTENSIONS = (".ply", ".obj", ".off")
+"""File types :func:`write_mesh` writes."""
+POINT_WRITE_EXTENSIONS = (".ply",)
+"""File types :func:`write_points` writes."""
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Lines open3d / its bundled libraries print when a read or write failed.
+_FAILURE = re.compile(
+    r"(?:Read|Write) \w+ failed: (?P<a>.*)"
+    r"|Unable to load file .*? with ASSIMP: (?P<b>.*)"
+    r"|RPly: (?P<c>.*)"
+)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+@contextlib.contextmanager
+def _native_output_captured() -> Iterator[list[str]]:
+    """Capture what open3d and native code (RPly, GLFW) print while the block runs.
+
+    Library code never prints, but open3d's messages go to Python's ``sys.stdout`` and those of
+    its C libraries to file descriptors 1 and 2.  Both levels are redirected; the captured lines
+    (ANSI colours stripped) are put in the yielded list when the block ends and logged at DEBUG
+    level.  Output written meanwhile by other threads is captured too.
+    """
+    lines: list[str] = []
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    py_sink = io.StringIO()
+    try:
+        saved = [(fd, os.dup(fd)) for fd in (1, 2)]
+    except OSError:  # no usable stdout/stderr file descriptors: capture the Python level only
+        saved = []
+    with tempfile.TemporaryFile() as sink:
+        try:
+            for fd, _ in saved:
+                os.dup2(sink.fileno(), fd)
+            with contextlib.redirect_stdout(py_sink), contextlib.redirect_stderr(py_sink):
+                yield lines
+        finally:
+            with contextlib.suppress(Exception):  # flush C stdio buffers into the sink
+                ctypes.CDLL(None).fflush(None)
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            text = py_sink.getvalue() + sink.read().decode("utf-8", errors="replace")
+            text = _ANSI.sub("", text)
+            lines[:] = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            for ln in lines:
+                logger.debug("native: %s", ln)
+
+
+def _failure_reason(lines: list[str]) -> str | None:
+    """The first failure message found in captured open3d output, if any."""
+    for ln in lines:
+        m = _FAILURE.search(ln)
+        if m:
+            return (m.group("a") or m.group("b") or m.group("c") or ln).strip().rstrip(".")
+    return None
+
+
+@contextlib.contextmanager
+def _o3d_quiet() -> Iterator[list[str]]:
+    """open3d at warning verbosity, its output captured (see :func:`_native_output_captured`)."""
+    import open3d as o3d
+
+    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Warning):
+        with _native_output_captured() as lines:
+            yield lines
+
+
+def _suffix(path: Path) -> str:
+    return path.suffix.lower()
+
+
+def _check_readable(path: str | os.PathLike, valid: tuple[str, ...], what: str) -> Path:
+    path = Path(path)
+    if _suffix(path) not in valid:
+        raise InputError(
+            f"{path}: unknown {what} file type {path.suffix or '(no extension)'!r}; "
+            f"valid: {', '.join(valid)}"
+        )
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a file")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
+    if size == 0:
+        raise InputError(f"{path}: file is empty")
+    return path
+
+
+def _head(path: Path, n: int = 4096) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def _check_magic(path: Path) -> None:
+    """Cheap format sniffing before handing the file to open3d."""
+    head = _head(path)
+    ext = _suffix(path)
+    if ext == ".ply" and not (head.startswith(b"ply\n") or head.startswith(b"ply\r")):
+        raise InputError(f"{path}: not a PLY file (it does not start with 'ply')")
+    if ext == ".off":
+        tokens = head.split(b"\n", 1)[0].split()
+        if not tokens or not tokens[0].endswith(b"OFF") or len(tokens[0]) > 8:
+            raise InputError(f"{path}: not an OFF file (first line is not OFF/NOFF/COFF)")
+    if ext in (".obj", ".off") and b"\x00" in head:
+        raise InputError(f"{path}: not a text {ext[1:].upper()} file (binary bytes found)")
+
+
+def _check_finite(path: Path, points: np.ndarray) -> None:
+    bad = ~np.isfinite(points).all(axis=1)
+    if bad.any():
+        raise InputError(
+            f"{path}: {int(bad.sum())} of {len(points)} points have NaN or infinite coordinates"
+        )
+
+
+def _clean_normals(path: Path, normals: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Unit normals, or None when the file has none or they are unusable (zero / non-finite)."""
+    if normals is None or len(normals) == 0:
+        return None
+    normals = np.asarray(normals, dtype=np.float64)
+    if normals.shape != (n, 3):
+        logger.warning("%s: ignoring normals of shape %s (expected (%d, 3))", path, normals.shape, n)
+        return None
+    length = np.linalg.norm(normals, axis=1)
+    bad = ~np.isfinite(length) | (length < 1e-12)
+    if bad.any():
+        logger.warning(
+            "%s: %d of %d normals are zero or not finite; treating the file as having no normals",
+            path, int(bad.sum()), n,
+        )
+        return None
+    return normals / length[:, None]
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def _read_xyz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """x y z [nx ny nz] per line, whitespace separated; '#' comments; .pts may start with a count."""
+    raw = path.read_bytes()
+    if b"\x00" in raw[:65536]:
+        raise InputError(f"{path}: not a text point file (binary bytes found)")
+    text = raw.decode("utf-8", errors="replace")
+    data_lines = [
+        (i, ln.strip()) for i, ln in enumerate(text.splitlines())
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+    if _suffix(path) == ".pts" and data_lines and re.fullmatch(r"\d+", data_lines[0][1]):
+        data_lines = data_lines[1:]  # Leica-style point count header
+    if not data_lines:
+        raise InputError(f"{path}: contains no points")
+    lineno, first = data_lines[0]
+    tokens = first.split()
+    if len(tokens) not in (3, 6):
+        raise InputError(
+            f"{path}: line {lineno + 1} has {len(tokens)} value(s); expected 3 (x y z) "
+            f"or 6 (x y z nx ny nz)"
+        )
+    try:
+        [float(t) for t in tokens]
+    except ValueError:
+        raise InputError(f"{path}: line {lineno + 1} is not numbers: {first[:40]!r}") from None
+    with_normals = len(tokens) == 6
+
+    import open3d as o3d
+
+    with _o3d_quiet():
+        pc = o3d.io.read_point_cloud(str(path), format="xyzn" if with_normals else "xyz")
+    points = np.asarray(pc.points, dtype=np.float64)
+    normals = np.asarray(pc.normals, dtype=np.float64) if with_normals else None
+    if len(points) != len(data_lines):
+        # open3d silently skips (xyz) or stops at (xyzn) lines it cannot parse, and its xyzn
+        # reader stops at comments: parse strictly here and say which line is wrong, if any.
+        rows = []
+        for i, ln in data_lines:
+            values = ln.split()
+            if len(values) != len(tokens):
+                raise InputError(
+                    f"{path}: line {i + 1} has {len(values)} value(s); expected {len(tokens)} "
+                    f"like line {lineno + 1}"
+                )
+            try:
+                rows.append([float(v) for v in values])
+            except ValueError:
+                raise InputError(f"{path}: line {i + 1} is not numbers: {ln[:40]!r}") from None
+        arr = np.asarray(rows, dtype=np.float64).reshape(-1, len(tokens))
+        points = arr[:, :3]
+        normals = arr[:, 3:6] if with_normals else None
+    return points, normals
+
+
+def _read_mesh_o3d(path: Path):
+    import open3d as o3d
+
+    with _o3d_quiet() as lines:
+        mesh = o3d.io.read_triangle_mesh(str(path), enable_post_processing=False)
+    return mesh, _failure_reason(lines)
+
+
+def read_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read a point cloud (or the vertices of a mesh) from a file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``.ply`` (point cloud or mesh, with or without vertex normals), ``.obj`` / ``.off`` (mesh
+        or vertex-only file), ``.xyz`` / ``.pts`` (``x y z`` or ``x y z nx ny nz`` per line).
+
+    Returns
+    -------
+    points : (N, 3) float64
+    normals : (N, 3) float64 unit vectors, or None
+        None when the file has no normals, or some of them have zero length / are not finite.
+
+    Raises
+    ------
+    InputError
+        Missing, empty or unparseable file, unknown extension, no points, NaN/inf coordinates.
+    """
+    path = _check_readable(path, POINT_EXTENSIONS, "point")
+    ext = _suffix(path)
+    if ext in (".xyz", ".pts"):
+        points, normals = _read_xyz(path)
+    elif ext == ".ply":
+        _check_magic(path)
+        import open3d as o3d
+
+        with _o3d_quiet() as lines:
+            pc = o3d.io.read_point_cloud(str(path), format="ply")
+        reason = _failure_reason(lines)
+        if reason and "number of vertex <= 0" in reason:
+            raise InputError(f"{path}: contains no points")
+        if reason:
+            raise InputError(f"{path}: cannot read PLY: {reason}")
+        points = np.asarray(pc.points, dtype=np.float64)
+        normals = np.asarray(pc.normals, dtype=np.float64) if pc.has_normals() else None
+    else:  # .obj / .off
+        _check_magic(path)
+        mesh, reason = _read_mesh_o3d(path)
+        points = np.asarray(mesh.vertices, dtype=np.float64)
+        normals = (
+            np.asarray(mesh.vertex_normals, dtype=np.float64) if mesh.has_vertex_normals() else None
+        )
+        if len(points) == 0:
+            # open3d refuses vertex-only OBJ/OFF files; trimesh reads them as point clouds.
+            points, normals = _read_vertices_trimesh(path, reason)
+        elif reason and "no triangles" not in reason:
+            raise InputError(f"{path}: cannot read {ext[1:].upper()}: {reason}")
+    if len(points) == 0:
+        raise InputError(f"{path}: contains no points")
+    points = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
+    _check_finite(path, points)
+    normals = _clean_normals(path, normals, len(points))
+    logger.debug("read %d points%s from %s", len(points), " with normals" if normals is not None else "", path)
+    return points, normals
+
+
+def _read_vertices_trimesh(path: Path, reason: str | None) -> tuple[np.ndarray, None]:
+    import trimesh
+
+    try:
+        loaded = trimesh.load(str(path), process=False)
+        vertices = np.asarray(getattr(loaded, "vertices", np.empty((0, 3))), dtype=np.float64)
+    except Exception as e:  # trimesh raises many types on garbage
+        logger.debug("trimesh could not read %s: %s", path, e)
+        vertices = np.empty((0, 3))
+    if len(vertices) == 0:
+        detail = f": {reason}" if reason else ""
+        raise InputError(f"{path}: no points could be read{detail}")
+    return vertices.reshape(-1, 3), None
+
+
+def read_mesh(path: str | os.PathLike):
+    """Read a triangle mesh.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``.ply``, ``.obj``, ``.off`` or ``.stl``.
+
+    Returns
+    -------
+    open3d.geometry.TriangleMesh
+        With at least one triangle; vertices (V, 3), triangles (F, 3).  Duplicated STL vertices are
+        merged.
+
+    Raises
+    ------
+    InputError
+        Missing, empty or unparseable file, unknown extension, no triangles, NaN/inf vertices.
+    """
+    path = _check_readable(path, MESH_EXTENSIONS, "mesh")
+    ext = _suffix(path)
+    if ext != ".stl":
+        _check_magic(path)
+    mesh, reason = _read_mesh_o3d(path)
+    kind = ext[1:].upper()
+    if reason and "no triangles" not in reason:
+        raise InputError(f"{path}: cannot read {kind}: {reason}")
+    if len(mesh.vertices) == 0:
+        raise InputError(f"{path}: no mesh could be read (not a valid {kind} file?)")
+    if len(mesh.triangles) == 0:
+        raise InputError(f"{path}: contains no triangles (a point cloud? use read_points)")
+    _check_finite(path, np.asarray(mesh.vertices))
+    if ext == ".stl":
+        mesh.remove_duplicated_vertices()
+    logger.debug("read mesh with %d vertices, %d triangles from %s",
+                 len(mesh.vertices), len(mesh.triangles), path)
+    return mesh
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
+def check_writable(path: str | os.PathLike, *, extensions: tuple[str, ...] | None = None) -> Path:
+    """Check, without writing it, that ``path`` can be written; return it as a Path.
+
+    Checks the extension (if ``extensions`` is given, lower-case with dot), that the folder exists
+    and accepts a new file, and that ``path`` is not a folder.  Use it before long computations.
+
+    Raises
+    ------
+    InputError
+        Naming ``path`` and what is wrong.
+    """
+    path = Path(path)
+    if extensions is not None and _suffix(path) not in extensions:
+        raise InputError(
+            f"{path}: cannot write file type {path.suffix or '(no extension)'!r}; "
+            f"valid: {', '.join(extensions)}"
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: cannot write: folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise InputError(f"{path}: cannot write: it is a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise InputError(f"{path}: cannot write: {e.strerror or e}") from None
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Write ``path`` atomically: yield a temporary path to write to instead.
+
+    The temporary file is a hidden file in the same folder with the same extension (so writers that
+    look at the extension behave).  When the block succeeds it is renamed onto ``path``
+    (``os.replace``); when the block raises (or the temporary file was never created) it is
+    removed and ``path`` is left as it was.  Blocks can be nested or stacked
+    (``contextlib.ExitStack``) to publish several outputs only when all of them were written.
+
+    Yields
+    ------
+    str
+        The temporary path (not yet created).
+
+    Raises
+    ------
+    InputError
+        The folder does not exist, ``path`` is a folder, or the rename failed.
+    """
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: cannot write: folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise InputError(f"{path}: cannot write: it is a folder")
+    tmp = folder / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"
+    try:
+        yield str(tmp)
+        if not tmp.exists():
+            raise InputError(f"{path}: cannot write: nothing was written")
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise InputError(f"{path}: cannot write: {e.strerror or e}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_mesh(path: str | os.PathLike, mesh) -> None:
+    """Write a triangle mesh atomically.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``.ply`` (binary), ``.obj`` or ``.off``.
+    mesh : open3d.geometry.TriangleMesh
+        Vertices (V, 3) with V >= 1, triangles (F, 3); vertex normals/colours are written when the
+        format allows; textures and uv coordinates are not written.
+
+    Raises
+    ------
+    InputError
+        Unknown extension, missing/unwritable folder, empty mesh, or open3d failed to write.
+    """
+    import open3d as o3d
+
+    path = check_writable(path, extensions=MESH_WRITE_EXTENSIONS)
+    if not isinstance(mesh, o3d.geometry.TriangleMesh):
+        raise InputError(f"{path}: expected an open3d.geometry.TriangleMesh, got {type(mesh).__name__}")
+    if len(mesh.vertices) == 0:
+        raise InputError(f"{path}: cannot write an empty mesh (no vertices)")
+    with atomic_path(path) as tmp:
+        with _o3d_quiet() as lines:
+            # no uvs: with textures open3d would write side files (.mtl, .png) named after tmp
+            ok = o3d.io.write_triangle_mesh(tmp, mesh, write_ascii=False, compressed=False,
+                                            write_triangle_uvs=False, print_progress=False)
+        if not ok:
+            reason = _failure_reason(lines) or "open3d could not write it"
+            raise InputError(f"{path}: cannot write: {reason}")
+    logger.debug("wrote mesh (%d vertices, %d triangles) to %s",
+                 len(mesh.vertices), len(mesh.triangles), path)
+
+
+def write_points(path: str | os.PathLike, points: np.ndarray, normals: np.ndarray | None = None) -> None:
+    """Write a point cloud (optionally with normals) atomically as a binary PLY.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``.ply``.
+    points : (N, 3) float, finite, N >= 1
+    normals : (N, 3) float or None
+
+    Raises
+    ------
+    InputError
+        Bad shapes, non-finite points, unknown extension, missing/unwritable folder.
+    """
+    import open3d as o3d
+
+    path = check_writable(path, extensions=POINT_WRITE_EXTENSIONS)
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+        raise InputError(f"{path}: points must be (N, 3) with N >= 1, got {points.shape}")
+    if not np.isfinite(points).all():
+        raise InputError(f"{path}: points contain NaN or infinite coordinates")
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    if normals is not None:
+        normals = np.asarray(normals, dtype=np.float64)
+        if normals.shape != points.shape:
+            raise InputError(f"{path}: normals must be {points.shape}, got {normals.shape}")
+        pc.normals = o3d.utility.Vector3dVector(normals)
+    with atomic_path(path) as tmp:
+        with _o3d_quiet() as lines:
+            ok = o3d.io.write_point_cloud(tmp, pc, write_ascii=False, compressed=False,
+                                          print_progress=False)
+        if not ok:
+            reason = _failure_reason(lines) or "open3d could not write it"
+            raise InputError(f"{path}: cannot write: {reason}")
+    logger.debug("wrote %d points to %s", len(points), path)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "tolist"):  # torch tensors
+        return obj.tolist()
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically (numpy scalars/arrays and paths are converted).
+
+    Raises
+    ------
+    InputError
+        Missing/unwritable folder.
+    TypeError
+        ``obj`` holds something that cannot be serialised (nothing is written).
+    """
+    path = check_writable(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, default=_json_default)
+            f.write("\n")

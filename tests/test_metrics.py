@@ -1,0 +1,109 @@
+"""geomprior.metrics: evaluation conventions of DESIGN.md section 6."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+o3d = pytest.importorskip("open3d")
+
+from geomprior.errors import InputError  # noqa: E402
+from geomprior.metrics import METRIC_KEYS, evaluate, point_to_mesh_distance, sample_surface  # noqa: E402
+from geomprior.synthetic import noisy_scan, sphere_mesh, torus_mesh  # noqa: E402
+
+N = 30_000  # samples: enough for these checks, fast
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    return sphere_mesh(resolution=60)
+
+
+def test_keys_and_types(sphere):
+    r = evaluate(sphere, sphere, n_samples=2000)
+    assert tuple(r) == METRIC_KEYS == ("chamfer_l1", "hausdorff", "normal_consistency", "fscore")
+    assert all(type(v) is float for v in r.values())
+
+
+def test_mesh_against_itself(sphere):
+    r = evaluate(sphere, sphere, n_samples=N)
+    # two independent samplings of one surface: only the sampling gap remains
+    assert r["chamfer_l1"] < 0.004
+    assert r["hausdorff"] < 0.02
+    assert r["normal_consistency"] > 0.999
+    assert r["fscore"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_sphere_vs_larger_sphere(sphere):
+    big = sphere_mesh(radius=1.1, resolution=60)
+    r = evaluate(sphere, big, n_samples=N)
+    gap = 0.1 / (2 * math.sqrt(3) * 1.1)  # radius gap / reference diagonal
+    assert r["chamfer_l1"] == pytest.approx(gap, rel=0.05)
+    assert gap <= r["hausdorff"] < 1.3 * gap
+    assert r["normal_consistency"] > 0.999
+    assert r["fscore"] == 0.0  # gap (2.6% of the diagonal) > 1% threshold
+    assert evaluate(sphere, big, n_samples=N, fscore_threshold=0.05)["fscore"] == pytest.approx(1.0)
+
+
+def test_scaled_by_reference_diagonal(sphere):
+    big = sphere_mesh(radius=1.1, resolution=60)
+    r1 = evaluate(sphere, big, n_samples=5000)
+    s, b = o3d.geometry.TriangleMesh(sphere), o3d.geometry.TriangleMesh(big)
+    s.scale(10.0, center=(0, 0, 0))
+    b.scale(10.0, center=(0, 0, 0))
+    s.translate((3.0, -2.0, 5.0))
+    b.translate((3.0, -2.0, 5.0))
+    r10 = evaluate(s, b, n_samples=5000)
+    for k in METRIC_KEYS:
+        assert r10[k] == pytest.approx(r1[k], rel=1e-6, abs=1e-9)
+
+
+def test_same_seed_same_numbers_other_seed_differs():
+    torus = torus_mesh()
+    a = evaluate(sphere_mesh(resolution=30), torus, n_samples=5000, seed=3)
+    b = evaluate(sphere_mesh(resolution=30), torus, n_samples=5000, seed=3)
+    c = evaluate(sphere_mesh(resolution=30), torus, n_samples=5000, seed=4)
+    assert a == b
+    assert a != c
+
+
+def test_sample_surface_on_sphere(sphere):
+    p, n = sample_surface(sphere, 1000, seed=0)
+    assert p.shape == n.shape == (1000, 3)
+    np.testing.assert_allclose(np.linalg.norm(p, axis=1), 1.0, atol=0.01)
+    assert np.all(np.sum(p * n, axis=1) > 0.99)  # outward face normals
+    p2, _ = sample_surface(sphere, 1000, seed=0)
+    np.testing.assert_array_equal(p, p2)
+
+
+def test_point_to_mesh_distance(sphere):
+    pts = np.array([[0, 0, 2.0], [0, 0, 0], [0.5, 0.0, 0.0], [3.0, 0, 0]])
+    d = point_to_mesh_distance(pts, sphere)
+    assert d.shape == (4,) and d.dtype == np.float64
+    np.testing.assert_allclose(d, [1.0, 1.0, 0.5, 2.0], atol=2e-3)
+    scan = noisy_scan(sphere, 2000, 0.0, 0)
+    assert point_to_mesh_distance(scan, sphere).max() < 1e-5
+
+
+def test_noisy_scan_noise_level_and_determinism():
+    torus = torus_mesh()
+    a = noisy_scan(torus, 3000, 0.01, 7)
+    np.testing.assert_array_equal(a, noisy_scan(torus, 3000, 0.01, 7))
+    v = np.asarray(torus.vertices)
+    sigma = 0.01 * np.linalg.norm(v.max(0) - v.min(0))
+    d = point_to_mesh_distance(a, torus)
+    # distance to the surface of isotropic noise: ≈ |normal component|, mean σ·sqrt(2/π)
+    assert d.mean() == pytest.approx(sigma * math.sqrt(2 / math.pi), rel=0.1)
+
+
+def test_bad_inputs(sphere):
+    with pytest.raises(InputError):
+        evaluate(sphere, o3d.geometry.TriangleMesh())
+    with pytest.raises(InputError):
+        evaluate("mesh.ply", sphere)
+    with pytest.raises(InputError):
+        evaluate(sphere, sphere, fscore_threshold=0)
+    with pytest.raises(InputError):
+        point_to_mesh_distance(np.zeros((3, 2)), sphere)
