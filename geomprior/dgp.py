@@ -1,0 +1,361 @@
+"""Deep Geometric Prior: noisy points -> one small MLP per patch (all patches batched) -> dense oriented points -> mesh.
+
+Pipeline (Williams et al. 2019, batched):
+1. cover the points with patches, each normalised to its own frame (``patches.cover``);
+2. local fit: φ_p : [0,1]² -> R³ per patch, matched to the patch's points by optimal transport, with a held-out
+   share of each patch's points as validation; the run stops when the held-out transport cost stops falling
+   (``fit.EarlyStopping``) and every patch goes back to its best weights;
+3. consistency (optional): every point's target is the mean of all patch predictions matched to it; every
+   patch is refit to those targets;
+4. output: φ_p on a dense uv grid, kept within the patch radius; normals ∂φ/∂u × ∂φ/∂v oriented by the patch
+   frames (made consistent across patches along a maximum spanning tree); Screened Poisson, trimmed by density.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from .errors import InputError
+from .fit import EarlyStopping, FitResult, Progress, fit
+from .nets import BatchedMLP
+from .patches import Patches, bbox_diagonal, cover
+from .transport import assign, sinkhorn_divergence
+from .uv import blue_noise
+
+log = logging.getLogger(__name__)
+
+PRESETS = ("fast", "default", "quality")
+PLANAR = math.sqrt(math.pi) / 2  # the planar skip maps [0,1]² onto a square of the unit disc's area
+
+
+@dataclass(frozen=True)
+class DGPConfig:
+    """Settings of a reconstruction. Use ``DGPConfig.preset(name)`` and ``dataclasses.replace`` to change fields."""
+
+    # patches
+    radius: float = 0.05  # patch radius, fraction of the bounding-box diagonal
+    padding: float = 1.3  # members lie within padding × radius of the centre
+    min_points: int = 16  # fewer members than this: the patch takes its nearest neighbours instead
+    max_points: int = 384  # members per patch at most (the nearest ones)
+    # networks
+    widths: tuple[int, ...] = (64, 64, 64)  # hidden layer widths of each patch MLP (the original: 128,256,512,512)
+    planar_skip: bool = True  # φ = MLP + a flat square in the patch plane (start flat, avoid folds)
+    lr: float = 1e-3  # Adam learning rate
+    # correspondences / loss
+    loss: Literal["assignment", "sinkhorn"] = "assignment"  # MSE to matched points, or the Sinkhorn divergence
+    matching: Literal["auto", "exact", "sinkhorn"] = "auto"  # auto: exact on CPU, sinkhorn plan on CUDA
+    refresh_every: int = 10  # recompute correspondences every this many steps
+    blur: float = 0.01  # Sinkhorn blur (ε = blur²), in patch units (unit ball)
+    scaling: float = 0.7  # Sinkhorn ε-scaling factor (0.5 fast, 0.9 accurate)
+    # local fit and early stopping
+    max_epochs: int = 400  # cap on local-fit steps (full batch: one step = one epoch)
+    early_stop: Literal["run", "item", "none"] = "run"  # stop the run, freeze patches one by one, or never
+    holdout: float = 0.1  # share of each patch's points held out for validation
+    eval_every: int = 10  # validation interval in steps
+    patience: int = 4  # evaluations without improvement before stopping
+    smoothing: float = 0.5  # EMA on the validation curve
+    # consistency stage
+    consistency: bool = True  # refit all patches to the mean of overlapping predictions
+    consistency_epochs: int = 60  # steps of the consistency refit
+    # output
+    grid: int = 12  # dense output: grid × grid uv samples per patch
+    grid_margin: float = 0.1  # ... on [margin, 1 − margin]²
+    poisson_depth: int = 9  # Screened Poisson octree depth
+    trim: float = 0.02  # drop this share of lowest-density mesh vertices
+
+    @classmethod
+    def preset(cls, name: str) -> "DGPConfig":
+        """Named settings: "fast", "default" or "quality"."""
+        if name not in PRESETS:
+            raise InputError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+        if name == "fast":
+            return cls(widths=(64, 64), max_epochs=300, refresh_every=20, consistency_epochs=30, grid=10)
+        if name == "quality":
+            return cls(radius=0.04, widths=(128, 128, 128), max_epochs=600, consistency_epochs=100, grid=14)
+        return cls()
+
+    def validate(self) -> None:
+        """Raise InputError naming the first bad field."""
+        checks = {
+            "radius": 0 < self.radius <= 1, "padding": self.padding >= 1, "min_points": self.min_points >= 3,
+            "max_points": self.max_points >= self.min_points, "max_epochs": self.max_epochs >= 0,
+            "holdout": 0 <= self.holdout < 0.5, "lr": self.lr > 0, "grid": self.grid >= 2,
+            "refresh_every": self.refresh_every >= 1, "eval_every": self.eval_every >= 1,
+            "trim": 0 <= self.trim < 1, "consistency_epochs": self.consistency_epochs >= 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise InputError(f"invalid setting {bad[0]}={getattr(self, bad[0])!r}")
+        for name, valid in (("loss", ("assignment", "sinkhorn")), ("matching", ("auto", "exact", "sinkhorn")),
+                            ("early_stop", ("run", "item", "none"))):
+            if getattr(self, name) not in valid:
+                raise InputError(f"invalid {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
+
+
+@dataclass
+class Reconstruction:
+    """Result of ``reconstruct``.
+
+    mesh    : open3d.geometry.TriangleMesh
+    points  : (M, 3) float dense points on the fitted patches
+    normals : (M, 3) float their unit normals (Jacobian cross products, oriented)
+    history : JSON-serialisable record of the run (settings, per-evaluation losses, stop step and reason)
+    summary : one line saying where the fit stopped and why
+    """
+
+    mesh: object
+    points: np.ndarray
+    normals: np.ndarray
+    history: dict = field(default_factory=dict)
+    summary: str = ""
+    patches: Patches | None = None
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """"auto" -> CUDA when available, else CPU; "cuda" without CUDA raises InputError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise InputError(f"unknown device {device!r}; valid: auto, cpu, cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("device cuda requested but this torch has no CUDA device (install a CUDA build of torch)")
+    return torch.device(device)
+
+
+def check_points(points, normals=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate (N, 3) points and optional (N, 3) normals; returns float64 copies (unit normals)."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise InputError(f"points must have shape (N, 3), got {pts.shape}")
+    if not np.isfinite(pts).all():
+        raise InputError(f"{int((~np.isfinite(pts).all(1)).sum())} points have NaN or infinite coordinates")
+    if len(pts) and not bbox_diagonal(pts) > 0:
+        raise InputError("all points are identical: there is no surface to fit")
+    if normals is None:
+        return pts, None
+    nrm = np.asarray(normals, dtype=np.float64)
+    if nrm.shape != pts.shape:
+        raise InputError(f"normals must have the points' shape {pts.shape}, got {nrm.shape}")
+    length = np.linalg.norm(nrm, axis=1, keepdims=True)
+    if not (np.isfinite(nrm).all() and (length > 0).all()):
+        return pts, None
+    return pts, nrm / length
+
+
+def estimate_normals(points: np.ndarray, *, k: int = 30) -> np.ndarray:
+    """(N, 3) unit normals by PCA over k neighbours, oriented consistently (open3d's tangent-plane MST)."""
+    import open3d as o3d
+
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    pc.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(k))
+    pc.orient_normals_consistent_tangent_plane(15)
+    return np.asarray(pc.normals).copy()
+
+
+class _PatchSurfaces:
+    """φ_p(uv) = MLP_p(uv) (+ planar square) for all patches at once, in patch-local coordinates."""
+
+    def __init__(self, n: int, widths, planar: bool, gen: torch.Generator, device):
+        self.mlp = BatchedMLP(n, 2, 3, widths, last_scale=0.1 if planar else 1.0, generator=gen, device=device)
+        self.planar = planar
+
+    def __call__(self, uv: torch.Tensor) -> torch.Tensor:
+        out = self.mlp(uv)
+        if self.planar:
+            flat = PLANAR * (2 * uv - 1)
+            out = out + torch.cat([flat, torch.zeros_like(uv[..., :1])], -1)
+        return out
+
+    def with_normals(self, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """φ(uv) (P, M, 3) and unit ∂φ/∂u × ∂φ/∂v (P, M, 3)."""
+        with torch.enable_grad():
+            uv = uv.detach().requires_grad_(True)
+            y = self(uv)
+            jac = [torch.autograd.grad(y[..., c].sum(), uv, retain_graph=c < 2)[0] for c in range(3)]
+        jac = torch.stack(jac, -2)  # (P, M, 3, 2): rows = components, columns = d/du, d/dv
+        nrm = torch.linalg.cross(jac[..., 0], jac[..., 1], dim=-1)
+        return y.detach(), nrm / nrm.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _matched_sq_dist(pred, target, mask, method, cfg) -> torch.Tensor:
+    """Per-patch mean squared distance between pred (P,K,3) and target (P,K,3) under an OT matching."""
+    idx = assign(pred, target, mask, method=method, blur=cfg.blur, scaling=cfg.scaling)
+    matched = torch.gather(target, 1, idx[..., None].expand(-1, -1, 3))
+    d = ((pred - matched) ** 2).sum(-1) * mask
+    return d.sum(1) / mask.sum(1).clamp_min(1)
+
+
+def _local_fit(
+    surf: _PatchSurfaces, uv, target, train, val, cfg: DGPConfig, method: str, *, stage: str, epochs: int,
+    stopper: EarlyStopping, progress: Progress | None, monitor: Callable[[int], dict] | None,
+) -> FitResult:
+    """Fit all patch surfaces to ``target`` (P,K,3) on the ``train`` slots; validate on the ``val`` slots."""
+    matched = {"idx": None}
+    w_train = train.float() / train.sum(1, keepdim=True).clamp_min(1)
+
+    def refresh(step):
+        with torch.no_grad():
+            matched["idx"] = assign(surf(uv), target, train, method=method, blur=cfg.blur, scaling=cfg.scaling)
+
+    def loss_fn():
+        pred = surf(uv)
+        if cfg.loss == "sinkhorn":
+            return sinkhorn_divergence(pred, target, train, blur=cfg.blur, scaling=cfg.scaling)
+        tgt = torch.gather(target, 1, matched["idx"][..., None].expand(-1, -1, 3))
+        return (((pred - tgt) ** 2).sum(-1) * w_train).sum(1)
+
+    def validate():
+        return _matched_sq_dist(surf(uv), target, val, "exact", cfg)
+
+    has_val = bool(val.any()) and stopper.mode != "none"
+    return fit(
+        list(surf.mlp.parameters()), loss_fn, max_steps=epochs, lr=cfg.lr,
+        validate=validate if has_val else None, eval_every=cfg.eval_every, stopper=stopper,
+        refresh=refresh if cfg.loss == "assignment" else None, refresh_every=cfg.refresh_every,
+        monitor=monitor, progress=progress, stage=stage,
+    )
+
+
+def reconstruct(
+    points,
+    normals=None,
+    config: DGPConfig | None = None,
+    *,
+    device: str = "auto",
+    seed: int = 0,
+    progress: Progress | None = None,
+    monitor: Callable[[np.ndarray, np.ndarray], dict] | None = None,
+) -> Reconstruction:
+    """Reconstruct a clean mesh from a noisy point cloud.
+
+    points  : (N, 3) float
+    normals : (N, 3) float, optional; estimated and oriented (open3d) when absent
+    config  : DGPConfig (default preset when None)
+    device  : "auto" | "cpu" | "cuda"
+    seed    : same seed ⇒ same result (on the same device and library versions)
+    progress: (stage, step, total, info) callback for progress bars
+    monitor : (dense points (M,3), dense normals (M,3)) -> dict, called at every local-fit evaluation; its numbers
+              go into the history (e.g. distance to a known true surface, for studies; never used to stop)
+    """
+    cfg = config or DGPConfig()
+    cfg.validate()
+    dev = pick_device(device)
+    pts, nrm = check_points(points, normals)
+    if len(pts) < cfg.min_points:
+        raise InputError(f"need at least {cfg.min_points} points for one patch, got {len(pts)}")
+    torch.set_flush_denormal(True)  # denormals appear as the MLPs converge and slow CPU training ~7×
+    given_normals = nrm is not None
+    if nrm is None:
+        nrm = estimate_normals(pts)
+    patches = cover(pts, radius=cfg.radius, padding=cfg.padding, min_points=cfg.min_points,
+                    max_points=cfg.max_points, normals=nrm)
+    method = cfg.matching if cfg.matching != "auto" else ("sinkhorn" if dev.type == "cuda" else "exact")
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+
+    # shuffle each patch's members so that the last `holdout` share of its real slots is the validation set
+    counts = patches.counts
+    keys = np.where(patches.mask, rng.random(patches.mask.shape), np.inf)
+    order = np.argsort(keys, axis=1)
+    patches.index = np.take_along_axis(patches.index, order, 1)
+    n_val = np.where(counts >= 2 * cfg.min_points, np.floor(cfg.holdout * counts), 0).astype(int)
+    slot = np.arange(patches.mask.shape[1])[None]
+    mask = torch.from_numpy(patches.mask).to(dev)
+    train = torch.from_numpy(slot < (counts - n_val)[:, None]).to(dev)
+    val = mask & ~train
+    target = torch.from_numpy(patches.to_local(pts)).float().to(dev)
+    uv = blue_noise(counts, width=patches.mask.shape[1], seed=seed).to(dev)
+    surf = _PatchSurfaces(len(patches), cfg.widths, cfg.planar_skip, gen, dev)
+
+    grid = _grid(cfg, dev).expand(len(patches), -1, -1)
+
+    tree = cKDTree(pts)
+
+    def dense():
+        return _dense_output(surf, grid, patches, nrm, tree)
+
+    fit_monitor = None
+    if monitor is not None:
+        def fit_monitor(step):
+            return monitor(*dense())
+
+    stopper = EarlyStopping(mode=cfg.early_stop, patience=cfg.patience, smoothing=cfg.smoothing)
+    local = _local_fit(surf, uv, target, train, val, cfg, method, stage="local fit", epochs=cfg.max_epochs,
+                       stopper=stopper, progress=progress, monitor=fit_monitor)
+    history = {"config": dataclasses.asdict(cfg), "device": str(dev), "seed": seed, "matching": method,
+               "patches": len(patches), "points": len(pts), "normals_given": given_normals,
+               "local": {**local.history, "steps": local.steps, "reason": local.reason,
+                         "best_step": local.best_step}}
+    summary = f"local fit: {local.reason}; {len(patches)} patches"
+
+    if cfg.consistency and cfg.consistency_epochs > 0:
+        with torch.no_grad():
+            pred = surf(uv)
+            idx = assign(pred, target, mask, method="exact")
+        world = patches.to_world(pred.cpu().numpy().astype(np.float64))
+        owner = np.take_along_axis(patches.index, idx.cpu().numpy(), 1)
+        m = patches.mask
+        total = np.zeros_like(pts)
+        np.add.at(total, owner[m], world[m])
+        hits = np.bincount(owner[m], minlength=len(pts))
+        mean = np.where(hits[:, None] > 0, total / np.maximum(hits, 1)[:, None], pts)
+        target_c = torch.from_numpy(patches.to_local(mean)).float().to(dev)
+        cons = _local_fit(surf, uv, target_c, mask, torch.zeros_like(mask), cfg, method, stage="consistency",
+                          epochs=cfg.consistency_epochs, stopper=EarlyStopping(mode="none"), progress=progress,
+                          monitor=None)
+        history["consistency"] = {**cons.history, "steps": cons.steps}
+        summary += f"; consistency refit {cons.steps} steps"
+
+    dense_pts, dense_nrm = dense()
+    if progress is not None:
+        progress("mesh", 0, 1, {"points": len(dense_pts)})
+    mesh = poisson_mesh(dense_pts, dense_nrm, depth=cfg.poisson_depth, trim=cfg.trim)
+    summary += f"; {len(dense_pts)} dense points -> mesh with {len(mesh.triangles)} triangles"
+    history["summary"] = summary
+    return Reconstruction(mesh, dense_pts, dense_nrm, history, summary, patches)
+
+
+def _grid(cfg: DGPConfig, dev) -> torch.Tensor:
+    t = torch.linspace(cfg.grid_margin, 1 - cfg.grid_margin, cfg.grid)
+    return torch.stack(torch.meshgrid(t, t, indexing="ij"), -1).reshape(1, -1, 2).to(dev)
+
+
+def _dense_output(surf: _PatchSurfaces, grid, patches: Patches, normals: np.ndarray, tree):
+    """φ on the uv grid of every patch, kept within the patch radius of its centre, with oriented normals.
+
+    A patch's Jacobian normals keep one side (the planar start is consistently oriented and the field only
+    flips at folds), so each patch takes the sign on which the input normals near its dense points vote.
+    """
+    y, n = surf.with_normals(grid)
+    y, n = y.cpu().double().numpy(), n.cpu().double().numpy()
+    world = patches.to_world(y)
+    n_world = np.einsum("pji,pmj->pmi", patches.rotation, n)
+    _, near = tree.query(world.reshape(-1, 3), k=8, workers=-1)
+    vote = np.einsum("pmi,pmi->p", n_world, normals[near].mean(1).reshape(n_world.shape))
+    n_world *= np.where(vote < 0, -1.0, 1.0)[:, None, None]
+    keep = np.linalg.norm(world - patches.centers[:, None], axis=2) <= patches.radius
+    return world[keep], n_world[keep]
+
+
+def poisson_mesh(points: np.ndarray, normals: np.ndarray, *, depth: int = 9, trim: float = 0.02):
+    """Screened Poisson surface (open3d) of oriented points (M, 3), dropping the ``trim`` lowest-density vertices."""
+    import open3d as o3d
+
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    pc.normals = o3d.utility.Vector3dVector(normals)
+    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+        mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pc, depth=depth)
+    dens = np.asarray(dens)
+    if trim > 0 and len(dens):
+        mesh.remove_vertices_by_mask(dens < np.quantile(dens, trim))
+    mesh.compute_vertex_normals()
+    return mesh

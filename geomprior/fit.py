@@ -1,0 +1,199 @@
+"""One optimisation loop for every prior in the package: Adam, early stopping, best weights, progress, history.
+
+The loop optimises a batch of P independent items (patches, image tiles, or one network with P = 1).
+``loss_fn()`` returns per-item losses (P,); their SUM is minimised, so each item sees its own Adam.
+``validate()`` returns per-item validation scores (P,) (lower is better) every ``eval_every`` steps; the
+``EarlyStopping`` rule watches them, items whose score stopped improving are frozen (per-item mode) and each
+item's best weights are restored at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int, dict], None]
+StopMode = Literal["run", "item", "none"]
+STOP_MODES = ("run", "item", "none")
+
+
+@dataclass
+class EarlyStopping:
+    """Patience rule on smoothed validation scores.
+
+    mode     : "run" stops the whole run when the summed score has not improved for ``patience`` evaluations;
+               "item" freezes each item on its own and stops when all are frozen; "none" runs to the cap.
+    patience : evaluations without improvement (by more than ``min_delta``, relative) before stopping
+    smoothing: EMA factor applied to the scores before comparison (0 = raw)
+    """
+
+    mode: StopMode = "run"
+    patience: int = 5
+    smoothing: float = 0.5
+    min_delta: float = 1e-3
+    # state (filled by ``update``)
+    ema: torch.Tensor | None = field(default=None, repr=False)
+    best: torch.Tensor | None = field(default=None, repr=False)
+    best_step: torch.Tensor | None = field(default=None, repr=False)
+    waited: torch.Tensor | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.mode not in STOP_MODES:
+            raise ValueError(f"unknown early-stopping mode {self.mode!r}; valid: {', '.join(STOP_MODES)}")
+
+    def update(self, step: int, scores: torch.Tensor) -> torch.Tensor:
+        """Feed per-item scores (P,); returns (P,) bool: items whose weights are the new best."""
+        s = scores.detach().double().cpu()
+        if self.mode == "run":
+            s = s.sum(0, keepdim=True)
+        self.ema = s if self.ema is None else self.smoothing * self.ema + (1 - self.smoothing) * s
+        if self.best is None:
+            self.best = self.ema.clone()
+            self.best_step = torch.full_like(s, step, dtype=torch.long)
+            self.waited = torch.zeros_like(s, dtype=torch.long)
+            improved = torch.ones_like(s, dtype=torch.bool)
+        else:
+            improved = self.ema < self.best * (1 - self.min_delta)
+            self.best = torch.where(improved, self.ema, self.best)
+            self.best_step = torch.where(improved, step, self.best_step)
+            self.waited = torch.where(improved, 0, self.waited + 1)
+        return improved.expand(scores.shape[0])
+
+    def stopped(self) -> torch.Tensor:
+        """(P,) or (1,) bool: items (or the run) whose patience ran out."""
+        if self.mode == "none" or self.waited is None:
+            return torch.zeros(1, dtype=torch.bool)
+        return self.waited >= self.patience
+
+
+@dataclass
+class FitResult:
+    """What the loop did: steps run, why it stopped, per-evaluation history."""
+
+    steps: int
+    reason: str
+    best_step: list[int]
+    history: dict[str, list] = field(default_factory=dict)
+
+
+class _Snapshots:
+    """Best weights per item for models with a leading item dimension (or whole-model copies when P = 1)."""
+
+    def __init__(self, params: list[torch.Tensor], n_items: int):
+        self.params = params
+        self.batched = n_items > 1 or all(p.shape[:1] == (1,) for p in params)
+        self.saved = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def save(self, rows: torch.Tensor):
+        for p, s in zip(self.params, self.saved):
+            if self.batched:
+                s[rows.to(s.device)] = p[rows.to(p.device)]
+            elif bool(rows.any()):
+                s.copy_(p)
+
+    @torch.no_grad()
+    def restore(self):
+        for p, s in zip(self.params, self.saved):
+            p.copy_(s)
+
+
+def fit(
+    params: list[torch.Tensor],
+    loss_fn: Callable[[], torch.Tensor],
+    *,
+    max_steps: int,
+    lr: float = 1e-3,
+    validate: Callable[[], torch.Tensor] | None = None,
+    eval_every: int = 10,
+    stopper: EarlyStopping | None = None,
+    refresh: Callable[[int], None] | None = None,
+    refresh_every: int = 0,
+    monitor: Callable[[int], dict] | None = None,
+    progress: Progress | None = None,
+    stage: str = "fit",
+) -> FitResult:
+    """Minimise ``loss_fn().sum()`` over ``params`` with Adam.
+
+    params   : tensors with a leading item dimension P (or a single model's parameters, P = 1)
+    loss_fn  : () -> (P,) per-item losses
+    validate : () -> (P,) per-item validation scores, called under no_grad every ``eval_every`` steps
+    refresh  : (step) -> None, called before step 0 and every ``refresh_every`` steps (e.g. new correspondences)
+    monitor  : (step) -> dict of extra numbers recorded in the history at each evaluation (diagnostics only)
+    Frozen items (per-item stopping) get zero gradients and zero Adam momentum, so they do not move.
+    """
+    stopper = stopper or EarlyStopping(mode="none")
+    opt = torch.optim.Adam(params, lr=lr)
+    history: dict[str, list] = {"step": [], "loss": [], "val": [], "active": [], "time": []}
+    snaps: _Snapshots | None = None
+    frozen: torch.Tensor | None = None
+    reason = f"reached the cap of {max_steps} steps"
+    start = time.perf_counter()
+    step = 0
+    for step in range(max_steps + 1):
+        if refresh is not None and refresh_every and step % refresh_every == 0:
+            refresh(step)
+        last = step == max_steps
+        if step % eval_every == 0 or last:
+            with torch.no_grad():
+                loss_now = loss_fn()
+            history["step"].append(step)
+            history["loss"].append(float(loss_now.sum()))
+            history["time"].append(time.perf_counter() - start)
+            info = {"loss": history["loss"][-1]}
+            if validate is not None:
+                with torch.no_grad():
+                    val = validate()
+                if snaps is None:
+                    snaps = _Snapshots(params, val.shape[0])
+                    frozen = torch.zeros(val.shape[0], dtype=torch.bool)
+                improved = stopper.update(step, val) & ~frozen
+                snaps.save(improved)
+                if stopper.mode == "item":
+                    frozen = frozen | stopper.stopped()
+                history["val"].append(float(val.sum()))
+                history["active"].append(int((~frozen).sum()))
+                info.update(val=history["val"][-1], active=history["active"][-1])
+            if monitor is not None:
+                for key, value in monitor(step).items():
+                    history.setdefault(key, []).append(value)
+            if progress is not None:
+                progress(stage, step, max_steps, info)
+            if stopper.mode != "none" and bool(stopper.stopped().all()):
+                reason = f"validation stopped improving (best at step {int(stopper.best_step.min())})"
+                break
+        if last:
+            break
+        opt.zero_grad(set_to_none=False)
+        loss = loss_fn().sum()
+        if not math.isfinite(float(loss.detach())):
+            reason = "loss became non-finite"
+            log.warning("%s: loss became non-finite at step %d; keeping the best weights", stage, step)
+            break
+        loss.backward()
+        if frozen is not None and frozen.any():
+            _freeze(params, opt, frozen)
+        opt.step()
+    if snaps is not None and stopper.mode != "none":
+        snaps.restore()
+    best = stopper.best_step.tolist() if stopper.best_step is not None else [step]
+    log.info("%s: %s after %d steps", stage, reason, step)
+    return FitResult(steps=step, reason=reason, best_step=best, history=history)
+
+
+def _freeze(params, opt, frozen):
+    for p in params:
+        rows = frozen.to(p.device)
+        if p.grad is not None and p.shape[:1] == rows.shape:
+            p.grad[rows] = 0
+            state = opt.state.get(p)
+            if state and "exp_avg" in state:
+                state["exp_avg"][rows] = 0
