@@ -66,11 +66,12 @@ class DGPConfig:
     # consistency stage
     consistency: bool = True  # refit all patches to the mean of overlapping predictions
     consistency_epochs: int = 60  # steps of the consistency refit
+    consistency_lr: float = 1e-4  # its Adam learning rate: small, the fitted patches only need a nudge
     # output
     grid: int = 12  # dense output: grid × grid uv samples per patch
     grid_margin: float = 0.1  # ... on [margin, 1 − margin]²
     poisson_depth: int = 9  # Screened Poisson octree depth
-    trim: float = 0.02  # drop this share of lowest-density mesh vertices
+    trim: float = 0.5  # drop mesh vertices farther than trim × patch radius from every dense point (0: keep all)
 
     @classmethod
     def preset(cls, name: str) -> "DGPConfig":
@@ -90,7 +91,7 @@ class DGPConfig:
             "max_points": self.max_points >= self.min_points, "max_epochs": self.max_epochs >= 0,
             "holdout": 0 <= self.holdout < 0.5, "lr": self.lr > 0, "grid": self.grid >= 2,
             "refresh_every": self.refresh_every >= 1, "eval_every": self.eval_every >= 1,
-            "trim": 0 <= self.trim < 1, "consistency_epochs": self.consistency_epochs >= 0,
+            "trim": self.trim >= 0, "consistency_epochs": self.consistency_epochs >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -195,7 +196,7 @@ def _matched_sq_dist(pred, target, mask, method, cfg) -> torch.Tensor:
 
 
 def _local_fit(
-    surf: _PatchSurfaces, uv, target, train, val, cfg: DGPConfig, method: str, *, stage: str, epochs: int,
+    surf: _PatchSurfaces, uv, target, train, val, cfg: DGPConfig, method: str, *, stage: str, epochs: int, lr: float,
     stopper: EarlyStopping, progress: Progress | None, monitor: Callable[[int], dict] | None,
 ) -> FitResult:
     """Fit all patch surfaces to ``target`` (P,K,3) on the ``train`` slots; validate on the ``val`` slots."""
@@ -218,7 +219,7 @@ def _local_fit(
 
     has_val = bool(val.any()) and stopper.mode != "none"
     return fit(
-        list(surf.mlp.parameters()), loss_fn, max_steps=epochs, lr=cfg.lr,
+        list(surf.mlp.parameters()), loss_fn, max_steps=epochs, lr=lr,
         validate=validate if has_val else None, eval_every=cfg.eval_every, stopper=stopper,
         refresh=refresh if cfg.loss == "assignment" else None, refresh_every=cfg.refresh_every,
         monitor=monitor, progress=progress, stage=stage,
@@ -289,7 +290,7 @@ def reconstruct(
             return monitor(*dense())
 
     stopper = EarlyStopping(mode=cfg.early_stop, patience=cfg.patience, smoothing=cfg.smoothing)
-    local = _local_fit(surf, uv, target, train, val, cfg, method, stage="local fit", epochs=cfg.max_epochs,
+    local = _local_fit(surf, uv, target, train, val, cfg, method, stage="local fit", epochs=cfg.max_epochs, lr=cfg.lr,
                        stopper=stopper, progress=progress, monitor=fit_monitor)
     history = {"config": dataclasses.asdict(cfg), "device": str(dev), "seed": seed, "matching": method,
                "patches": len(patches), "points": len(pts), "normals_given": given_normals,
@@ -310,7 +311,7 @@ def reconstruct(
         mean = np.where(hits[:, None] > 0, total / np.maximum(hits, 1)[:, None], pts)
         target_c = torch.from_numpy(patches.to_local(mean)).float().to(dev)
         cons = _local_fit(surf, uv, target_c, mask, torch.zeros_like(mask), cfg, method, stage="consistency",
-                          epochs=cfg.consistency_epochs, stopper=EarlyStopping(mode="none"), progress=progress,
+                          epochs=cfg.consistency_epochs, lr=cfg.consistency_lr, stopper=EarlyStopping(mode="none"), progress=progress,
                           monitor=None)
         history["consistency"] = {**cons.history, "steps": cons.steps}
         summary += f"; consistency refit {cons.steps} steps"
@@ -318,7 +319,8 @@ def reconstruct(
     dense_pts, dense_nrm = dense()
     if progress is not None:
         progress("mesh", 0, 1, {"points": len(dense_pts)})
-    mesh = poisson_mesh(dense_pts, dense_nrm, depth=cfg.poisson_depth, trim=cfg.trim)
+    mesh = poisson_mesh(dense_pts, dense_nrm, depth=cfg.poisson_depth,
+                        max_distance=cfg.trim * patches.radius if cfg.trim > 0 else None)
     summary += f"; {len(dense_pts)} dense points -> mesh with {len(mesh.triangles)} triangles"
     history["summary"] = summary
     return Reconstruction(mesh, dense_pts, dense_nrm, history, summary, patches)
@@ -332,30 +334,44 @@ def _grid(cfg: DGPConfig, dev) -> torch.Tensor:
 def _dense_output(surf: _PatchSurfaces, grid, patches: Patches, normals: np.ndarray, tree):
     """φ on the uv grid of every patch, kept within the patch radius of its centre, with oriented normals.
 
-    A patch's Jacobian normals keep one side (the planar start is consistently oriented and the field only
-    flips at folds), so each patch takes the sign on which the input normals near its dense points vote.
+    Each Jacobian normal takes the side of the mean input normal of its 8 nearest input points: a patch that
+    folds flips its normal field at the fold, so orienting per point is safer than one sign per patch.
     """
     y, n = surf.with_normals(grid)
     y, n = y.cpu().double().numpy(), n.cpu().double().numpy()
     world = patches.to_world(y)
-    n_world = np.einsum("pji,pmj->pmi", patches.rotation, n)
-    _, near = tree.query(world.reshape(-1, 3), k=8, workers=-1)
-    vote = np.einsum("pmi,pmi->p", n_world, normals[near].mean(1).reshape(n_world.shape))
-    n_world *= np.where(vote < 0, -1.0, 1.0)[:, None, None]
     keep = np.linalg.norm(world - patches.centers[:, None], axis=2) <= patches.radius
-    return world[keep], n_world[keep]
+    pid = np.broadcast_to(np.arange(len(patches))[:, None], keep.shape)[keep]
+    pts, nrm = world[keep], patches.rotate_to_world(n[keep], pid)
+    _, near = tree.query(pts, k=8, workers=-1)
+    nrm *= np.where(np.einsum("mi,mi->m", nrm, normals[near].mean(1)) < 0, -1.0, 1.0)[:, None]
+    return pts, nrm
 
 
-def poisson_mesh(points: np.ndarray, normals: np.ndarray, *, depth: int = 9, trim: float = 0.02):
-    """Screened Poisson surface (open3d) of oriented points (M, 3), dropping the ``trim`` lowest-density vertices."""
+def poisson_mesh(
+    points: np.ndarray, normals: np.ndarray, *, depth: int = 9, density_trim: float = 0.0,
+    max_distance: float | None = None,
+):
+    """Screened Poisson surface (open3d) of oriented points (M, 3).
+
+    density_trim : drop this share of the lowest-density vertices (open3d's usual recipe)
+    max_distance : drop vertices farther than this from every input point (removes the closing "balloon"
+                   over open boundaries without eating into well-sampled surface)
+    """
     import open3d as o3d
 
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     pc.normals = o3d.utility.Vector3dVector(normals)
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
         mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pc, depth=depth)
+    drop = np.zeros(len(mesh.vertices), bool)
     dens = np.asarray(dens)
-    if trim > 0 and len(dens):
-        mesh.remove_vertices_by_mask(dens < np.quantile(dens, trim))
+    if density_trim > 0 and len(dens):
+        drop |= dens < np.quantile(dens, density_trim)
+    if max_distance is not None and len(drop):
+        dist, _ = cKDTree(points).query(np.asarray(mesh.vertices), workers=-1)
+        drop |= dist > max_distance
+    if drop.any():
+        mesh.remove_vertices_by_mask(drop)
     mesh.compute_vertex_normals()
     return mesh
