@@ -53,7 +53,7 @@ class DGPConfig:
     # correspondences / loss
     loss: Literal["assignment", "sinkhorn"] = "assignment"  # MSE to matched points, or the Sinkhorn divergence
     matching: Literal["auto", "exact", "sinkhorn"] = "auto"  # auto: exact on CPU, sinkhorn plan on CUDA
-    refresh_every: int = 10  # recompute correspondences every this many steps
+    refresh_every: int = 20  # recompute correspondences every this many steps
     blur: float = 0.01  # Sinkhorn blur (ε = blur²), in patch units (unit ball)
     scaling: float = 0.7  # Sinkhorn ε-scaling factor (0.5 fast, 0.9 accurate)
     # local fit and early stopping
@@ -65,7 +65,7 @@ class DGPConfig:
     smoothing: float = 0.5  # EMA on the validation curve
     # consistency stage
     consistency: bool = True  # refit all patches to the mean of overlapping predictions
-    consistency_epochs: int = 60  # steps of the consistency refit
+    consistency_epochs: int = 30  # steps of the consistency refit
     consistency_lr: float = 1e-4  # its Adam learning rate: small, the fitted patches only need a nudge
     # output
     grid: int = 12  # dense output: grid × grid uv samples per patch
@@ -79,9 +79,10 @@ class DGPConfig:
         if name not in PRESETS:
             raise InputError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
         if name == "fast":
-            return cls(widths=(64, 64), max_epochs=300, refresh_every=20, consistency_epochs=30, grid=10)
+            return cls(refresh_every=30, patience=3, consistency_epochs=10, grid=10, poisson_depth=8)
         if name == "quality":
-            return cls(radius=0.04, widths=(128, 128, 128), max_epochs=600, consistency_epochs=100, grid=14)
+            return cls(widths=(128, 128, 128), refresh_every=10, patience=6, max_epochs=800, consistency_epochs=60,
+                       grid=14)
         return cls()
 
     def validate(self) -> None:

@@ -6,6 +6,7 @@ entries shared by both (each patch matches as many samples as it has points). Pa
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Literal
 
@@ -94,8 +95,12 @@ def assign(
     cost = (torch.cdist(x, y) ** 2).cpu().numpy()
     m = mask.cpu().numpy()
     res = out.cpu().numpy()
-    for p in range(len(cost)):
+
+    def solve(p):  # scipy releases the GIL: patches run in parallel threads
         real = np.flatnonzero(m[p])
         rows, cols = linear_sum_assignment(cost[p][np.ix_(real, real)])
         res[p, real[rows]] = real[cols]
+
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+        list(pool.map(solve, range(len(cost))))
     return torch.from_numpy(res).to(x.device)
