@@ -134,16 +134,6 @@ class _Progress:
             self.bar = None
 
 
-def _check_device(device: str) -> None:
-    if device != "cuda":
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise InputError("device cuda requested but CUDA is not available (no GPU, or a CPU-only "
-                         "torch); use --device cpu or auto")
-
-
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from geomprior import io
 
@@ -165,10 +155,10 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         if key in seen:
             raise InputError(f"{path}: used both as {seen[key]} and as the {name} output")
         seen[key] = name
-    _check_device(args.device)
-    points, normals = io.read_points(input_path)
+    from geomprior.dgp import DGPConfig, pick_device, reconstruct
 
-    from geomprior.dgp import DGPConfig, reconstruct
+    pick_device(args.device)
+    points, normals = io.read_points(input_path)
 
     cfg = DGPConfig.preset(args.preset)
     changes = {}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install geomprior and what it needs on a fresh Debian/Ubuntu machine. Safe to run again.
 #   bash scripts/install.sh            (as root, or as a user with sudo)
-# Environment: PYTHON (default: python, else python3), TORCH_INDEX_URL (default: PyTorch's CPU wheels).
+# Environment: PYTHON (default: python, else python3), TORCH_INDEX_URL (optional index for torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,11 +36,9 @@ py="${PYTHON:-}"
 if [ -z "$py" ]; then
     if command -v python >/dev/null 2>&1; then py=python; else py=python3; fi
 fi
-# torch: a CPU build unless one is already importable. GPU users: install your CUDA build of torch
-# first (https://pytorch.org/get-started/locally/); an importable torch is kept as it is.
+# torch: kept as it is when importable (GPU users: install your CUDA build of torch first); otherwise
+# torch 2.13.0 from the package index, or from TORCH_INDEX_URL when set (e.g. an index of CPU-only wheels).
 if ! "$py" -c "import torch" >/dev/null 2>&1; then
-    index="${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
-    "$py" -m pip install --timeout 30 --retries 1 torch==2.13.0 --index-url "$index" \
-        || "$py" -m pip install torch==2.13.0
+    "$py" -m pip install torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
 "$py" -m pip install -e ".[test]"

@@ -1,0 +1,38 @@
+"""Shared by the scripts: the noisy scans of the acceptance tests, made from ../shared/data/shapes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SHAPES = REPO.parent / "shared" / "data" / "shapes"
+
+
+def machine() -> str:
+    """One line naming this machine (CPU model, cores) and the torch build."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+
+
+def scan(name: str, *, n_points: int = 20_000, noise: float = 0.005, seed: int = 0):
+    """(true mesh, noisy points (N, 3)) for shape ``name`` (bunny00, fandisk) — no normals."""
+    from geomprior.io import read_mesh
+    from geomprior.synthetic import noisy_scan
+
+    mesh = read_mesh(SHAPES / f"{name}.off")
+    return mesh, noisy_scan(mesh, n_points, noise, seed)
