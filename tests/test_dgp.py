@@ -1,0 +1,258 @@
+"""geomprior.dgp end to end on small noisy spheres and tori: distances to the known true surface, seeds, options."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("open3d")
+
+import geomprior.dgp as dgp  # noqa: E402
+from geomprior.dgp import DGPConfig, reconstruct  # noqa: E402
+from geomprior.errors import InputError  # noqa: E402
+from geomprior.metrics import point_to_mesh_distance  # noqa: E402
+from geomprior.synthetic import noisy_scan, sphere_mesh, torus_mesh  # noqa: E402
+
+NOISE = 0.01  # noise std per coordinate, fraction of the diagonal
+
+# small problems: ~100 patches of <= 64 points, 2x32 hidden units
+BASE = dataclasses.replace(
+    DGPConfig.preset("fast"), radius=0.2, max_points=64, min_points=16, widths=(32, 32), eval_every=5, patience=3,
+    max_epochs=200, poisson_depth=6,
+)
+# even smaller, for checks that do not need a good fit (seeds, options, orientation)
+CHEAP = dataclasses.replace(BASE, max_epochs=10, early_stop="none", consistency_epochs=5)
+
+
+def diagonal(mesh) -> float:
+    v = np.asarray(mesh.vertices)
+    return float(np.linalg.norm(v.max(0) - v.min(0)))
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    mesh = sphere_mesh(resolution=40)
+    return mesh, noisy_scan(mesh, 1500, NOISE, seed=0)
+
+
+@pytest.fixture(scope="module")
+def torus():
+    mesh = torus_mesh(radial_resolution=48, tubular_resolution=24)
+    return mesh, noisy_scan(mesh, 2000, NOISE, seed=1)
+
+
+@pytest.fixture(scope="module")
+def sphere_rec(sphere):
+    _, points = sphere
+    return reconstruct(points, config=BASE, device="cpu", seed=0)
+
+
+@pytest.fixture(scope="module")
+def cheap_rec(sphere):
+    _, points = sphere
+    return reconstruct(points, config=CHEAP, device="cpu", seed=0)
+
+
+def mesh_vertex_distance(rec, truth) -> np.ndarray:
+    return point_to_mesh_distance(np.asarray(rec.mesh.vertices), truth) / diagonal(truth)
+
+
+def test_early_stopping_fires_and_dense_points_denoise(sphere, sphere_rec):
+    truth, points = sphere
+    local = sphere_rec.history["local"]
+    assert local["reason"].startswith("validation stopped improving"), local["reason"]
+    assert local["steps"] < BASE.max_epochs
+    assert local["step"][-1] == local["steps"]
+    assert "validation stopped" in sphere_rec.summary
+    noisy = point_to_mesh_distance(points, truth).mean()
+    dense = point_to_mesh_distance(sphere_rec.points, truth).mean()
+    assert dense < 0.8 * noisy, (dense, noisy)
+
+
+def test_sphere_mesh_close_to_true_surface(sphere_rec):
+    truth = sphere_mesh(resolution=80)
+    assert len(sphere_rec.mesh.triangles) > 1000
+    d = mesh_vertex_distance(sphere_rec, truth)
+    assert d.mean() < 0.01, d.mean()
+    assert np.mean(d < 0.03) >= 0.95
+
+
+def test_sphere_dense_normals_point_outward(sphere_rec):
+    pts, nrm = sphere_rec.points, sphere_rec.normals
+    assert pts.shape == nrm.shape and pts.shape[1] == 3 and len(pts) > 1000
+    np.testing.assert_allclose(np.linalg.norm(nrm, axis=1), 1.0, atol=1e-6)
+    radial = pts / np.linalg.norm(pts, axis=1, keepdims=True)
+    assert np.mean(np.einsum("ij,ij->i", nrm, radial) > 0) >= 0.95
+    # and they are close to the true normals, not just on the right side
+    assert np.median(np.einsum("ij,ij->i", nrm, radial)) > 0.9
+
+
+def test_torus_mesh_close_to_true_surface(torus):
+    truth, points = torus
+    rec = reconstruct(points, config=dataclasses.replace(BASE, radius=0.1, poisson_depth=7), device="cpu", seed=0)
+    d = mesh_vertex_distance(rec, truth)
+    assert d.mean() < 0.01, d.mean()
+    assert np.mean(d < 0.03) >= 0.9
+    dense = point_to_mesh_distance(rec.points, truth) / diagonal(truth)
+    assert dense.mean() < 0.01
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="dgp._local_fit validation (_matched_sq_dist of φ at the n_val held-out uv slots vs the n_val "
+    "held-out points, ~6 per patch) measures the sampling gap between two tiny samples, not the fit: it rises "
+    "from step 0, so early stopping fires at step 3*eval_every with best_step 0 and restores the untrained "
+    "planar start, although training 200 steps brings the dense points ~40% closer to the true surface",
+)
+def test_early_stopped_fit_improves_on_the_untrained_start(sphere):
+    truth, points = sphere
+    cfg = dataclasses.replace(BASE, consistency=False)
+    start = reconstruct(points, config=dataclasses.replace(cfg, max_epochs=0), device="cpu", seed=0)
+    fitted = reconstruct(points, config=cfg, device="cpu", seed=0)
+    assert fitted.history["local"]["best_step"][0] > 0
+    d_start = point_to_mesh_distance(start.points, truth).mean()
+    d_fit = point_to_mesh_distance(fitted.points, truth).mean()
+    assert d_fit < 0.9 * d_start, (d_fit, d_start)
+
+
+def same_geometry(m1, m2, tol=1e-5) -> bool:
+    """Same vertex set (up to order and float32 rounding) and as many triangles."""
+    from scipy.spatial import cKDTree
+
+    v1, v2 = np.asarray(m1.vertices), np.asarray(m2.vertices)
+    if v1.shape != v2.shape or len(m1.triangles) != len(m2.triangles):
+        return False
+    return cKDTree(v2).query(v1)[0].max() <= tol and cKDTree(v1).query(v2)[0].max() <= tol
+
+
+def test_same_seed_same_output(sphere, cheap_rec):
+    _, points = sphere
+    again = reconstruct(points, config=CHEAP, device="cpu", seed=0)
+    np.testing.assert_array_equal(again.points, cheap_rec.points)
+    np.testing.assert_array_equal(again.normals, cheap_rec.normals)
+    np.testing.assert_array_equal(again.patches.index, cheap_rec.patches.index)
+    assert again.history["local"]["loss"] == cheap_rec.history["local"]["loss"]
+    assert same_geometry(again.mesh, cheap_rec.mesh)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the race needs two threads")
+@pytest.mark.xfail(
+    strict=True,
+    reason="dgp.poisson_mesh calls open3d create_from_point_cloud_poisson with its default n_threads=-1: the "
+    "multithreaded octree/marching-cubes makes the vertex order (and ~10% of coordinates at 1e-6) vary between "
+    "calls on identical oriented points, so same seed does not give identical mesh vertices; n_threads=1 is "
+    "deterministic",
+)
+def test_same_seed_bit_identical_mesh(cheap_rec):
+    from geomprior.dgp import poisson_mesh
+
+    rec = cheap_rec
+    ref = np.asarray(rec.mesh.vertices)
+    for _ in range(3):
+        mesh = poisson_mesh(rec.points, rec.normals, depth=CHEAP.poisson_depth,
+                            max_distance=CHEAP.trim * rec.patches.radius)
+        np.testing.assert_array_equal(np.asarray(mesh.vertices), ref)
+        np.testing.assert_array_equal(np.asarray(mesh.triangles), np.asarray(rec.mesh.triangles))
+
+
+def test_different_seed_different_output(sphere, cheap_rec):
+    _, points = sphere
+    other = reconstruct(points, config=CHEAP, device="cpu", seed=1)
+    assert other.points.shape != cheap_rec.points.shape or not np.array_equal(other.points, cheap_rec.points)
+    assert not same_geometry(other.mesh, cheap_rec.mesh)
+
+
+def test_consistency_on(sphere_rec):
+    cons = sphere_rec.history["consistency"]
+    assert cons["steps"] == BASE.consistency_epochs
+    assert cons["step"][-1] == BASE.consistency_epochs
+    assert "consistency" in sphere_rec.summary
+
+
+def test_consistency_off_and_no_early_stop_runs_exactly_max_epochs(sphere):
+    _, points = sphere
+    seen = []
+
+    def monitor(p, n):
+        seen.append(len(p))
+        assert p.shape == n.shape
+        return {"dense": len(p)}
+
+    cfg = dataclasses.replace(CHEAP, consistency=False, max_epochs=12)
+    rec = reconstruct(points, config=cfg, device="cpu", seed=0, monitor=monitor)
+    local = rec.history["local"]
+    assert local["steps"] == 12
+    assert "cap of 12 steps" in local["reason"]
+    assert local["step"] == [0, 5, 10, 12]
+    assert "consistency" not in rec.history
+    assert local["dense"] == seen and len(seen) == 4
+    assert len(rec.points) > 0 and len(rec.mesh.triangles) > 0
+
+
+def test_given_normals_are_used_and_orient_the_output(sphere, monkeypatch):
+    _, points = sphere
+
+    def no_estimation(*a, **k):
+        raise AssertionError("normals were estimated although given")
+
+    monkeypatch.setattr(dgp, "estimate_normals", no_estimation)
+    radial = points / np.linalg.norm(points, axis=1, keepdims=True)
+    out = reconstruct(points, radial, config=CHEAP, device="cpu", seed=0)
+    assert out.history["normals_given"] is True
+    up = np.einsum("ij,ij->i", out.normals, out.points / np.linalg.norm(out.points, axis=1, keepdims=True))
+    assert np.mean(up > 0) >= 0.95
+    # inward-pointing normals flip the output orientation
+    inw = reconstruct(points, -radial * 2.0, config=CHEAP, device="cpu", seed=0)  # (any length: normalised)
+    down = np.einsum("ij,ij->i", inw.normals, inw.points / np.linalg.norm(inw.points, axis=1, keepdims=True))
+    assert np.mean(down < 0) >= 0.95
+
+
+def test_estimated_normals_flag(cheap_rec):
+    assert cheap_rec.history["normals_given"] is False
+
+
+def _good_points(n=200):
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(n, 3))
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: np.where(np.arange(200)[:, None] == 7, np.nan, _good_points()), "NaN"),
+        (lambda: np.where(np.arange(200)[:, None] == 7, np.inf, _good_points()), "infinite"),
+        (lambda: np.ones((200, 3)), "identical"),
+        (lambda: _good_points()[:10], "at least 16"),
+        (lambda: _good_points()[:, :2], r"\(N, 3\)"),
+        (lambda: _good_points().ravel(), r"\(N, 3\)"),
+    ],
+    ids=["nan", "inf", "identical", "too-few", "two-columns", "flat"],
+)
+def test_bad_points_are_input_errors(make, match):
+    with pytest.raises(InputError, match=match):
+        reconstruct(make(), config=CHEAP, device="cpu")
+
+
+def test_wrong_normals_shape_is_input_error():
+    with pytest.raises(InputError, match="normals"):
+        reconstruct(_good_points(), _good_points()[:50], config=CHEAP, device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_input_error():
+    with pytest.raises(InputError, match="cuda"):
+        reconstruct(_good_points(), config=CHEAP, device="cuda")
+
+
+def test_unknown_device_and_preset_are_input_errors():
+    with pytest.raises(InputError, match="valid: auto, cpu, cuda"):
+        reconstruct(_good_points(), config=CHEAP, device="tpu")
+    with pytest.raises(InputError, match="fast"):
+        DGPConfig.preset("fastest")
+    with pytest.raises(InputError, match="radius"):
+        reconstruct(_good_points(), config=dataclasses.replace(CHEAP, radius=0.0), device="cpu")

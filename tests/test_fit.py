@@ -1,0 +1,155 @@
+"""geomprior.fit: the optimisation loop, per-item early stopping, best weights, history."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geomprior.fit import STOP_MODES, EarlyStopping, fit
+
+P, D = 3, 4
+NOISE_ITEM = 2
+
+
+class Toy:
+    """P independent least-squares items w_p -> target_p, validated against the true signal.
+
+    Items 0 and 1 hold a signal: their training target is the truth, so validation improves until they converge.
+    Item 2 is noise only: it is trained on pure noise while its truth is zero, so fitting only makes it worse.
+    """
+
+    def __init__(self, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        signal = torch.randn(P, D, generator=g)
+        signal[NOISE_ITEM] = 0
+        self.truth = signal
+        self.train = signal.clone()
+        self.train[NOISE_ITEM] = torch.randn(D, generator=g)
+        self.w = torch.zeros(P, D, requires_grad=True)
+        self.w.data[:2] = 0.1 * torch.randn(2, D, generator=g)
+        self.snapshots: dict[int, torch.Tensor] = {}
+
+    def loss(self) -> torch.Tensor:
+        return ((self.w - self.train) ** 2).sum(1)
+
+    def validate(self) -> torch.Tensor:
+        return ((self.w - self.truth) ** 2).sum(1)
+
+    def monitor(self, step: int) -> dict:
+        self.snapshots[step] = self.w.detach().clone()
+        return {"w0": float(self.w[0, 0].detach())}
+
+    def run(self, stopper: EarlyStopping, max_steps: int = 400, **kw):
+        return fit([self.w], self.loss, max_steps=max_steps, lr=0.05, validate=self.validate, eval_every=5,
+                   stopper=stopper, monitor=self.monitor, **kw)
+
+
+def item_stopper(**kw):
+    return EarlyStopping(mode="item", patience=3, smoothing=0.0, **kw)
+
+
+def test_item_mode_freezes_items_and_restores_best():
+    toy = Toy()
+    res = toy.run(item_stopper())
+    h = res.history
+    assert res.reason.startswith("validation stopped improving")
+    assert res.steps < 400
+    active = h["active"]
+    assert active[0] == P and active[-1] == 0
+    assert all(a >= b for a, b in zip(active, active[1:]))  # items only ever get frozen
+    assert len(set(active)) >= 3  # frozen one by one, not all at once
+    # the noise-only item never improved on its start and went first
+    assert res.best_step[NOISE_ITEM] == 0
+    assert res.best_step[NOISE_ITEM] < min(res.best_step[i] for i in range(P) if i != NOISE_ITEM)
+    # every item is back at its own best weights
+    for i in range(P):
+        torch.testing.assert_close(toy.w.detach()[i], toy.snapshots[res.best_step[i]][i], rtol=0, atol=0)
+    assert torch.equal(toy.w.detach()[NOISE_ITEM], torch.zeros(D))
+    # ... which are the minima of each item's validation over the evaluations
+    for i in range(P):
+        val_i = [float(((s[i] - toy.truth[i]) ** 2).sum()) for s in toy.snapshots.values()]
+        assert float(toy.validate().detach()[i]) == pytest.approx(min(val_i), rel=1e-3, abs=1e-12)
+    # the signal items really learned
+    assert float(toy.validate().detach()[:2].max()) < 1e-2
+
+
+def test_frozen_items_do_not_move():
+    toy = Toy()
+    res = toy.run(item_stopper())
+    steps = res.history["step"]
+    active = res.history["active"]
+    first_frozen = steps[next(k for k, a in enumerate(active) if a < P)]
+    later = [s for s in steps if s >= first_frozen]
+    assert len(later) >= 2
+    ref = toy.snapshots[first_frozen][NOISE_ITEM]
+    for s in later:
+        assert torch.equal(toy.snapshots[s][NOISE_ITEM], ref), f"frozen item moved by step {s}"
+    # while the others kept moving after it froze
+    assert not torch.equal(toy.snapshots[later[0]][0], toy.snapshots[later[-1]][0])
+
+
+def test_mode_none_runs_to_the_cap():
+    toy = Toy()
+    res = toy.run(EarlyStopping(mode="none"), max_steps=23)
+    assert res.steps == 23
+    assert "cap" in res.reason
+    assert res.history["step"] == [0, 5, 10, 15, 20, 23]
+    assert res.history["active"] == [P] * 6
+    # no restore: the noise item ends fitted to its noise, not at its best (zero) weights
+    assert float(toy.validate().detach()[NOISE_ITEM]) > 0.1
+    torch.testing.assert_close(toy.w.detach(), toy.snapshots[23], rtol=0, atol=0)
+
+
+def test_run_mode_stops_the_whole_run():
+    toy = Toy()
+    res = toy.run(EarlyStopping(mode="run", patience=3, smoothing=0.0))
+    assert res.reason.startswith("validation stopped improving")
+    assert len(res.best_step) == 1
+    assert res.steps == res.best_step[0] + 3 * 5
+    # all items restored together to the best summed score
+    torch.testing.assert_close(toy.w.detach(), toy.snapshots[res.best_step[0]], rtol=0, atol=0)
+    val_sum = [float(((s - toy.truth) ** 2).sum()) for s in toy.snapshots.values()]
+    assert float(toy.validate().detach().sum()) == pytest.approx(min(val_sum), rel=1e-3)
+
+
+def test_same_seed_identical_history():
+    def history(seed):
+        h = Toy(seed).run(item_stopper()).history
+        return {k: v for k, v in h.items() if k != "time"}
+
+    a, b = history(3), history(3)
+    assert a == b
+    assert a != history(4)
+
+
+def test_refresh_schedule_and_progress():
+    toy = Toy()
+    refreshed, seen = [], []
+    fit([toy.w], toy.loss, max_steps=20, lr=0.05, refresh=refreshed.append, refresh_every=7,
+        eval_every=10, progress=lambda stage, step, total, info: seen.append((stage, step, total, sorted(info))),
+        stage="toy")
+    assert refreshed == [0, 7, 14]
+    assert seen == [("toy", s, 20, ["loss"]) for s in (0, 10, 20)]
+
+
+def test_non_finite_loss_stops_and_keeps_best():
+    toy = Toy()
+    calls = {"n": 0}
+
+    def loss():
+        calls["n"] += 1
+        out = toy.loss()
+        return out * float("nan") if calls["n"] > 12 else out
+
+    res = fit([toy.w], loss, max_steps=100, lr=0.05, validate=toy.validate, eval_every=5,
+              stopper=item_stopper(), monitor=toy.monitor)
+    assert res.reason == "loss became non-finite"
+    assert res.steps < 100
+    assert torch.isfinite(toy.w).all()
+
+
+def test_unknown_stop_mode():
+    with pytest.raises(ValueError, match="unknown early-stopping mode") as err:
+        EarlyStopping(mode="never")
+    for m in STOP_MODES:
+        assert m in str(err.value)
