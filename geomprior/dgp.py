@@ -61,8 +61,10 @@ class DGPConfig:
     early_stop: Literal["run", "item", "none"] = "run"  # stop the run, freeze patches one by one, or never
     holdout: float = 0.1  # share of each patch's points held out for validation
     eval_every: int = 10  # validation interval in steps
-    patience: int = 4  # evaluations without improvement before stopping
+    patience: int = 4  # evaluations outside the validation minimum's basin before stopping
     smoothing: float = 0.5  # EMA on the validation curve
+    tolerance: float = 0.01  # basin: within this share of (peak − minimum) of the minimum; latest weights kept
+    min_epochs: int = 50  # no stop before this step
     # consistency stage
     consistency: bool = True  # refit all patches to the mean of overlapping predictions
     consistency_epochs: int = 30  # steps of the consistency refit
@@ -92,7 +94,7 @@ class DGPConfig:
             "max_points": self.max_points >= self.min_points, "max_epochs": self.max_epochs >= 0,
             "holdout": 0 <= self.holdout < 0.5, "lr": self.lr > 0, "grid": self.grid >= 2,
             "refresh_every": self.refresh_every >= 1, "eval_every": self.eval_every >= 1,
-            "trim": self.trim >= 0, "consistency_epochs": self.consistency_epochs >= 0,
+            "trim": self.trim >= 0, "tolerance": self.tolerance >= 0, "min_epochs": self.min_epochs >= 0, "consistency_epochs": self.consistency_epochs >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -290,7 +292,8 @@ def reconstruct(
         def fit_monitor(step):
             return monitor(*dense())
 
-    stopper = EarlyStopping(mode=cfg.early_stop, patience=cfg.patience, smoothing=cfg.smoothing)
+    stopper = EarlyStopping(mode=cfg.early_stop, patience=cfg.patience, smoothing=cfg.smoothing,
+                            tolerance=cfg.tolerance, warmup=cfg.min_epochs)
     local = _local_fit(surf, uv, target, train, val, cfg, method, stage="local fit", epochs=cfg.max_epochs, lr=cfg.lr,
                        stopper=stopper, progress=progress, monitor=fit_monitor)
     history = {"config": dataclasses.asdict(cfg), "device": str(dev), "seed": seed, "matching": method,
@@ -351,9 +354,12 @@ def _dense_output(surf: _PatchSurfaces, grid, patches: Patches, normals: np.ndar
 
 def poisson_mesh(
     points: np.ndarray, normals: np.ndarray, *, depth: int = 9, density_trim: float = 0.0,
-    max_distance: float | None = None,
+    max_distance: float | None = None, threads: int = 1,
 ):
     """Screened Poisson surface (open3d) of oriented points (M, 3).
+
+    threads      : open3d's worker threads; 1 (the default) gives the same mesh on every run, more are
+                   faster but order vertices differently from run to run
 
     density_trim : drop this share of the lowest-density vertices (open3d's usual recipe)
     max_distance : drop vertices farther than this from every input point (removes the closing "balloon"
@@ -364,7 +370,7 @@ def poisson_mesh(
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     pc.normals = o3d.utility.Vector3dVector(normals)
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
-        mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pc, depth=depth)
+        mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pc, depth=depth, n_threads=threads)
     drop = np.zeros(len(mesh.vertices), bool)
     dens = np.asarray(dens)
     if density_trim > 0 and len(dens):

@@ -27,49 +27,57 @@ STOP_MODES = ("run", "item", "none")
 
 @dataclass
 class EarlyStopping:
-    """Patience rule on smoothed validation scores.
+    """Patience rule on smoothed validation scores, keeping the latest weights in the minimum's basin.
 
-    mode     : "run" stops the whole run when the summed score has not improved for ``patience`` evaluations;
-               "item" freezes each item on its own and stops when all are frozen; "none" runs to the cap.
-    patience : evaluations without improvement (by more than ``min_delta``, relative) before stopping
-    smoothing: EMA factor applied to the scores before comparison (0 = raw)
+    mode      : "run" watches the summed score and stops the whole run; "item" freezes each item on its own
+                and stops when all are frozen; "none" runs to the cap.
+    patience  : evaluations outside the basin before stopping (or freezing)
+    smoothing : EMA factor applied to the scores before comparison (0 = raw)
+    tolerance : the basin: scores within ``tolerance × (peak − best)`` of the best so far. Validation curves
+                are flat near their minimum and fall earlier than the true error, so the weights kept are the
+                LATEST ones in the basin, not the first minimum
+    warmup    : no stop before this step (early validation can rise while the fit leaves its start)
     """
 
     mode: StopMode = "run"
     patience: int = 5
     smoothing: float = 0.5
-    min_delta: float = 1e-3
+    tolerance: float = 0.0
+    warmup: int = 0
     # state (filled by ``update``)
     ema: torch.Tensor | None = field(default=None, repr=False)
     best: torch.Tensor | None = field(default=None, repr=False)
+    peak: torch.Tensor | None = field(default=None, repr=False)
     best_step: torch.Tensor | None = field(default=None, repr=False)
     waited: torch.Tensor | None = field(default=None, repr=False)
+    step: int = field(default=0, repr=False)
 
     def __post_init__(self):
         if self.mode not in STOP_MODES:
             raise ValueError(f"unknown early-stopping mode {self.mode!r}; valid: {', '.join(STOP_MODES)}")
 
     def update(self, step: int, scores: torch.Tensor) -> torch.Tensor:
-        """Feed per-item scores (P,); returns (P,) bool: items whose weights are the new best."""
+        """Feed per-item scores (P,); returns (P,) bool: items whose current weights are to be kept."""
         s = scores.detach().double().cpu()
         if self.mode == "run":
             s = s.sum(0, keepdim=True)
+        self.step = step
         self.ema = s if self.ema is None else self.smoothing * self.ema + (1 - self.smoothing) * s
         if self.best is None:
-            self.best = self.ema.clone()
-            self.best_step = torch.full_like(s, step, dtype=torch.long)
+            self.best, self.peak = self.ema.clone(), self.ema.clone()
             self.waited = torch.zeros_like(s, dtype=torch.long)
-            improved = torch.ones_like(s, dtype=torch.bool)
+            keep = torch.ones_like(s, dtype=torch.bool)
         else:
-            improved = self.ema < self.best * (1 - self.min_delta)
-            self.best = torch.where(improved, self.ema, self.best)
-            self.best_step = torch.where(improved, step, self.best_step)
-            self.waited = torch.where(improved, 0, self.waited + 1)
-        return improved.expand(scores.shape[0])
+            self.peak = torch.maximum(self.peak, self.ema)
+            self.best = torch.minimum(self.best, self.ema)
+            keep = self.ema <= self.best + self.tolerance * (self.peak - self.best)
+            self.waited = torch.where(keep, 0, self.waited + 1)
+        self.best_step = torch.where(keep, step, self.best_step if self.best_step is not None else step)
+        return keep.expand(scores.shape[0])
 
     def stopped(self) -> torch.Tensor:
         """(P,) or (1,) bool: items (or the run) whose patience ran out."""
-        if self.mode == "none" or self.waited is None:
+        if self.mode == "none" or self.waited is None or self.step < self.warmup:
             return torch.zeros(1, dtype=torch.bool)
         return self.waited >= self.patience
 
@@ -168,7 +176,9 @@ def fit(
             if progress is not None:
                 progress(stage, step, max_steps, info)
             if stopper.mode != "none" and bool(stopper.stopped().all()):
-                reason = f"validation stopped improving (best at step {int(stopper.best_step.min())})"
+                kept = stopper.best_step
+                where = f"step {int(kept[0])}" if len(kept) == 1 else f"steps {int(kept.min())}-{int(kept.max())}"
+                reason = f"validation stopped improving (kept the weights of {where})"
                 break
         if last:
             break

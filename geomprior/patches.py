@@ -107,6 +107,8 @@ def cover(
     """
     points = np.asarray(points, dtype=np.float64)
     n = len(points)
+    if not 3 <= min_points <= max_points:
+        raise InputError(f"need 3 <= min_points <= max_points, got min_points={min_points}, max_points={max_points}")
     if n < min_points:
         raise InputError(f"need at least {min_points} points for one patch, got {n}")
     diag = bbox_diagonal(points)
@@ -129,9 +131,14 @@ def cover(
             facing = np.einsum("pki,pi->pk", normals[np.minimum(idx, n - 1)], normals[centers]) >= cos_max
             inside &= facing
         few = inside.sum(1) < min_points
-        if few.any():  # sparse region: take the nearest min_points instead
-            _, near = tree.query(points[centers[few]], k=min_points, workers=-1)
-            idx[np.ix_(few, np.arange(min_points))] = near
+        if few.any():  # sparse region: the nearest min_points instead, facing the centre's side first
+            wide = min(n, 4 * min_points)
+            _, near = tree.query(points[centers[few]], k=wide, workers=-1)
+            near = near.reshape(-1, wide)
+            if normals is not None:
+                away = np.einsum("pki,pi->pk", normals[near], normals[centers[few]]) < cos_max
+                near = np.take_along_axis(near, np.argsort(away, axis=1, kind="stable"), 1)
+            idx[np.ix_(few, np.arange(min_points))] = near[:, :min_points]
             inside[few] = np.arange(k) < min_points
         idx = np.where(inside, idx, idx[:, :1])  # pad with the centre's own index
         blocks.append((centers, idx, inside))

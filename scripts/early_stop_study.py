@@ -39,7 +39,8 @@ def study(name: str, n_points: int, epochs: int) -> dict:
     t = time.perf_counter()
     rec = reconstruct(noisy, config=cfg, monitor=oracle, device="cpu")
     h = rec.history["local"]
-    rule = EarlyStopping(mode="run", patience=base.patience, smoothing=base.smoothing)
+    rule = EarlyStopping(mode="run", patience=base.patience, smoothing=base.smoothing, tolerance=base.tolerance,
+                         warmup=base.min_epochs)
     stop = best = None
     for step, val in zip(h["step"], h["val"]):
         rule.update(step, torch.tensor([val]))

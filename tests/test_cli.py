@@ -150,6 +150,7 @@ def fake_dgp(monkeypatch):
     module = types.ModuleType("geomprior.dgp")
     module.DGPConfig = FakeConfig
     module.reconstruct = reconstruct
+    module.pick_device = lambda device: device
     monkeypatch.setitem(sys.modules, "geomprior.dgp", module)
     return calls
 
@@ -205,6 +206,7 @@ def test_core_input_error_is_one_line(tmp_path, scan, monkeypatch, capsys):
     module = types.ModuleType("geomprior.dgp")
     module.DGPConfig = FakeConfig
     module.reconstruct = reconstruct
+    module.pick_device = lambda device: device
     monkeypatch.setitem(sys.modules, "geomprior.dgp", module)
     assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply")]) == 2
     err = capsys.readouterr().err
@@ -219,6 +221,7 @@ def test_keyboard_interrupt(tmp_path, scan, monkeypatch, capsys):
     module = types.ModuleType("geomprior.dgp")
     module.DGPConfig = FakeConfig
     module.reconstruct = reconstruct
+    module.pick_device = lambda device: device
     monkeypatch.setitem(sys.modules, "geomprior.dgp", module)
     assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply")]) == 130
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -101,13 +101,6 @@ def test_torus_mesh_close_to_true_surface(torus):
     assert dense.mean() < 0.01
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dgp._local_fit validation (_matched_sq_dist of φ at the n_val held-out uv slots vs the n_val "
-    "held-out points, ~6 per patch) measures the sampling gap between two tiny samples, not the fit: it rises "
-    "from step 0, so early stopping fires at step 3*eval_every with best_step 0 and restores the untrained "
-    "planar start, although training 200 steps brings the dense points ~40% closer to the true surface",
-)
 def test_early_stopped_fit_improves_on_the_untrained_start(sphere):
     truth, points = sphere
     cfg = dataclasses.replace(BASE, consistency=False)
@@ -140,13 +133,6 @@ def test_same_seed_same_output(sphere, cheap_rec):
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the race needs two threads")
-@pytest.mark.xfail(
-    strict=True,
-    reason="dgp.poisson_mesh calls open3d create_from_point_cloud_poisson with its default n_threads=-1: the "
-    "multithreaded octree/marching-cubes makes the vertex order (and ~10% of coordinates at 1e-6) vary between "
-    "calls on identical oriented points, so same seed does not give identical mesh vertices; n_threads=1 is "
-    "deterministic",
-)
 def test_same_seed_bit_identical_mesh(cheap_rec):
     from geomprior.dgp import poisson_mesh
 

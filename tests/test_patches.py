@@ -186,12 +186,6 @@ def test_thin_plate_sides_never_mix():
     np.testing.assert_allclose(pt.rotation[:, 2, 2], np.where(s == 1, 1.0, -1.0), atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="patches.cover: the sparse-patch fallback (fewer than min_points facing members -> the min_points "
-    "nearest neighbours via tree.query(points[centers[few]], k=min_points)) ignores the normals, so on a thin "
-    "plate with 500 points per side the corner patches take points of the far side",
-)
 def test_sparse_thin_plate_sides_never_mix():
     pt, _, side = _plate_cover(500, with_normals=True)
     mixed = _mixed(pt, side)
@@ -252,11 +246,6 @@ def test_identical_points():
         cover(np.ones((50, 3)), radius=0.1, min_points=16)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="patches.cover does not check max_points >= min_points: max_points=8 < min_points=16 raises "
-    "IndexError from idx[np.ix_(few, np.arange(min_points))] instead of InputError",
-)
 def test_max_points_below_min_points_is_input_error():
     points, _ = sphere_points(200)
     with pytest.raises(InputError):
