@@ -81,7 +81,8 @@ class DGPConfig:
         if name not in PRESETS:
             raise InputError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
         if name == "fast":
-            return cls(refresh_every=30, patience=3, consistency_epochs=10, grid=10, poisson_depth=8)
+            return cls(widths=(64, 64), lr=2e-3, refresh_every=30, patience=3, consistency_epochs=10, grid=10,
+                       poisson_depth=8)
         if name == "quality":
             return cls(widths=(128, 128, 128), refresh_every=10, patience=6, max_epochs=800, consistency_epochs=60,
                        grid=14)
