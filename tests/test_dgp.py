@@ -242,3 +242,23 @@ def test_unknown_device_and_preset_are_input_errors():
         DGPConfig.preset("fastest")
     with pytest.raises(InputError, match="radius"):
         reconstruct(_good_points(), config=dataclasses.replace(CHEAP, radius=0.0), device="cpu")
+
+
+@pytest.mark.parametrize(
+    "option",
+    [{"matching": "sinkhorn"}, {"loss": "sinkhorn", "blur": 0.05, "scaling": 0.5, "max_epochs": 20, "lr": 5e-3}],
+    ids=["sinkhorn-plan", "sinkhorn-loss"],
+)
+def test_sinkhorn_schemes_improve_on_the_untrained_start(sphere, option):
+    """The original scheme (hardened entropic plan) and the Sinkhorn divergence as loss both fit the shape."""
+    truth, points = sphere
+    cfg = dataclasses.replace(BASE, consistency=False, early_stop="none", max_epochs=60, refresh_every=20)
+    cfg = dataclasses.replace(cfg, **option)
+    start = reconstruct(points, config=dataclasses.replace(cfg, max_epochs=0), device="cpu", seed=0)
+    fitted = reconstruct(points, config=cfg, device="cpu", seed=0)
+    assert fitted.history["matching"] == option.get("matching", "exact")
+    loss = fitted.history["local"]["loss"]
+    assert loss[-1] < 0.8 * loss[0], loss
+    d_start = point_to_mesh_distance(start.points, truth).mean()
+    d_fit = point_to_mesh_distance(fitted.points, truth).mean()
+    assert d_fit < 0.95 * d_start, (d_fit, d_start)
