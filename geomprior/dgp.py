@@ -52,7 +52,9 @@ class DGPConfig:
     lr: float = 1e-3  # Adam learning rate
     # correspondences / loss
     loss: Literal["assignment", "sinkhorn"] = "assignment"  # MSE to matched points, or the Sinkhorn divergence
-    matching: Literal["auto", "exact", "sinkhorn"] = "auto"  # auto: exact on CPU, sinkhorn plan on CUDA
+    # exact one-to-one matching, or the hardened Sinkhorn plan (the original's scheme). Measured on the bunny scan
+    # (fast preset, CPU): exact gave Chamfer-L1 0.00218 in 26 s, the Sinkhorn plan 0.00233 in 166 s
+    matching: Literal["exact", "sinkhorn"] = "exact"
     refresh_every: int = 20  # recompute correspondences every this many steps
     blur: float = 0.01  # Sinkhorn blur (ε = blur²), in patch units (unit ball)
     scaling: float = 0.7  # Sinkhorn ε-scaling factor (0.5 fast, 0.9 accurate)
@@ -100,7 +102,7 @@ class DGPConfig:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise InputError(f"invalid setting {bad[0]}={getattr(self, bad[0])!r}")
-        for name, valid in (("loss", ("assignment", "sinkhorn")), ("matching", ("auto", "exact", "sinkhorn")),
+        for name, valid in (("loss", ("assignment", "sinkhorn")), ("matching", ("exact", "sinkhorn")),
                             ("early_stop", ("run", "item", "none"))):
             if getattr(self, name) not in valid:
                 raise InputError(f"invalid {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
@@ -263,7 +265,7 @@ def reconstruct(
         nrm = estimate_normals(pts)
     patches = cover(pts, radius=cfg.radius, padding=cfg.padding, min_points=cfg.min_points,
                     max_points=cfg.max_points, normals=nrm)
-    method = cfg.matching if cfg.matching != "auto" else ("sinkhorn" if dev.type == "cuda" else "exact")
+    method = cfg.matching
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
 
