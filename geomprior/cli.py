@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--fscore-threshold", type=_positive_float, default=0.01, metavar="T",
                     help="F-score distance, fraction of the diagonal (default: 0.01)")
     ev.set_defaults(func=_cmd_eval)
+
+    from geomprior.image.cli import add_image_parser
+
+    add_image_parser(sub, common)
     return parser
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -57,11 +57,17 @@ class EarlyStopping:
             raise ValueError(f"unknown early-stopping mode {self.mode!r}; valid: {', '.join(STOP_MODES)}")
 
     def update(self, step: int, scores: torch.Tensor) -> torch.Tensor:
-        """Feed per-item scores (P,); returns (P,) bool: items whose current weights are to be kept."""
+        """Feed per-item scores (P,); returns (P,) bool: items whose current weights are to be kept.
+
+        All-NaN scores mean "no score yet" (e.g. a criterion whose window is still filling): they are ignored,
+        nothing is kept and no patience is used up.
+        """
         s = scores.detach().double().cpu()
         if self.mode == "run":
             s = s.sum(0, keepdim=True)
         self.step = step
+        if bool(torch.isnan(s).all()):
+            return torch.zeros(scores.shape[0], dtype=torch.bool)
         self.ema = s if self.ema is None else self.smoothing * self.ema + (1 - self.smoothing) * s
         if self.best is None:
             self.best, self.peak = self.ema.clone(), self.ema.clone()
@@ -96,8 +102,8 @@ class _Snapshots:
     """Best weights per item for models with a leading item dimension (or whole-model copies when P = 1)."""
 
     def __init__(self, params: list[torch.Tensor], n_items: int):
-        self.params = params
-        self.batched = n_items > 1 or all(p.shape[:1] == (1,) for p in params)
+        self.params = list(params)
+        self.batched = n_items > 1 or all(p.shape[:1] == (1,) for p in self.params)
         self.saved = [p.detach().clone() for p in params]
 
     @torch.no_grad()
@@ -128,6 +134,8 @@ def fit(
     monitor: Callable[[int], dict] | None = None,
     progress: Progress | None = None,
     stage: str = "fit",
+    after_step: Callable[[int], None] | None = None,
+    buffers: Sequence[torch.Tensor] = (),
 ) -> FitResult:
     """Minimise ``loss_fn().sum()`` over ``params`` with Adam.
 
@@ -136,6 +144,9 @@ def fit(
     validate : () -> (P,) per-item validation scores, called under no_grad every ``eval_every`` steps
     refresh  : (step) -> None, called before step 0 and every ``refresh_every`` steps (e.g. new correspondences)
     monitor  : (step) -> dict of extra numbers recorded in the history at each evaluation (diagnostics only)
+    after_step : (step) -> None, called after each optimiser step (e.g. an output average, a new input noise)
+    buffers  : tensors that are not optimised but belong to the weights (e.g. an averaged output): saved and
+               restored together with ``params`` (with a leading item dimension P when P > 1)
     Frozen items (per-item stopping) get zero gradients and zero Adam momentum, so they do not move.
     """
     stopper = stopper or EarlyStopping(mode="none")
@@ -161,7 +172,7 @@ def fit(
                 with torch.no_grad():
                     val = validate()
                 if snaps is None:
-                    snaps = _Snapshots(params, val.shape[0])
+                    snaps = _Snapshots([*params, *buffers], val.shape[0])
                     frozen = torch.zeros(val.shape[0], dtype=torch.bool)
                 improved = stopper.update(step, val) & ~frozen
                 snaps.save(improved)
@@ -192,7 +203,9 @@ def fit(
         if frozen is not None and frozen.any():
             _freeze(params, opt, frozen)
         opt.step()
-    if snaps is not None and stopper.mode != "none":
+        if after_step is not None:
+            after_step(step)
+    if snaps is not None and stopper.mode != "none" and stopper.best is not None:
         snaps.restore()
     best = stopper.best_step.tolist() if stopper.best_step is not None else [step]
     log.info("%s: %s after %d steps", stage, reason, step)

@@ -1,0 +1,25 @@
+"""Untrained networks as image priors: Deep Image Prior, Deep Decoder, and images as functions (tiled MLPs).
+
+Submodules: :mod:`~geomprior.image.io` (read/write images), :mod:`~geomprior.image.operators` (forward
+operators A), :mod:`~geomprior.image.dip`, :mod:`~geomprior.image.decoder`, :mod:`~geomprior.image.mlp`
+(the priors), :mod:`~geomprior.image.tasks` (denoise, superresolve, inpaint, compress, compressed_sensing,
+fit_image, solve). The names below load on first use, so ``import geomprior.image`` stays fast.
+"""
+
+_LAZY = {
+    "read_image": "io", "write_image": "io", "read_mask": "io",
+    "denoise": "tasks", "superresolve": "tasks", "inpaint": "tasks", "compress": "tasks",
+    "compressed_sensing": "tasks", "fit_image": "tasks", "solve": "tasks", "psnr": "tasks",
+    "ImageResult": "tasks", "StopConfig": "tasks",
+    "DIPConfig": "dip", "SkipNet": "dip", "DDConfig": "decoder", "DeepDecoder": "decoder",
+    "dd_parameter_count": "decoder", "MLPConfig": "mlp", "CoordinateMLP": "mlp", "Tiling": "mlp",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"geomprior.image.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'geomprior.image' has no attribute {name!r}")

@@ -1,0 +1,180 @@
+"""``geomprior image ...``: fit, denoise, superres, inpaint, compress, cs (registered by :mod:`geomprior.cli`).
+
+Thin, like the rest of the command line: check everything cheap first (inputs readable, outputs writable, option
+ranges), run the library, print where it stopped and why, publish the outputs together (atomic writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+from pathlib import Path
+
+from geomprior.errors import InputError
+
+STOP_RULES = ("auto", "heldout", "wmv", "discrepancy", "none")
+PRESETS = ("fast", "default", "quality")
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= 1):
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
+def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
+    """Add ``image`` and its sub-commands to the ``geomprior`` sub-parsers ``sub``."""
+    from geomprior.cli import DEVICES, _int_at_least, _positive_float
+
+    image = sub.add_parser("image", help="image restoration with untrained networks",
+                           description="Deep Image Prior, Deep Decoder and tiled coordinate MLPs as priors: "
+                                       "fit, denoise, super-resolve, inpaint, compress, compressed sensing.")
+    tasks = image.add_subparsers(dest="task", metavar="TASK", parser_class=type(image))
+    tasks.required = True
+
+    def task(name: str, help: str, methods: tuple[str, ...], default: str, *, reference: bool = True,
+             stop: bool = True):
+        p = tasks.add_parser(name, parents=[common], help=help, description=help)
+        p.add_argument("input", metavar="INPUT", help="image: .png .jpg .bmp .tif ...")
+        p.add_argument("-o", "--output", metavar="OUTPUT", required=True, help="image: .png .jpg .bmp .tif")
+        p.add_argument("--method", choices=methods, default=default, help=f"prior (default: {default})")
+        p.add_argument("--preset", choices=PRESETS, default="default",
+                       help="network size: fast, default (CPU-sized) or quality (the reference) (default: default)")
+        p.add_argument("--iters", type=_int_at_least(0), metavar="N", help="cap on iterations (default: per task)")
+        p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks CUDA when available")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+        p.add_argument("--history", metavar="RUN.json", help="write the run history as JSON")
+        if reference:
+            p.add_argument("--reference", metavar="CLEAN", help="ground-truth image: PSNR in the progress bar and "
+                                                                 "at the end (never used to stop)")
+        if stop:
+            p.add_argument("--stop", choices=STOP_RULES, default="auto",
+                           help="early stopping without ground truth: heldout pixels, wmv (variance of recent "
+                                "outputs), discrepancy (needs --sigma), none; auto: dip and mlp heldout, dd none")
+            p.add_argument("--patience", type=_int_at_least(1), metavar="N",
+                           help="iterations without improvement before stopping (default: 500 dip, 300 mlp)")
+        p.set_defaults(func=_run, image_task=name)
+        return p
+
+    p = task("fit", "Represent an image as tiled coordinate MLPs (an image as a function [0,1]^2 -> RGB).",
+             ("mlp",), "mlp", reference=False)
+    p.add_argument("--fourier", type=_int_at_least(0), default=0, metavar="L",
+                   help="octaves of Fourier positional encoding (default: 0, off)")
+    p.add_argument("--tile", type=_int_at_least(2), metavar="PX", help="tile side in pixels (default: 16)")
+
+    p = task("denoise", "Remove noise from an image.", ("dip", "dd", "mlp"), "dip")
+    p.add_argument("--sigma", type=_positive_float, metavar="S",
+                   help="noise standard deviation on the 0-255 scale, if known (used by --stop discrepancy)")
+
+    p = task("superres", "Super-resolve an image by an integer factor.", ("dip", "dd"), "dip")
+    p.add_argument("--factor", type=_int_at_least(2), required=True, metavar="F", help="upsampling factor (2, 4, 8)")
+    p.add_argument("--kernel", choices=("lanczos2", "lanczos3", "box"), default="lanczos2",
+                   help="downsampler in the loss (default: lanczos2)")
+
+    p = task("inpaint", "Fill in the missing pixels of an image.", ("dip", "dd", "mlp"), "dip")
+    p.add_argument("--mask", required=True, metavar="MASK", help="image of the same size: white = known, "
+                                                                "black = missing")
+
+    p = task("compress", "Represent an image by the weights of a Deep Decoder.", ("dd",), "dd", reference=False,
+             stop=False)
+    p.add_argument("--channels", type=_int_at_least(1), default=64, metavar="K", help="channels k (default: 64)")
+    p.add_argument("--depth", type=_int_at_least(0), default=5, metavar="D",
+                   help="number of x2 upsamplings d (default: 5)")
+
+    p = task("cs", "Compressed sensing: simulate measurements of an image and recover it from them alone.",
+             ("dd", "dip"), "dd", reference=False)
+    p.add_argument("--measurements", type=_ratio, required=True, metavar="R",
+                   help="measurements per pixel value, in (0, 1]")
+    p.add_argument("--operator", choices=("gaussian", "fourier"), default="gaussian",
+                   help="Gaussian random matrix (in blocks) or subsampled Fourier (default: gaussian)")
+    p.add_argument("--block", type=_int_at_least(0), default=32, metavar="B",
+                   help="Gaussian block size, 0 = one dense matrix (small images only) (default: 32)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from geomprior import io
+    from geomprior.cli import _logging_through_tqdm, _Progress
+    from geomprior.image import io as iio
+
+    name = args.image_task
+    # 1. everything cheap first
+    input_path = Path(args.input)
+    outputs = {"output": io.check_writable(args.output, extensions=iio.WRITE_EXTENSIONS)}
+    if args.history:
+        outputs["history"] = io.check_writable(args.history, extensions=(".json",))
+    seen = {input_path.resolve(): "INPUT"}
+    for key, path in outputs.items():
+        if path.resolve() in seen:
+            raise InputError(f"{path}: used both as {seen[path.resolve()]} and as the {key}")
+        seen[path.resolve()] = key
+    image = iio.read_image(input_path)
+    reference = iio.read_image(args.reference) if getattr(args, "reference", None) else None
+    mask = iio.read_mask(args.mask, image.shape[:2]) if name == "inpaint" else None
+
+    from geomprior.image import tasks
+
+    tasks.pick_device(args.device)
+    stop = None
+    if getattr(args, "stop", None) is not None:
+        sigma = args.sigma / 255 if getattr(args, "sigma", None) else None
+        rule = args.stop
+        if rule == "discrepancy" and sigma is None:
+            raise InputError("--stop discrepancy needs the noise level --sigma")
+        stop = tasks.StopConfig(rule=rule, patience=args.patience, sigma=sigma)
+    common = dict(iters=args.iters, device=args.device, seed=args.seed)
+    if name != "compress":
+        common["preset"] = args.preset
+    if stop is not None:
+        common["stop"] = stop
+
+    # 2. the fit
+    progress = _Progress()
+    try:
+        with _logging_through_tqdm():
+            if name == "fit":
+                from geomprior.image.mlp import MLPConfig
+
+                cfg = MLPConfig.preset(args.preset, fourier=args.fourier,
+                                       **({"tile": args.tile, "overlap": args.tile // 4} if args.tile else {}))
+                res = tasks.fit_image(image, config=cfg, progress=progress, **common)
+            elif name == "denoise":
+                res = tasks.denoise(image, method=args.method, reference=reference, progress=progress, **common)
+            elif name == "superres":
+                res = tasks.superresolve(image, args.factor, method=args.method, kernel=args.kernel,
+                                         reference=reference, progress=progress, **common)
+            elif name == "inpaint":
+                res = tasks.inpaint(image, mask, method=args.method, reference=reference, progress=progress, **common)
+            elif name == "compress":
+                res = tasks.compress(image, channels=args.channels, depth=args.depth, progress=progress, **common)
+            else:
+                res = tasks.compressed_sensing(image, args.measurements, method=args.method, operator=args.operator,
+                                               block=args.block or None, progress=progress, **common)
+    finally:
+        progress.close()
+
+    # 3. outputs, published together
+    with contextlib.ExitStack() as stack:
+        iio.write_image(stack.enter_context(io.atomic_path(outputs["output"])), res.image, atomic=False)
+        if "history" in outputs:
+            io.write_json(stack.enter_context(io.atomic_path(outputs["history"])),
+                          {"command": f"image {name}", "input": str(input_path), **res.to_json()})
+
+    print(res.summary)
+    h, w, c = res.image.shape
+    if name == "compress":
+        print(f"parameters: {res.parameters} weights for {h}x{w}x{c} = {h * w * c} pixel values "
+              f"(compression ratio {res.extra['ratio']:.2f}:1, {res.extra['bits_per_pixel']:.2f} bits per pixel "
+              f"at 32-bit weights)")
+    elif name == "cs":
+        print(f"measurements: {res.extra['measurements']} ({res.extra['operator']}, ratio {res.extra['ratio']:.3f} "
+              f"of {h * w * c} pixel values)")
+    else:
+        print(f"parameters: {res.parameters}")
+    for key, path in outputs.items():
+        print(f"{key}: {path}")
+    return 0

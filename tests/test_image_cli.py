@@ -1,0 +1,161 @@
+"""geomprior image ...: one-line errors with nothing written, and tiny end-to-end runs of every sub-command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from skimage import data, transform
+
+from geomprior import cli
+from geomprior.image.io import read_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def images(tmp_path):
+    clean = transform.resize(data.camera(), (32, 32), anti_aliasing=True)
+    rgb = np.repeat(clean[:, :, None], 3, 2)
+    noisy = np.clip(rgb + np.random.default_rng(0).normal(0, 0.1, rgb.shape), 0, 1)
+    iio.imwrite(tmp_path / "clean.png", (rgb * 255).round().astype(np.uint8))
+    iio.imwrite(tmp_path / "noisy.png", (noisy * 255).round().astype(np.uint8))
+    iio.imwrite(tmp_path / "small.png", (rgb[::2, ::2] * 255).round().astype(np.uint8))
+    iio.imwrite(tmp_path / "odd.png", (rgb[:31, :31] * 255).round().astype(np.uint8))
+    mask = np.full((32, 32), 255, np.uint8)
+    mask[10:20, 10:20] = 0
+    iio.imwrite(tmp_path / "mask.png", mask)
+    iio.imwrite(tmp_path / "mask_small.png", mask[:30])
+    (tmp_path / "garbage.png").write_bytes(b"not an image at all\n" * 10)
+    (tmp_path / "empty.png").write_bytes(b"")
+    return tmp_path
+
+
+def _main(args, cwd):
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return cli.main(["image", *map(str, args)])
+    finally:
+        os.chdir(old)
+
+
+def _one_line_error(capsys):
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("geomprior: error: ")
+    assert captured.out == ""
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["denoise", "missing.png", "-o", "out.png"], "no such file"),
+        (["denoise", "garbage.png", "-o", "out.png"], "not a readable image"),
+        (["denoise", "empty.png", "-o", "out.png"], "empty"),
+        (["denoise", "noisy.png", "-o", "out.xyz"], "cannot write file type"),
+        (["denoise", "noisy.png", "-o", "noisy.png"], "used both as INPUT"),
+        (["denoise", "noisy.png", "-o", "out.png", "--history", "nodir/run.json"], "does not exist"),
+        (["denoise", "noisy.png", "-o", "out.png", "--method", "bogus"], "invalid choice"),
+        (["denoise", "noisy.png", "-o", "out.png", "--stop", "discrepancy"], "--sigma"),
+        (["denoise", "noisy.png", "-o", "out.png", "--reference", "odd.png", "--iters", "1"], "reference is 31x31"),
+        (["inpaint", "noisy.png", "--mask", "mask_small.png", "-o", "out.png"], "mask is 32x30 pixels but the image is 32x32"),
+        (["inpaint", "noisy.png", "--mask", "garbage.png", "-o", "out.png"], "not a readable image"),
+        (["superres", "small.png", "-o", "out.png", "--factor", "2", "--reference", "odd.png"], "not divisible by the factor 2"),
+        (["superres", "small.png", "-o", "out.png", "--factor", "1"], "must be >= 2"),
+        (["superres", "small.png", "-o", "out.png", "--factor", "2", "--method", "mlp"], "invalid choice"),
+        (["cs", "clean.png", "-o", "out.png", "--measurements", "0"], r"must be in \(0, 1\]"),
+        (["cs", "clean.png", "-o", "out.png", "--measurements", "1.5"], r"must be in \(0, 1\]"),
+        (["cs", "clean.png", "-o", "out.png", "--measurements", "x"], "not a number"),
+        (["cs", "clean.png", "-o", "out.png", "--measurements", "0.5", "--block", "0", "--iters", "1"], None),
+        (["compress", "clean.png", "-o", "out.png", "--channels", "0"], "must be >= 1"),
+        (["denoise", "noisy.png", "-o", "out.png", "--iters", "-3"], "must be >= 0"),
+    ],
+)
+def test_bad_input_one_line_nothing_written(images, capsys, args, match):
+    before = sorted(os.listdir(images))
+    code = _main(args, images)
+    if match is None:  # a valid edge case: dense Gaussian matrix on a tiny image
+        assert code == 0
+        return
+    assert code == 2
+    line = _one_line_error(capsys)
+    import re
+
+    assert re.search(match, line), line
+    assert sorted(os.listdir(images)) == before
+
+
+def test_errors_from_a_real_process(images):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    before = sorted(os.listdir(images))
+    for args in (["image", "denoise", "garbage.png", "-o", "out.png"],
+                 ["image", "cs", "clean.png", "-o", "out.png", "--measurements", "2"]):
+        proc = subprocess.run([sys.executable, "-m", "geomprior", *args], cwd=images, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("geomprior: error: ")
+    assert sorted(os.listdir(images)) == before
+
+
+def test_cuda_without_cuda(images, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert _main(["denoise", "noisy.png", "-o", "out.png", "--device", "cuda"], images) == 2
+    assert "cuda" in _one_line_error(capsys).lower()
+    assert not (images / "out.png").exists()
+
+
+def test_denoise_end_to_end(images, capsys):
+    code = _main(["denoise", "noisy.png", "-o", "out.png", "--method", "mlp", "--preset", "fast", "--iters", "60",
+                  "--reference", "clean.png", "--history", "run.json", "--seed", "1"], images)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "mlp denoise: stopped after" in out and "PSNR" in out and "stopping rule: heldout" in out
+    assert read_image(images / "out.png").shape == (32, 32, 3)
+    run = json.loads((images / "run.json").read_text())
+    assert run["command"] == "image denoise" and run["method"] == "mlp" and run["steps"] <= 60
+    assert len(run["history"]["psnr"]) == len(run["history"]["step"])
+    assert not [p for p in os.listdir(images) if p.startswith(".")]  # no temporary files left
+
+
+@pytest.mark.parametrize(
+    "args,expect_shape,expect_text",
+    [
+        (["fit", "clean.png", "-o", "out.png", "--iters", "30", "--fourier", "2", "--tile", "16"], (32, 32, 3),
+         "mlp fit: stopped after 30 iterations"),
+        (["denoise", "noisy.png", "-o", "out.png", "--method", "dd", "--iters", "20"], (32, 32, 3), "dd denoise"),
+        (["denoise", "noisy.png", "-o", "out.png", "--method", "dip", "--preset", "fast", "--iters", "5",
+          "--stop", "wmv"], (32, 32, 3), "stopping rule: wmv"),
+        (["superres", "small.png", "-o", "out.png", "--factor", "2", "--preset", "fast", "--iters", "5",
+          "--reference", "clean.png"], (32, 32, 3), "PSNR"),
+        (["inpaint", "noisy.png", "--mask", "mask.png", "-o", "out.png", "--method", "dd", "--iters", "10"],
+         (32, 32, 3), "dd inpaint"),
+        (["compress", "clean.png", "-o", "out.png", "--channels", "8", "--depth", "3", "--iters", "10"], (32, 32, 3),
+         "parameters: 344 weights for 32x32x3 = 3072 pixel values (compression ratio 8.93:1"),
+        (["cs", "clean.png", "-o", "out.png", "--measurements", "0.25", "--block", "8", "--iters", "10"], (32, 32, 3),
+         "measurements: 768 (gaussian"),
+        (["cs", "clean.png", "-o", "out.jpg", "--measurements", "0.25", "--operator", "fourier", "--method", "dip",
+          "--preset", "fast", "--iters", "5"], (32, 32, 3), "fourier"),
+    ],
+    ids=["fit", "denoise-dd", "denoise-dip-wmv", "superres", "inpaint", "compress", "cs-gaussian", "cs-fourier-dip"],
+)
+def test_every_command_writes_its_output(images, capsys, args, expect_shape, expect_text):
+    assert _main(args, images) == 0
+    out = capsys.readouterr().out
+    assert expect_text in out, out
+    assert "stopped after" in out
+    path = images / args[args.index("-o") + 1]
+    assert read_image(path).shape == expect_shape

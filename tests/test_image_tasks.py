@@ -1,0 +1,209 @@
+"""geomprior.image.tasks on tiny images: restoration beats its input, same seed => same output, early stopping."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from skimage import data, transform
+from skimage.metrics import peak_signal_noise_ratio
+
+from geomprior.errors import InputError
+from geomprior.fit import EarlyStopping, fit
+from geomprior.image import tasks
+from geomprior.image.decoder import DDConfig, dd_parameter_count
+from geomprior.image.dip import DIPConfig
+from geomprior.image.mlp import MLPConfig
+from geomprior.image.stopping import WindowedVariance
+
+SIGMA = 0.1
+# tiny networks; a shorter output average (0.9) and a higher DD learning rate than the defaults, for short runs
+TINY = {
+    "dip": DIPConfig.width(16, scales=3, input_channels=8, ema=0.9),
+    "dd": DDConfig(channels=24, depth=3, ema=0.9, lr=0.01),
+    "mlp": MLPConfig(widths=(32, 32), tile=16, overlap=4, fourier=2, lr=1e-2),
+}
+ITERS = {"dip": 200, "dd": 200, "mlp": 200}
+
+
+def psnr(a, b):
+    return peak_signal_noise_ratio(b, a, data_range=1.0)
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return transform.resize(data.astronaut(), (32, 32), anti_aliasing=True).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def noisy(clean):
+    rng = np.random.default_rng(0)
+    return np.clip(clean + rng.normal(0, SIGMA, clean.shape), 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("method", ["dip", "dd", "mlp"])
+def test_denoising_beats_the_noisy_input(method, clean, noisy):
+    res = tasks.denoise(noisy, method=method, config=TINY[method], iters=ITERS[method], device="cpu",
+                        stop=tasks.StopConfig(rule="none"), reference=clean)
+    assert res.image.shape == clean.shape and res.image.dtype == np.float32
+    assert psnr(res.image, clean) > psnr(noisy, clean) + 1.0
+    assert res.psnr == pytest.approx(psnr(res.image, clean), abs=1e-3)
+    assert len(res.history["psnr"]) == len(res.history["step"])
+
+
+@pytest.mark.parametrize("method", ["dip", "mlp"])
+def test_same_seed_same_output(method, noisy):
+    def run(seed):
+        return tasks.denoise(noisy, method=method, config=TINY[method], iters=20, device="cpu", seed=seed,
+                             stop=tasks.StopConfig(rule="none")).image
+
+    a, b = run(3), run(3)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, run(4))
+
+
+def test_heldout_stopping_fires_and_keeps_the_best_output(clean):
+    """An MLP with more weights than pixels fits the noise: validation on held-out pixels stops it."""
+    rng = np.random.default_rng(1)
+    very_noisy = np.clip(clean + rng.normal(0, 0.2, clean.shape), 0, 1).astype(np.float32)
+    cfg = MLPConfig(widths=(64, 64, 64), tile=16, overlap=4, fourier=2, lr=1e-2)
+    stop = tasks.StopConfig(rule="heldout", patience=60, eval_every=10)
+    res = tasks.denoise(very_noisy, method="mlp", config=cfg, iters=1500, stop=stop, device="cpu", reference=clean)
+    assert "held-out" in res.reason and res.steps < 1500
+    assert res.best_step == res.steps - 60
+    # the output is the one of the chosen iteration, which beats the last one and the noisy input
+    h = res.history
+    assert res.psnr == pytest.approx(h["psnr"][h["step"].index(res.best_step)], abs=1e-4)
+    assert res.psnr > h["psnr"][-1]
+    assert res.psnr > psnr(very_noisy, clean)
+
+
+def test_wmv_stopping_fires(clean, noisy):
+    stop = tasks.StopConfig(rule="wmv", window=20, patience=40, eval_every=10)
+    cfg = MLPConfig(widths=(64, 64, 64), tile=16, overlap=4, fourier=2, lr=1e-2)
+    res = tasks.denoise(noisy, method="mlp", config=cfg, iters=1500, stop=stop, device="cpu", reference=clean)
+    assert "variance of recent outputs" in res.reason and res.steps < 1500
+    assert res.best_step >= 20  # no score before the window is full
+    h = res.history
+    assert res.psnr == pytest.approx(h["psnr"][h["step"].index(res.best_step)], abs=1e-4)
+    # the variance is not scored (NaN -> no snapshot) until the window holds 20 outputs
+    assert all(np.isnan(v) for s, v in zip(h["step"], h["val"]) if s < 20)
+
+
+def test_discrepancy_needs_sigma(noisy):
+    with pytest.raises(InputError, match="sigma"):
+        tasks.denoise(noisy, method="mlp", stop=tasks.StopConfig(rule="discrepancy"), iters=1)
+
+
+def test_inpainting_fills_missing_pixels(clean):
+    rng = np.random.default_rng(2)
+    mask = rng.random(clean.shape[:2]) > 0.5
+    damaged = clean * mask[:, :, None]
+    for method in ("dd", "mlp"):
+        res = tasks.inpaint(damaged, mask, method=method, config=TINY[method], iters=ITERS[method], device="cpu",
+                            stop=tasks.StopConfig(rule="none"))
+        miss = ~mask
+        assert psnr(res.image[miss], clean[miss]) > psnr(damaged[miss], clean[miss]) + 5
+    with pytest.raises(InputError, match="mask is"):
+        tasks.inpaint(damaged, mask[:-1], method="dd")
+
+
+@pytest.mark.parametrize("method", ["dip", "dd"])
+def test_superresolution_matches_the_input_when_downsampled(clean, method):
+    small = transform.resize(clean, (16, 16), anti_aliasing=True).astype(np.float32)
+    res = tasks.superresolve(small, 2, method=method, config=TINY[method], iters=300, device="cpu",
+                             stop=tasks.StopConfig(rule="none"), reference=clean)
+    assert res.image.shape == (32, 32, 3)
+    from geomprior.image.operators import Downsample
+
+    down = Downsample(2)(torch.as_tensor(res.image).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    assert psnr(down, small) > 30
+    nearest = np.repeat(np.repeat(small, 2, 0), 2, 1)
+    assert res.psnr > psnr(nearest, clean) + 1
+    with pytest.raises(InputError, match="not divisible by the factor 2"):
+        tasks.superresolve(small, 2, reference=clean[:31, :31], iters=1)
+    with pytest.raises(InputError, match="factor"):
+        tasks.superresolve(small, 1, iters=1)
+
+
+@pytest.mark.parametrize("operator", ["gaussian", "fourier"])
+def test_compressed_sensing_recovers_more_than_the_mean(clean, operator):
+    res = tasks.compressed_sensing(clean, 0.5, method="dd", operator=operator, block=8, config=TINY["dd"],
+                                   iters=200, device="cpu")
+    baseline = np.broadcast_to(clean.mean((0, 1)), clean.shape)
+    assert res.psnr > psnr(baseline, clean) + 2
+    assert res.extra["measurements"] > 0 and 0 < res.extra["ratio"] <= 1
+    with pytest.raises(InputError, match=r"\(0, 1\]"):
+        tasks.compressed_sensing(clean, 1.5, iters=1)
+
+
+def test_compress_reports_parameters_and_ratio(clean):
+    res = tasks.compress(clean, channels=8, depth=3, iters=30, device="cpu")
+    assert res.parameters == dd_parameter_count(8, 3, 3)
+    assert res.extra["ratio"] == pytest.approx(32 * 32 * 3 / res.parameters)
+    assert res.stop_rule == "none" and res.steps == 30
+
+
+def test_method_not_offered_for_task(clean):
+    with pytest.raises(InputError, match="does not do superres"):
+        tasks.superresolve(clean, 2, method="mlp")
+    with pytest.raises(InputError, match="unknown method"):
+        tasks.denoise(clean, method="bogus")
+
+
+def test_fit_image_runs_to_the_cap(clean):
+    res = tasks.fit_image(clean, config=dataclasses.replace(TINY["mlp"], fourier=3), iters=150, device="cpu")
+    assert res.steps == 150 and res.stop_rule == "none"
+    assert res.psnr > 20
+
+
+# --------------------------------------------------------------------------------------------
+# the hooks added to fit for the image priors
+
+
+def test_fit_after_step_and_buffers_are_restored():
+    w = torch.zeros(1, 3, requires_grad=True)
+    target = torch.tensor([[1.0, -2.0, 0.5]])
+    avg = torch.zeros(1, 3)
+    seen = []
+
+    def after(step):
+        seen.append(step)
+        avg.mul_(0.5).add_(w.detach(), alpha=0.5)
+
+    # validation against a truth that the fit overshoots: the best step comes early, buffers go back with it
+    truth = 0.3 * target
+    res = fit([w], lambda: ((w - target) ** 2).sum(1), max_steps=60, lr=0.1, eval_every=5,
+              validate=lambda: ((avg - truth) ** 2).sum(1), stopper=EarlyStopping(patience=2, smoothing=0),
+              after_step=after, buffers=[avg])
+    assert seen == list(range(res.steps))
+    assert res.steps < 60
+    assert float(((avg - truth) ** 2).sum()) == pytest.approx(
+        min(res.history["val"]), rel=1e-6)
+
+
+def test_early_stopping_ignores_nan_scores():
+    stopper = EarlyStopping(mode="run", patience=2, smoothing=0)
+    for step in range(5):
+        keep = stopper.update(step, torch.tensor([float("nan")]))
+        assert not bool(keep.any()) and not bool(stopper.stopped().any())
+    assert stopper.best is None
+    assert bool(stopper.update(5, torch.tensor([1.0])).all())
+    stopper.update(6, torch.tensor([2.0]))
+    stopper.update(7, torch.tensor([2.0]))
+    assert bool(stopper.stopped().all()) and int(stopper.best_step[0]) == 5
+
+
+def test_windowed_variance():
+    wmv = WindowedVariance(3)
+    xs = [torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 2.0]]), torch.tensor([[5.0, 2.0]]), torch.tensor([[5.0, 8.0]])]
+    wmv.push(xs[0])
+    assert torch.isnan(wmv.value()).all()
+    wmv.push(xs[1])
+    wmv.push(xs[2])
+    torch.testing.assert_close(wmv.value(), torch.tensor([(8 / 3 + 0) / 2]))
+    wmv.push(xs[3])  # window: 3, 5, 5 and 2, 2, 8
+    slow = torch.stack(xs[1:]).var(0, unbiased=False).mean()
+    torch.testing.assert_close(wmv.value(), slow.reshape(1))
