@@ -137,6 +137,8 @@ def test_denoise_end_to_end(images, capsys):
         (["fit", "clean.png", "-o", "out.png", "--iters", "30", "--fourier", "2", "--tile", "16"], (32, 32, 3),
          "mlp fit: stopped after 30 iterations"),
         (["denoise", "noisy.png", "-o", "out.png", "--method", "dd", "--iters", "20"], (32, 32, 3), "dd denoise"),
+        (["denoise", "noisy.png", "-o", "out.png", "--method", "dd", "--channels", "8", "--iters", "2"], (32, 32, 3),
+         "parameters: 344"),  # depth 5 lowered to 3 for 32 pixels: 4 * (64 + 16) + 8 * 3
         (["denoise", "noisy.png", "-o", "out.png", "--method", "dip", "--preset", "fast", "--iters", "5",
           "--stop", "wmv"], (32, 32, 3), "stopping rule: wmv"),
         (["superres", "small.png", "-o", "out.png", "--factor", "2", "--preset", "fast", "--iters", "5",
@@ -150,7 +152,7 @@ def test_denoise_end_to_end(images, capsys):
         (["cs", "clean.png", "-o", "out.jpg", "--measurements", "0.25", "--operator", "fourier", "--method", "dip",
           "--preset", "fast", "--iters", "5"], (32, 32, 3), "fourier"),
     ],
-    ids=["fit", "denoise-dd", "denoise-dip-wmv", "superres", "inpaint", "compress", "cs-gaussian", "cs-fourier-dip"],
+    ids=["fit", "denoise-dd", "denoise-dd-channels", "denoise-dip-wmv", "superres", "inpaint", "compress", "cs-gaussian", "cs-fourier-dip"],
 )
 def test_every_command_writes_its_output(images, capsys, args, expect_shape, expect_text):
     assert _main(args, images) == 0

@@ -207,3 +207,29 @@ def test_windowed_variance():
     wmv.push(xs[3])  # window: 3, 5, 5 and 2, 2, 8
     slow = torch.stack(xs[1:]).var(0, unbiased=False).mean()
     torch.testing.assert_close(wmv.value(), slow.reshape(1))
+
+
+def test_progress_reports_loss_and_psnr(clean, noisy):
+    seen = []
+    tasks.denoise(noisy, method="dd", config=TINY["dd"], iters=20, device="cpu", reference=clean,
+                  progress=lambda stage, step, total, info: seen.append((stage, step, total, dict(info))))
+    assert [s[1] for s in seen] == [0, 10, 20]
+    assert all(stage == "dd denoise" and total == 20 for stage, _, total, _ in seen)
+    assert all({"loss", "psnr"} <= set(info) for *_, info in seen)
+    assert seen[-1][3]["psnr"] > seen[0][3]["psnr"]
+
+
+def test_deep_decoder_too_deep_for_the_image_is_made_shallower(clean, noisy, caplog):
+    with caplog.at_level("WARNING", logger="geomprior.image.tasks"):
+        res = tasks.denoise(noisy, method="dd", config=DDConfig(channels=16, depth=5, lr=0.01, ema=0.9), iters=30,
+                            device="cpu", reference=clean)
+    assert "using depth 3" in caplog.text
+    assert res.parameters == dd_parameter_count(16, 3, 3)
+    assert float(res.image.std()) > 0.02  # a 1x1 input would give a constant image
+
+
+def test_make_config_channels():
+    assert tasks.make_config("dip", "fast", channels=24).channels_down == (24,) * 4
+    assert tasks.make_config("dd", channels=24).channels == 24
+    assert tasks.make_config("mlp", "quality", channels=24).widths == (24, 24, 24)
+    assert tasks.make_config("dd", "quality") == DDConfig.preset("quality")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 from pathlib import Path
 
@@ -38,13 +39,17 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
     tasks.required = True
 
     def task(name: str, help: str, methods: tuple[str, ...], default: str, *, reference: bool = True,
-             stop: bool = True):
+             stop: bool = True, sizes: bool = True):
         p = tasks.add_parser(name, parents=[common], help=help, description=help)
         p.add_argument("input", metavar="INPUT", help="image: .png .jpg .bmp .tif ...")
         p.add_argument("-o", "--output", metavar="OUTPUT", required=True, help="image: .png .jpg .bmp .tif")
         p.add_argument("--method", choices=methods, default=default, help=f"prior (default: {default})")
-        p.add_argument("--preset", choices=PRESETS, default="default",
-                       help="network size: fast, default (CPU-sized) or quality (the reference) (default: default)")
+        if sizes:
+            p.add_argument("--preset", choices=PRESETS, default="default",
+                           help="network size: fast, default (CPU-sized) or quality (the reference) "
+                                "(default: default)")
+            p.add_argument("--channels", type=_int_at_least(1), metavar="K",
+                           help="width of every layer (DIP encoder/decoder, DD k, MLP hidden) (default: preset)")
         p.add_argument("--iters", type=_int_at_least(0), metavar="N", help="cap on iterations (default: per task)")
         p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks CUDA when available")
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -81,7 +86,7 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
                                                                 "black = missing")
 
     p = task("compress", "Represent an image by the weights of a Deep Decoder.", ("dd",), "dd", reference=False,
-             stop=False)
+             stop=False, sizes=False)
     p.add_argument("--channels", type=_int_at_least(1), default=64, metavar="K", help="channels k (default: 64)")
     p.add_argument("--depth", type=_int_at_least(0), default=5, metavar="D",
                    help="number of x2 upsamplings d (default: 5)")
@@ -127,8 +132,8 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError("--stop discrepancy needs the noise level --sigma")
         stop = tasks.StopConfig(rule=rule, patience=args.patience, sigma=sigma)
     common = dict(iters=args.iters, device=args.device, seed=args.seed)
-    if name != "compress":
-        common["preset"] = args.preset
+    if name not in ("compress", "fit"):
+        common["config"] = tasks.make_config(args.method, args.preset, channels=args.channels)
     if stop is not None:
         common["stop"] = stop
 
@@ -137,10 +142,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         with _logging_through_tqdm():
             if name == "fit":
-                from geomprior.image.mlp import MLPConfig
-
-                cfg = MLPConfig.preset(args.preset, fourier=args.fourier,
-                                       **({"tile": args.tile, "overlap": args.tile // 4} if args.tile else {}))
+                cfg = dataclasses.replace(tasks.make_config("mlp", args.preset, channels=args.channels),
+                                          fourier=args.fourier,
+                                          **({"tile": args.tile, "overlap": args.tile // 4} if args.tile else {}))
                 res = tasks.fit_image(image, config=cfg, progress=progress, **common)
             elif name == "denoise":
                 res = tasks.denoise(image, method=args.method, reference=reference, progress=progress, **common)

@@ -177,12 +177,42 @@ def _check_method(task: str, method: str) -> None:
         raise InputError(f"method {method!r} does not do {task}; valid for {task}: {', '.join(TASK_METHODS[task])}")
 
 
+def make_config(method: Method, preset: str = "default", *, channels: int | None = None):
+    """The settings of ``method`` for a named preset, optionally with every layer ``channels`` wide
+    (DIP: encoder and decoder widths; DD: k; MLP: hidden widths)."""
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    kind = {"dip": DIPConfig, "dd": DDConfig, "mlp": MLPConfig}[method]
+    cfg = kind.preset(preset)
+    if channels is None:
+        return cfg
+    if channels < 1:
+        raise InputError(f"channels must be >= 1, got {channels}")
+    if method == "dip":
+        return dataclasses.replace(cfg, channels_down=(channels,) * cfg.scales, channels_up=(channels,) * cfg.scales)
+    if method == "dd":
+        return dataclasses.replace(cfg, channels=channels)
+    return dataclasses.replace(cfg, widths=(channels,) * len(cfg.widths))
+
+
 def _config_for(method: str, config, preset: str):
     kind = {"dip": DIPConfig, "dd": DDConfig, "mlp": MLPConfig}[method]
     if config is None:
         return kind.preset(preset)
     if not isinstance(config, kind):
         raise InputError(f"method {method!r} needs a {kind.__name__}, got {type(config).__name__}")
+    return config
+
+
+def _fit_depth(config: DDConfig, h: int, w: int) -> DDConfig:
+    """A Deep Decoder whose input is under 4 pixels wide outputs near-constant images: lower its depth."""
+    depth = config.depth
+    while depth > 0 and min(h, w) / 2 ** depth < 4:
+        depth -= 1
+    if depth != config.depth:
+        log.warning("a Deep Decoder of depth %d needs images of at least %d pixels a side; using depth %d for "
+                    "this %dx%d image", config.depth, 4 * 2 ** config.depth, depth, w, h)
+        config = dataclasses.replace(config, depth=depth)
     return config
 
 
@@ -348,7 +378,8 @@ def solve(
     y        : (1, ...) measurements, ``operator.output_shape((C, H, W))``
     operator : a linear operator on (1, C, H, W) images (identity or mask for ``method="mlp"``)
     shape    : (H, W, C) of the image sought
-    config   : DIPConfig / DDConfig / MLPConfig for the method (default: ``<Config>.preset(preset)``)
+    config   : DIPConfig / DDConfig / MLPConfig for the method (default: ``<Config>.preset(preset)``); a Deep
+               Decoder deeper than the image allows (input under 4 pixels a side) is made shallower, with a warning
     stop     : early stopping (default StopConfig(): heldout for dip and mlp, none for dd)
     iters    : iteration cap (default :data:`DEFAULT_ITERS`)
     reference: (H, W, C) ground truth; only reported (PSNR in the progress and the history), never used to stop
@@ -404,12 +435,10 @@ def solve(
             z = dip_input(config, (hp, wp), generator=gen, device=dev)
             input_noise = config.input_noise
         else:
+            config = _fit_depth(config, h, w)
             with _seeded(seed):
                 net = DeepDecoder(c, config).to(dev)
             zh, zw = net.input_size(h, w)
-            if min(zh, zw) < 4:
-                log.warning("the Deep Decoder's input is only %dx%d pixels for a %dx%d image; use a smaller depth "
-                            "than %d", zw, zh, w, h, config.depth)
             hp, wp = zh * 2 ** config.depth, zw * 2 ** config.depth
             z = dd_input(config, (zh, zw), generator=gen, device=dev)
             input_noise = 0.0
