@@ -159,7 +159,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         if key in seen:
             raise InputError(f"{path}: used both as {seen[key]} and as the {name} output")
         seen[key] = name
-    from geomprior.dgp import DGPConfig, pick_device, reconstruct
+    from geomprior.dgp import DGPConfig, reconstruct
+    from geomprior.device import pick_device
 
     pick_device(args.device)
     points, normals = io.read_points(input_path)

@@ -25,6 +25,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from .errors import InputError
+from .device import pick_device
 from .fit import EarlyStopping, FitResult, Progress, fit
 from .nets import BatchedMLP
 from .patches import Patches, bbox_diagonal, cover
@@ -125,17 +126,6 @@ class Reconstruction:
     history: dict = field(default_factory=dict)
     summary: str = ""
     patches: Patches | None = None
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """"auto" -> CUDA when available, else CPU; "cuda" without CUDA raises InputError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise InputError(f"unknown device {device!r}; valid: auto, cpu, cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("device cuda requested but this torch has no CUDA device (install a CUDA build of torch)")
-    return torch.device(device)
 
 
 def check_points(points, normals=None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -112,13 +112,9 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
-def _check_readable(path: str | os.PathLike, valid: tuple[str, ...], what: str) -> Path:
+def check_file(path: str | os.PathLike) -> Path:
+    """InputError unless ``path`` is an existing, readable, non-empty file; returns it as a Path."""
     path = Path(path)
-    if _suffix(path) not in valid:
-        raise InputError(
-            f"{path}: unknown {what} file type {path.suffix or '(no extension)'!r}; "
-            f"valid: {', '.join(valid)}"
-        )
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
@@ -132,6 +128,16 @@ def _check_readable(path: str | os.PathLike, valid: tuple[str, ...], what: str) 
     if size == 0:
         raise InputError(f"{path}: file is empty")
     return path
+
+
+def _check_readable(path: str | os.PathLike, valid: tuple[str, ...], what: str) -> Path:
+    path = Path(path)
+    if _suffix(path) not in valid:
+        raise InputError(
+            f"{path}: unknown {what} file type {path.suffix or '(no extension)'!r}; "
+            f"valid: {', '.join(valid)}"
+        )
+    return check_file(path)
 
 
 def _head(path: Path, n: int = 4096) -> bytes:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from geomprior.errors import InputError
+from geomprior.io import check_file
 
 log = logging.getLogger(__name__)
 
@@ -22,21 +23,6 @@ READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".w
 """File types :func:`read_image` accepts (the content is checked, not only the name)."""
 WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 """File types :func:`write_image` writes (8 bits per channel)."""
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an image")
-    try:
-        size = path.stat().st_size
-        with open(path, "rb"):
-            pass
-    except OSError as e:
-        raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
-    if size == 0:
-        raise InputError(f"{path}: file is empty")
 
 
 def _to_float(path: Path, arr: np.ndarray) -> np.ndarray:
@@ -61,7 +47,7 @@ def _to_float(path: Path, arr: np.ndarray) -> np.ndarray:
 
 def _read_raw(path: str | os.PathLike) -> tuple[Path, np.ndarray]:
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     import imageio.v3 as iio
 
     try:

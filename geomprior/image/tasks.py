@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from geomprior.errors import InputError
+from geomprior.device import pick_device
 from geomprior.fit import EarlyStopping, FitResult, Progress, fit
 from geomprior.image import operators as ops
 from geomprior.image.decoder import DDConfig, DeepDecoder, dd_input
@@ -148,18 +149,6 @@ class ImageResult:
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> CUDA when available, else CPU; "cuda" without CUDA raises InputError."""
-    device = str(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise InputError(f"unknown device {device!r}; valid: auto, cpu, cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("device cuda requested but this torch has no CUDA device (install a CUDA build of torch)")
-    return torch.device(device)
 
 
 def psnr(image: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor) -> float:
