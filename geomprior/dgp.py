@@ -319,6 +319,8 @@ def reconstruct(
     mesh = poisson_mesh(dense_pts, dense_nrm, depth=cfg.poisson_depth,
                         max_distance=cfg.trim * patches.radius if cfg.trim > 0 else None)
     summary += f"; {len(dense_pts)} dense points -> mesh with {len(mesh.triangles)} triangles"
+    if progress is not None:
+        progress("mesh", 1, 1, {"points": len(dense_pts), "triangles": len(mesh.triangles)})
     history["summary"] = summary
     return Reconstruction(mesh, dense_pts, dense_nrm, history, summary, patches)
 
