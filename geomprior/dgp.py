@@ -183,16 +183,16 @@ class _PatchSurfaces:
         return y.detach(), nrm / nrm.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def _matched_sq_dist(pred, target, mask, method, cfg) -> torch.Tensor:
-    """Per-patch mean squared distance between pred (P,K,3) and target (P,K,3) under an OT matching."""
-    idx = assign(pred, target, mask, method=method, blur=cfg.blur, scaling=cfg.scaling)
+def _matched_sq_dist(pred, target, mask) -> torch.Tensor:
+    """Per-patch mean squared distance between pred (P,K,3) and target (P,K,3) under exact one-to-one matching."""
+    idx = assign(pred, target, mask, method="exact")
     matched = torch.gather(target, 1, idx[..., None].expand(-1, -1, 3))
     d = ((pred - matched) ** 2).sum(-1) * mask
     return d.sum(1) / mask.sum(1).clamp_min(1)
 
 
 def _local_fit(
-    surf: _PatchSurfaces, uv, target, train, val, cfg: DGPConfig, method: str, *, stage: str, epochs: int, lr: float,
+    surf: _PatchSurfaces, uv, target, train, val, cfg: DGPConfig, *, stage: str, epochs: int, lr: float,
     stopper: EarlyStopping, progress: Progress | None, monitor: Callable[[int], dict] | None,
 ) -> FitResult:
     """Fit all patch surfaces to ``target`` (P,K,3) on the ``train`` slots; validate on the ``val`` slots."""
@@ -201,7 +201,8 @@ def _local_fit(
 
     def refresh(step):
         with torch.no_grad():
-            matched["idx"] = assign(surf(uv), target, train, method=method, blur=cfg.blur, scaling=cfg.scaling)
+            matched["idx"] = assign(surf(uv), target, train, method=cfg.matching, blur=cfg.blur,
+                                    scaling=cfg.scaling)
 
     def loss_fn():
         pred = surf(uv)
@@ -211,7 +212,7 @@ def _local_fit(
         return (((pred - tgt) ** 2).sum(-1) * w_train).sum(1)
 
     def validate():
-        return _matched_sq_dist(surf(uv), target, val, "exact", cfg)
+        return _matched_sq_dist(surf(uv), target, val)
 
     has_val = bool(val.any()) and stopper.mode != "none"
     return fit(
@@ -247,15 +248,12 @@ def reconstruct(
     cfg.validate()
     dev = pick_device(device)
     pts, nrm = check_points(points, normals)
-    if len(pts) < cfg.min_points:
-        raise InputError(f"need at least {cfg.min_points} points for one patch, got {len(pts)}")
     torch.set_flush_denormal(True)  # denormals appear as the MLPs converge and slow CPU training ~7×
     given_normals = nrm is not None
     if nrm is None:
         nrm = estimate_normals(pts)
     patches = cover(pts, radius=cfg.radius, padding=cfg.padding, min_points=cfg.min_points,
                     max_points=cfg.max_points, normals=nrm)
-    method = cfg.matching
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
 
@@ -280,36 +278,23 @@ def reconstruct(
     def dense():
         return _dense_output(surf, grid, patches, nrm, tree)
 
-    fit_monitor = None
-    if monitor is not None:
-        def fit_monitor(step):
-            return monitor(*dense())
+    fit_monitor = (lambda step: monitor(*dense())) if monitor is not None else None
 
     stopper = EarlyStopping(mode=cfg.early_stop, patience=cfg.patience, smoothing=cfg.smoothing,
                             tolerance=cfg.tolerance, warmup=cfg.min_epochs)
-    local = _local_fit(surf, uv, target, train, val, cfg, method, stage="local fit", epochs=cfg.max_epochs, lr=cfg.lr,
+    local = _local_fit(surf, uv, target, train, val, cfg, stage="local fit", epochs=cfg.max_epochs, lr=cfg.lr,
                        stopper=stopper, progress=progress, monitor=fit_monitor)
-    history = {"config": dataclasses.asdict(cfg), "device": str(dev), "seed": seed, "matching": method,
+    history = {"config": dataclasses.asdict(cfg), "device": str(dev), "seed": seed, "matching": cfg.matching,
                "patches": len(patches), "points": len(pts), "normals_given": given_normals,
                "local": {**local.history, "steps": local.steps, "reason": local.reason,
                          "best_step": local.best_step}}
     summary = f"local fit: {local.reason}; {len(patches)} patches"
 
     if cfg.consistency and cfg.consistency_epochs > 0:
-        with torch.no_grad():
-            pred = surf(uv)
-            idx = assign(pred, target, mask, method="exact")
-        world = patches.to_world(pred.cpu().numpy().astype(np.float64))
-        owner = np.take_along_axis(patches.index, idx.cpu().numpy(), 1)
-        m = patches.mask
-        total = np.zeros_like(pts)
-        np.add.at(total, owner[m], world[m])
-        hits = np.bincount(owner[m], minlength=len(pts))
-        mean = np.where(hits[:, None] > 0, total / np.maximum(hits, 1)[:, None], pts)
-        target_c = torch.from_numpy(patches.to_local(mean)).float().to(dev)
-        cons = _local_fit(surf, uv, target_c, mask, torch.zeros_like(mask), cfg, method, stage="consistency",
-                          epochs=cfg.consistency_epochs, lr=cfg.consistency_lr, stopper=EarlyStopping(mode="none"), progress=progress,
-                          monitor=None)
+        target_c = torch.from_numpy(patches.to_local(_consensus(surf, uv, target, mask, patches, pts))).float().to(dev)
+        cons = _local_fit(surf, uv, target_c, mask, torch.zeros_like(mask), cfg, stage="consistency",
+                          epochs=cfg.consistency_epochs, lr=cfg.consistency_lr, stopper=EarlyStopping(mode="none"),
+                          progress=progress, monitor=None)
         history["consistency"] = {**cons.history, "steps": cons.steps}
         summary += f"; consistency refit {cons.steps} steps"
 
@@ -323,6 +308,20 @@ def reconstruct(
         progress("mesh", 1, 1, {"points": len(dense_pts), "triangles": len(mesh.triangles)})
     history["summary"] = summary
     return Reconstruction(mesh, dense_pts, dense_nrm, history, summary, patches)
+
+
+def _consensus(surf: _PatchSurfaces, uv, target, mask, patches: Patches, pts: np.ndarray) -> np.ndarray:
+    """(N, 3) world targets: each point's mean over the patch predictions matched to it (one-to-one per patch)."""
+    with torch.no_grad():
+        pred = surf(uv)
+        idx = assign(pred, target, mask, method="exact")
+    world = patches.to_world(pred.cpu().numpy().astype(np.float64))
+    owner = np.take_along_axis(patches.index, idx.cpu().numpy(), 1)
+    m = patches.mask
+    total = np.zeros_like(pts)
+    np.add.at(total, owner[m], world[m])
+    hits = np.bincount(owner[m], minlength=len(pts))
+    return np.where(hits[:, None] > 0, total / np.maximum(hits, 1)[:, None], pts)
 
 
 def _grid(cfg: DGPConfig, dev) -> torch.Tensor:

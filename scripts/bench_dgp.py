@@ -13,7 +13,6 @@ import argparse
 import os
 import time
 
-import numpy as np
 import torch
 from _scans import machine, scan
 from scipy.optimize import linear_sum_assignment
