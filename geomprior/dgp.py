@@ -53,8 +53,9 @@ class DGPConfig:
     lr: float = 1e-3  # Adam learning rate
     # correspondences / loss
     loss: Literal["assignment", "sinkhorn"] = "assignment"  # MSE to matched points, or the Sinkhorn divergence
-    # exact one-to-one matching, or the hardened Sinkhorn plan (the original's scheme). Measured on the bunny scan
-    # (fast preset, CPU): exact gave Chamfer-L1 0.00218 in 26 s, the Sinkhorn plan 0.00233 in 166 s
+    # exact one-to-one matching, or the hardened Sinkhorn plan (the original's scheme). On the bunny scan, fast preset,
+    # 2-core CPU: exact 0.00218 Chamfer-L1 in 25 s, the Sinkhorn plan 0.00233 in 112 s
+    # (scripts/bench_quality.py --shapes bunny00 --presets fast [--set matching=sinkhorn])
     matching: Literal["exact", "sinkhorn"] = "exact"
     refresh_every: int = 20  # recompute correspondences every this many steps
     blur: float = 0.01  # Sinkhorn blur (ε = blur²), in patch units (unit ball)
