@@ -132,6 +132,14 @@ class FakeConfig:
         return cls(name=name)
 
 
+def _install_fake_core(monkeypatch, reconstruct):
+    """Replace geomprior.dgp with a module holding FakeConfig and the given reconstruct."""
+    module = types.ModuleType("geomprior.dgp")
+    module.DGPConfig = FakeConfig
+    module.reconstruct = reconstruct
+    monkeypatch.setitem(sys.modules, "geomprior.dgp", module)
+
+
 @pytest.fixture
 def fake_dgp(monkeypatch):
     calls = {}
@@ -147,11 +155,7 @@ def fake_dgp(monkeypatch):
                                      history={"stop": {"step": 3, "reason": "fake"}, "loss": [0.5, 0.25]},
                                      summary="fit stopped at step 3 (fake)")
 
-    module = types.ModuleType("geomprior.dgp")
-    module.DGPConfig = FakeConfig
-    module.reconstruct = reconstruct
-    module.pick_device = lambda device: device
-    monkeypatch.setitem(sys.modules, "geomprior.dgp", module)
+    _install_fake_core(monkeypatch, reconstruct)
     return calls
 
 
@@ -203,11 +207,7 @@ def test_core_input_error_is_one_line(tmp_path, scan, monkeypatch, capsys):
     def reconstruct(*args, **kwargs):
         raise InputError("need at least 16 points\nfor one patch")
 
-    module = types.ModuleType("geomprior.dgp")
-    module.DGPConfig = FakeConfig
-    module.reconstruct = reconstruct
-    module.pick_device = lambda device: device
-    monkeypatch.setitem(sys.modules, "geomprior.dgp", module)
+    _install_fake_core(monkeypatch, reconstruct)
     assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply")]) == 2
     err = capsys.readouterr().err
     assert err == "geomprior: error: need at least 16 points for one patch\n"
@@ -218,11 +218,7 @@ def test_keyboard_interrupt(tmp_path, scan, monkeypatch, capsys):
     def reconstruct(*args, **kwargs):
         raise KeyboardInterrupt
 
-    module = types.ModuleType("geomprior.dgp")
-    module.DGPConfig = FakeConfig
-    module.reconstruct = reconstruct
-    module.pick_device = lambda device: device
-    monkeypatch.setitem(sys.modules, "geomprior.dgp", module)
+    _install_fake_core(monkeypatch, reconstruct)
     assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply")]) == 130
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert os.listdir(tmp_path) == ["scan.ply"]
