@@ -90,8 +90,9 @@ def evaluate(
     ----------
     mesh : open3d.geometry.TriangleMesh
         The reconstruction, (V, 3) vertices / (F, 3) triangles.
-    reference : open3d.geometry.TriangleMesh
-        The ground truth; its bounding-box diagonal is the unit of all distances.
+    reference : open3d.geometry.TriangleMesh or (points (R, 3), normals (R, 3))
+        The ground truth; its bounding-box diagonal is the unit of all distances. A point set (e.g. a scan
+        without a mesh) stands for its surface as it is: its points are the reference samples.
     n_samples : int
         Surface samples per mesh (>= 100k for reported numbers).
     seed : int
@@ -107,16 +108,23 @@ def evaluate(
     from scipy.spatial import cKDTree
 
     _check_mesh(mesh, "mesh")
-    _check_mesh(reference, "reference")
+    if isinstance(reference, tuple):
+        p_ref, n_ref = (np.array(a, dtype=np.float64) for a in reference)
+        if p_ref.ndim != 2 or p_ref.shape[1] != 3 or p_ref.shape != n_ref.shape or not len(p_ref):
+            raise InputError(f"reference points and normals must both be (R, 3), got {p_ref.shape}, {n_ref.shape}")
+        n_ref /= np.linalg.norm(n_ref, axis=1, keepdims=True).clip(1e-12)
+    else:
+        _check_mesh(reference, "reference")
     if not fscore_threshold > 0:
         raise InputError(f"fscore_threshold must be > 0, got {fscore_threshold}")
-    diag = _diagonal(reference)
+    diag = float(np.linalg.norm(np.ptp(p_ref, axis=0))) if isinstance(reference, tuple) else _diagonal(reference)
     if not diag > 0:
-        raise InputError("reference mesh has a zero-size bounding box")
+        raise InputError("reference has a zero-size bounding box")
 
     rng_pred, rng_ref = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     p_pred, n_pred = sample_surface(mesh, n_samples, seed=rng_pred)
-    p_ref, n_ref = sample_surface(reference, n_samples, seed=rng_ref)
+    if not isinstance(reference, tuple):
+        p_ref, n_ref = sample_surface(reference, n_samples, seed=rng_ref)
     p_pred /= diag
     p_ref /= diag
 

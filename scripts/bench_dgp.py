@@ -3,8 +3,12 @@
 Same patches (the bunny scan of the acceptance tests, default preset), same MLPs (the loop holds nn.Sequential
 copies of the batched weights), same loss (MSE to exactly matched points), same Adam; the correspondence refresh
 (one exact matching per patch) is timed separately and amortised over ``refresh_every`` epochs in the totals.
+Also the original DGP width (2→128→256→512→512→3), and variants of the batched step: ``torch.compile`` (on/off)
+and, on a GPU, bfloat16 autocast.
 
-    python scripts/bench_dgp.py [--steps 10] [--device cpu|cuda] [--original-patches 24] [--out out/]
+    python scripts/bench_dgp.py [--steps 10] [--device cpu|cuda] [--original-patches 24] [--variants]
+                                [--out out/]
+    python scripts/bench_dgp.py --quick        # 12 patches, 2 steps: checks that it runs (a test)
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from geomprior.dgp import PLANAR, DGPConfig, _PatchSurfaces
 from geomprior.io import write_json
 from geomprior.patches import cover
+from geomprior.synthetic import noisy_scan, torus_mesh
 from geomprior.transport import assign
 from geomprior.uv import blue_noise
 
@@ -29,8 +34,7 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def setup(cfg: DGPConfig, device, n_patches: int | None):
-    _, noisy = scan("bunny00")
+def setup(noisy, cfg: DGPConfig, device, n_patches: int | None):
     patches = cover(noisy, radius=cfg.radius, padding=cfg.padding, min_points=cfg.min_points,
                     max_points=cfg.max_points)
     sel = slice(0, n_patches)
@@ -41,7 +45,7 @@ def setup(cfg: DGPConfig, device, n_patches: int | None):
     return surf, uv, target, mask
 
 
-def batched(surf, uv, target, mask, steps, device):
+def batched(surf, uv, target, mask, steps, device, *, compiled=False, bf16=False):
     opt = torch.optim.Adam(surf.mlp.parameters(), lr=1e-3)
     w = mask.float() / mask.sum(1, keepdim=True)
     _sync(device)
@@ -51,10 +55,22 @@ def batched(surf, uv, target, mask, steps, device):
     _sync(device)
     t_match = time.perf_counter() - t
     tgt = torch.gather(target, 1, idx[..., None].expand(-1, -1, 3))
+
+    def loss_fn():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = surf(uv)
+        return (((out.float() - tgt) ** 2).sum(-1) * w).sum()
+
+    if compiled:
+        loss_fn = torch.compile(loss_fn)
+    for i in range(2 if compiled else 0):  # compile (and warm up) outside the timing
+        opt.zero_grad()
+        loss_fn().backward()
+    _sync(device)
     t = time.perf_counter()
     for _ in range(steps):
         opt.zero_grad()
-        loss = (((surf(uv) - tgt) ** 2).sum(-1) * w).sum()
+        loss = loss_fn()
         loss.backward()
         opt.step()
     _sync(device)
@@ -93,10 +109,23 @@ def loop(surf, uv, target, mask, steps, device):
     return (time.perf_counter() - t) / steps, t_match
 
 
-def compare(label, cfg, device, steps, n_patches=None) -> dict:
-    surf, uv, target, mask = setup(cfg, device, n_patches)
+def variant(noisy, label, cfg, device, steps, n_patches=None, **kw) -> dict:
+    """The batched step alone with a variant (compiled / bf16) against the plain batched step."""
+    plain, _ = batched(*setup(noisy, cfg, device, n_patches), steps, device)
+    try:
+        tv, _ = batched(*setup(noisy, cfg, device, n_patches), steps, device, **kw)
+    except Exception as e:  # e.g. no C++ compiler for torch.compile on this machine
+        print(f"| {label} | failed: {type(e).__name__}: {str(e).splitlines()[0][:80]} |||||||| ")
+        return {"label": label, "failed": f"{type(e).__name__}: {e}"[:300]}
+    print(f"| {label} | | | {list(cfg.widths)} | {tv * 1e3:.1f} | (plain batched {plain * 1e3:.1f}) | "
+          f"{plain / tv:.2f}× vs plain | | |")
+    return {"label": label, "batched_step_s": tv, "plain_batched_step_s": plain, "speedup_vs_plain": plain / tv}
+
+
+def compare(noisy, label, cfg, device, steps, n_patches=None) -> dict:
+    surf, uv, target, mask = setup(noisy, cfg, device, n_patches)
     tb, mb = batched(surf, uv, target, mask, steps, device)
-    surf, uv, target, mask = setup(cfg, device, n_patches)
+    surf, uv, target, mask = setup(noisy, cfg, device, n_patches)
     tl, ml = loop(surf, uv, target, mask, steps, device)
     k = cfg.refresh_every
     row = {"label": label, "patches": int(mask.shape[0]), "points_per_patch": float(mask.sum(1).float().mean()),
@@ -108,27 +137,44 @@ def compare(label, cfg, device, steps, n_patches=None) -> dict:
     return row
 
 
-def main() -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--original-patches", type=int, default=24,
                         help="patches for the original-width comparison (it is ~50× heavier per patch)")
+    parser.add_argument("--variants", action="store_true",
+                        help="also time torch.compile (and bfloat16 autocast on a GPU) against the plain batched step")
+    parser.add_argument("--quick", action="store_true", help="12 patches, 2 steps: checks that the script runs")
     parser.add_argument("--out", default="out")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.set_flush_denormal(True)
-    print(f"machine: {machine()}; device {device}")
+    n_patches = 12 if args.quick else None
+    steps = 2 if args.quick else args.steps
+    print(f"machine: {machine()}; device {device}; {torch.get_num_threads()} torch thread(s)")
     print("| setting | patches | points/patch | widths | batched step ms | loop step ms | step speed-up | "
           "matching s batched / loop | epoch speed-up (matching amortised) |")
     print("|---|---|---|---|---|---|---|---|---|")
+    # --quick: a synthetic scan (no ../shared needed)
+    noisy = noisy_scan(torus_mesh(), 4000, 0.005, seed=0) if args.quick else scan("bunny00")[1]
     cfg = DGPConfig.preset("default")
-    rows = [compare("default preset", cfg, device, args.steps)]
+    rows = [compare(noisy, "default preset", cfg, device, steps, n_patches)]
     orig = DGPConfig(widths=(128, 256, 512, 512))
-    rows.append(compare("original MLP width", orig, device, max(2, args.steps // 5), args.original_patches))
+    rows.append(compare(noisy, "original MLP width", orig, device, max(2, steps // 5),
+                        min(args.original_patches, n_patches or args.original_patches)))
+    if args.variants:
+        rows.append(variant(noisy, "torch.compile", cfg, device, steps, n_patches, compiled=True))
+        if device.type == "cuda":
+            rows.append(variant(noisy, "bfloat16 autocast", cfg, device, steps, n_patches, bf16=True))
+            rows.append(variant(noisy, "bfloat16 autocast, original width", orig, device, steps, n_patches,
+                                bf16=True))
     os.makedirs(args.out, exist_ok=True)
-    write_json(os.path.join(args.out, "bench_dgp.json"), {"machine": machine(), "device": str(device), "rows": rows})
+    name = "bench_dgp_quick.json" if args.quick else "bench_dgp.json"
+    write_json(os.path.join(args.out, name), {"machine": machine(), "device": str(device),
+                                              "threads": torch.get_num_threads(), "rows": rows})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

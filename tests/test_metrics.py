@@ -47,6 +47,17 @@ def test_sphere_vs_larger_sphere(sphere):
     assert evaluate(sphere, big, n_samples=N, fscore_threshold=0.05)["fscore"] == pytest.approx(1.0)
 
 
+def test_point_set_reference_matches_mesh_reference(sphere):
+    big = sphere_mesh(radius=1.1, resolution=60)
+    samples = sample_surface(big, N, seed=1)
+    as_mesh = evaluate(sphere, big, n_samples=N)
+    as_points = evaluate(sphere, samples, n_samples=N)
+    for k in METRIC_KEYS:
+        assert as_points[k] == pytest.approx(as_mesh[k], rel=0.05, abs=1e-3)
+    with pytest.raises(InputError):
+        evaluate(sphere, (samples[0], samples[1][:10]))
+
+
 def test_scaled_by_reference_diagonal(sphere):
     big = sphere_mesh(radius=1.1, resolution=60)
     r1 = evaluate(sphere, big, n_samples=5000)

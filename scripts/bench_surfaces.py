@@ -1,0 +1,325 @@
+"""Surface reconstruction against the peers: quality, time and peak memory, and how the cost grows (issue 5).
+
+Suites (``--suite``, default all three):
+
+- ``matrix``: noisy scans of bunny00, fandisk (meshes), kitten (its 5,210 points; the clean points with their
+  normals are the reference), and synthetic sphere, torus and a thin plate (1 × 1 × 0.04 box), at Gaussian noise
+  0.25 %, 0.5 % and 1 % of the bounding-box diagonal; at 0.5 % also a variant with 2 % outliers (uniform in the
+  bounding box) and one with strongly non-uniform density (the half x > median 10× sparser). Methods: geomprior
+  presets fast / default / quality, open3d Screened Poisson at depths 8 / 9 / 10 (normals estimated and oriented by
+  open3d, 2 % lowest-density vertices trimmed), open3d Ball Pivoting (radii 1, 2, 4 × the mean point spacing).
+- ``scaling``: geomprior fast and Poisson depth 9 on the bunny at 5k, 20k, 80k and 320k points: time and peak
+  memory against the point count, log-log plot, fitted exponent.
+- ``ablations``: the default preset against one change at a time on bunny00 and fandisk at 0.5 % noise.
+
+Every row runs in a fresh process, so its peak memory (ru_maxrss) is its own; its time covers the
+reconstruction only (not making the scan, not evaluating). Metrics: geomprior.metrics.evaluate (DESIGN.md §6:
+Chamfer-L1, Hausdorff, normal consistency, F-score@1 %, distances relative to the reference's diagonal, 100k
+samples). Rows are cached under ``--out``; ``--reuse`` skips rows already computed with the same settings, so the
+tables can be built over several runs (select with ``--shapes``, ``--noise``, ``--methods``).
+
+    python scripts/bench_surfaces.py [--suite matrix scaling ablations] [--shapes ...] [--noise 0.005 ...]
+                                     [--methods ...] [--points 20000] [--out out/bench_surfaces] [--reuse]
+    python scripts/bench_surfaces.py --quick     # tiny scans, one shape, capped epochs: checks that it runs (a test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import multiprocessing
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+from _bench import RowCache, header
+from _scans import SHAPES
+
+from geomprior.io import write_json
+
+SHAPE_NAMES = ("bunny00", "fandisk", "kitten", "sphere", "torus", "plate")
+NOISE = (0.0025, 0.005, 0.01)
+VARIANTS = ("outliers", "nonuniform")  # at 0.5 % noise
+METHODS = ("fast", "default", "quality", "poisson8", "poisson9", "poisson10", "bpa")
+SCALING_POINTS = (5_000, 20_000, 80_000, 320_000)
+ABLATIONS = {
+    "default": {},
+    "fixed 400 epochs (no early stop)": {"early_stop": "none", "max_epochs": 400},
+    "fixed 150 epochs (no early stop)": {"early_stop": "none", "max_epochs": 150},
+    "no consistency stage": {"consistency": False},
+    "Sinkhorn-divergence loss": {"loss": "sinkhorn"},
+    "Sinkhorn-plan matching": {"matching": "sinkhorn"},
+    "widths 32-32-32": {"widths": (32, 32, 32)},
+    "widths 128-128-128": {"widths": (128, 128, 128)},
+    "refresh every 5": {"refresh_every": 5},
+    "refresh every 60": {"refresh_every": 60},
+}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# scans
+
+
+def _mesh(shape: str):
+    import open3d as o3d
+
+    from geomprior.io import read_mesh
+    from geomprior.synthetic import sphere_mesh, torus_mesh
+
+    if shape in ("bunny00", "fandisk"):
+        return read_mesh(SHAPES / f"{shape}.off")
+    if shape == "sphere":
+        return sphere_mesh(resolution=80)
+    if shape == "torus":
+        return torus_mesh(radial_resolution=120, tubular_resolution=60)
+    if shape == "plate":
+        box = o3d.geometry.TriangleMesh.create_box(1.0, 1.0, 0.04)
+        return box.subdivide_midpoint(4)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def make_scan(shape: str, noise: float, variant: str, n_points: int, seed: int = 0):
+    """(reference: a mesh or (points, normals), noisy points (N, 3)); deterministic in its arguments."""
+    from geomprior.io import read_points
+    from geomprior.metrics import sample_surface
+
+    rng = np.random.default_rng(seed)
+    if shape == "kitten":
+        pts, nrm = read_points(str(SHAPES / "kitten.xyz"))
+        reference = (pts, nrm)
+        clean = pts.copy()
+    else:
+        reference = _mesh(shape)
+        clean, _ = sample_surface(reference, n_points * (5 if variant == "nonuniform" else 1), seed=rng)
+    lo, hi = clean.min(0), clean.max(0)
+    diag = float(np.linalg.norm(hi - lo))
+    if variant == "nonuniform":  # the half x > median keeps one point in ten; top up the dense half to n_points
+        sparse = clean[:, 0] > np.median(clean[:, 0])
+        keep = ~sparse | (rng.random(len(clean)) < 0.1)
+        clean = clean[keep]
+        if shape != "kitten":
+            clean = clean[rng.permutation(len(clean))[:n_points]]
+    points = clean + rng.normal(scale=noise * diag, size=clean.shape)
+    if variant == "outliers":
+        n_out = int(round(0.02 * len(points)))
+        pad = 0.05 * (hi - lo)
+        points = np.concatenate([points, rng.uniform(lo - pad, hi + pad, size=(n_out, 3))])
+    return reference, points
+
+
+# --------------------------------------------------------------------------------------------------------------
+# one row, in its own process
+
+
+def _reconstruct(method: str, points: np.ndarray, overrides: dict, max_epochs: int | None):
+    from geomprior.baselines import ball_pivoting, screened_poisson
+    from geomprior.dgp import DGPConfig, reconstruct
+
+    if method.startswith("poisson"):
+        return screened_poisson(points, depth=int(method[len("poisson"):])), None
+    if method == "bpa":
+        return ball_pivoting(points), None
+    cfg = dataclasses.replace(DGPConfig.preset(method), **overrides)
+    if max_epochs is not None:
+        cfg = dataclasses.replace(cfg, max_epochs=min(cfg.max_epochs, max_epochs), min_epochs=0,
+                                  consistency_epochs=min(cfg.consistency_epochs, 5))
+    rec = reconstruct(points, config=cfg, device="cpu")
+    return rec.mesh, rec.history["local"]
+
+
+def _row(job: dict) -> dict:
+    from geomprior.metrics import evaluate
+
+    reference, points = make_scan(job["shape"], job["noise"], job["variant"], job["points"])
+    t = time.perf_counter()
+    mesh, local = _reconstruct(job["method"], points, job.get("overrides", {}), job.get("max_epochs"))
+    seconds = time.perf_counter() - t
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row = {**{k: v for k, v in job.items() if k != "overrides"}, "n_input": len(points), "seconds": seconds,
+           "peak_mb": peak_mb, "triangles": len(mesh.triangles)}
+    if local is not None:
+        row.update(epochs=int(local["steps"]), kept_epoch=int(np.max(np.asarray(local["best_step"]))),
+                   stop_reason=local["reason"])
+    if len(mesh.triangles) == 0:
+        return {**row, "chamfer_l1": math.nan, "hausdorff": math.nan, "normal_consistency": math.nan, "fscore": 0.0}
+    return {**row, **evaluate(mesh, reference, n_samples=job["samples"])}
+
+
+def run_rows(jobs: list[dict], cache: RowCache, reuse: bool) -> list[dict]:
+    ctx = multiprocessing.get_context("spawn")
+    out = []
+    for job in jobs:
+        row = cache.get(job["key"]) if reuse else None
+        if row is None:
+            with ctx.Pool(1, maxtasksperchild=1) as pool:
+                row = pool.apply(_row, (job,))
+            cache.put(job["key"], row)
+            print(f"{job['key']}: Chamfer-L1 {row['chamfer_l1']:.6f}, {row['seconds']:.1f} s, "
+                  f"{row['peak_mb']:.0f} MB", flush=True)
+        out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# suites
+
+
+def _job(shape, noise, variant, method, points, samples, **extra) -> dict:
+    key = "-".join(str(x) for x in (shape, f"{noise:g}", variant or "plain", method, points, *extra.get("tag", ())))
+    return {"key": key, "shape": shape, "noise": noise, "variant": variant, "method": method, "points": points,
+            "samples": samples, **{k: v for k, v in extra.items() if k != "tag"}}
+
+
+def matrix_jobs(args) -> list[dict]:
+    jobs = []
+    for shape in args.shapes:
+        scans = [(n, "") for n in args.noise] + ([(0.005, v) for v in VARIANTS] if not args.quick else [])
+        for noise, variant in scans:
+            for method in args.methods:
+                jobs.append(_job(shape, noise, variant, method, args.points, args.samples, max_epochs=args.max_epochs))
+    return jobs
+
+
+def scaling_jobs(args) -> list[dict]:
+    shape, sizes = ("sphere", (500, 1000)) if args.quick else ("bunny00", SCALING_POINTS)
+    return [_job(shape, 0.005, "", m, n, args.samples, max_epochs=args.max_epochs)
+            for n in sizes for m in ("fast", "poisson9")]
+
+
+def ablation_jobs(args) -> list[dict]:
+    shapes = args.shapes[:1] if args.quick else [s for s in ("bunny00", "fandisk") if s in args.shapes] or ["bunny00"]
+    names = list(ABLATIONS)[:2] if args.quick else list(ABLATIONS)
+    return [_job(s, 0.005, "", "default", args.points, args.samples, overrides=ABLATIONS[name], ablation=name,
+                 max_epochs=args.max_epochs, tag=(name,)) for s in shapes for name in names]
+
+
+def _fmt(v, spec="0.6f"):
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def _quality_table(rows: list[dict], label) -> list[str]:
+    lines = [f"| shape | noise | variant | {label} | Chamfer-L1 | Hausdorff | normal cons. | F-score@1% | s | "
+             "peak MB |", "|" + "---|" * 10]
+    for r in rows:
+        lines.append(f"| {r['shape']} | {r['noise'] * 100:g}% | {r['variant'] or '-'} | "
+                     f"{r.get('ablation', r['method'])} | {_fmt(r['chamfer_l1'])} | {_fmt(r['hausdorff'], '.5f')} | "
+                     f"{_fmt(r['normal_consistency'], '.4f')} | {_fmt(r['fscore'], '.4f')} | {r['seconds']:.1f} | "
+                     f"{r['peak_mb']:.0f} |")
+    return lines
+
+
+def winners(rows: list[dict]) -> list[str]:
+    """Per scan, which method has the lowest Chamfer-L1 and the highest normal consistency."""
+    scans: dict[tuple, list[dict]] = {}
+    for r in rows:
+        scans.setdefault((r["shape"], r["noise"], r["variant"]), []).append(r)
+    out = ["| shape | noise | variant | best Chamfer-L1 | best normal consistency |", "|---|---|---|---|---|"]
+    for (shape, noise, variant), rs in scans.items():
+        ok = [r for r in rs if not math.isnan(r["chamfer_l1"])]
+        if not ok:
+            continue
+        c = min(ok, key=lambda r: r["chamfer_l1"])
+        n = max(ok, key=lambda r: r["normal_consistency"])
+        out.append(f"| {shape} | {noise * 100:g}% | {variant or '-'} | {c['method']} ({c['chamfer_l1']:.6f}) | "
+                   f"{n['method']} ({n['normal_consistency']:.4f}) |")
+    return out
+
+
+def scaling_report(rows: list[dict], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=80)
+    lines = ["| method | points | s | peak MB | Chamfer-L1 |", "|---|---|---|---|---|"]
+    fits = []
+    for method in ("fast", "poisson9"):
+        rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r["n_input"])
+        if not rs:
+            continue
+        n = np.array([r["n_input"] for r in rs], float)
+        t = np.array([r["seconds"] for r in rs])
+        m = np.array([r["peak_mb"] for r in rs])
+        for r in rs:
+            lines.append(f"| {method} | {r['n_input']} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | "
+                         f"{_fmt(r['chamfer_l1'])} |")
+        label = "geomprior fast" if method == "fast" else "open3d Poisson d9"
+        if len(rs) > 1:
+            slope = float(np.polyfit(np.log(n), np.log(t), 1)[0])
+            mem_slope = float(np.polyfit(np.log(n), np.log(m), 1)[0])
+            fits.append(f"{label}: time ∝ N^{slope:.2f}, peak memory ∝ N^{mem_slope:.2f}")
+            label += f" (N^{slope:.2f})"
+        axes[0].loglog(n, t, "o-", label=label)
+        axes[1].loglog(n, m, "o-", label=label.split(" (")[0])
+    axes[0].set(xlabel="input points", ylabel="seconds", title="time")
+    axes[1].set(xlabel="input points", ylabel="peak MB (process)", title="peak memory")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    from geomprior.io import atomic_path
+
+    with atomic_path(str(out)) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return [*lines, "", "Fitted exponents (least squares on the log-log points): " + "; ".join(fits) + "."]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suite", nargs="+", default=["matrix", "scaling", "ablations"],
+                   choices=("matrix", "scaling", "ablations"))
+    p.add_argument("--shapes", nargs="+", default=list(SHAPE_NAMES), choices=SHAPE_NAMES)
+    p.add_argument("--noise", nargs="+", type=float, default=list(NOISE))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--points", type=int, default=20_000, help="points per scan (kitten: its own 5,210)")
+    p.add_argument("--samples", type=int, default=100_000, help="surface samples per mesh for the metrics")
+    p.add_argument("--max-epochs", type=int, default=None, help=argparse.SUPPRESS)  # --quick caps the fits
+    p.add_argument("--out", default="out/bench_surfaces")
+    p.add_argument("--reuse", action="store_true", help="skip rows already computed with the same settings")
+    p.add_argument("--quick", action="store_true",
+                   help="1,000-point scans of one shape, one noise level, few epochs: checks that it runs")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.shapes, args.noise, args.points, args.samples = ["sphere"], [0.005], 1000, 5000
+        args.methods = [m for m in args.methods if m in ("fast", "poisson8")]
+        args.max_epochs = 20
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "_quick" if args.quick else ""
+    settings = dict(points=args.points, samples=args.samples, max_epochs=args.max_epochs)
+    conventions = (
+        "Scans: points sampled uniformly (area-weighted) on the shape, Gaussian noise of the given share of the "
+        "bounding-box diagonal, no normals given, seed 0. Metrics as in geomprior.metrics (DESIGN.md §6): distances "
+        f"relative to the reference's diagonal, {args.samples:,} samples per surface; F-score at 1 % of the diagonal. "
+        "Time: the reconstruction only; peak MB: the peak resident memory of the process that ran it (each row runs "
+        "in a fresh process: Python, torch and open3d included). geomprior runs on the CPU with automatic stopping.")
+    sections, summary = [], {}
+    if "matrix" in args.suite:
+        rows = run_rows(matrix_jobs(args), RowCache(out / f"matrix{suffix}", settings), args.reuse)
+        sections += [header("Surfaces: quality, time and memory against the peers", conventions, __file__, argv),
+                     *_quality_table(rows, "method"), "", "Best per scan:", "", *winners(rows), ""]
+        summary["matrix"] = rows
+    if "scaling" in args.suite:
+        rows = run_rows(scaling_jobs(args), RowCache(out / f"scaling{suffix}", settings), args.reuse)
+        sections += [header("Surfaces: cost against the number of points (bunny, 0.5 % noise)", conventions,
+                            __file__, argv), f"![scaling](docs/benchmarks/scaling{suffix}.png)", "",
+                     *scaling_report(rows, out / f"scaling{suffix}.png"), ""]
+        summary["scaling"] = rows
+    if "ablations" in args.suite:
+        rows = run_rows(ablation_jobs(args), RowCache(out / f"ablations{suffix}", settings), args.reuse)
+        sections += [header("Surfaces: ablations of the default preset (0.5 % noise)", conventions, __file__, argv),
+                     *_quality_table(rows, "setting"), ""]
+        summary["ablations"] = rows
+    text = "\n".join(sections)
+    print(text)
+    write_json(str(out / f"bench_surfaces{suffix}.json"), summary)
+    (out / f"bench_surfaces{suffix}.md").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

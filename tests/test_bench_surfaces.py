@@ -1,0 +1,61 @@
+"""scripts/bench_surfaces.py: the scans it makes, and --quick end to end (tables, cache, plot)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_surfaces.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    if str(SCRIPT.parent) not in sys.path:  # the script imports its siblings (_bench, _scans)
+        sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("bench_surfaces", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_surfaces"] = module  # the rows run in spawned processes, which import it by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scans_are_deterministic_and_have_their_variants(bench):
+    from geomprior.metrics import point_to_mesh_distance
+
+    ref, plain = bench.make_scan("sphere", 0.005, "", 2000)
+    _, again = bench.make_scan("sphere", 0.005, "", 2000)
+    np.testing.assert_array_equal(plain, again)
+    diag = float(np.linalg.norm(np.ptp(np.asarray(ref.vertices), axis=0)))
+    d = point_to_mesh_distance(plain, ref) / diag
+    assert 0.003 < np.sqrt((d ** 2).mean()) < 0.007  # the noise: sigma = 0.5 % of the diagonal
+    _, outl = bench.make_scan("sphere", 0.005, "outliers", 2000)
+    assert len(outl) == 2040
+    _, nonu = bench.make_scan("sphere", 0.005, "nonuniform", 2000)
+    right = (nonu[:, 0] > 0).sum()
+    assert len(nonu) == 2000 and 5 < (len(nonu) - right) / right < 20  # one half ~10x denser
+    kitten_ref, kitten = bench.make_scan("kitten", 0.0025, "", 0) if (bench.SHAPES / "kitten.xyz").exists() else (
+        None, None)
+    if kitten is not None:
+        assert isinstance(kitten_ref, tuple) and kitten.shape == kitten_ref[0].shape
+
+
+def test_quick_runs_and_reuses(bench, tmp_path, capsys):
+    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "bench_surfaces_quick.json").read_text())
+    assert {r["method"] for r in summary["matrix"]} == {"fast", "poisson8"}
+    assert len(summary["scaling"]) == 4 and len(summary["ablations"]) == 2
+    for rows in summary.values():
+        for r in rows:
+            assert math.isfinite(r["chamfer_l1"]) and r["chamfer_l1"] < 0.05 and r["peak_mb"] > 50
+    text = (tmp_path / "bench_surfaces_quick.md").read_text()
+    assert "Machine:" in text and "Command:" in text and "Fitted exponents" in text
+    assert (tmp_path / "scaling_quick.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert bench.main(["--quick", "--out", str(tmp_path), "--reuse", "--suite", "matrix"]) == 0
+    assert "Chamfer-L1 0." not in capsys.readouterr().out.split("###")[0]  # nothing recomputed
