@@ -20,6 +20,7 @@ def test_bench_dgp_quick(tmp_path):
     finally:
         sys.path.remove(str(SCRIPT.parent))
     rows = json.loads((tmp_path / "bench_dgp_quick.json").read_text())["rows"]
+    assert "Command:" in (tmp_path / "bench_dgp_quick.md").read_text()
     assert [r["label"] for r in rows] == ["default preset", "original MLP width"]
     for r in rows:
         assert r["patches"] == 12 and r["batched_step_s"] > 0 and r["loop_step_s"] > 0 and r["step_speedup"] > 0

@@ -118,3 +118,20 @@ def test_bad_inputs(sphere):
         evaluate(sphere, sphere, fscore_threshold=0)
     with pytest.raises(InputError):
         point_to_mesh_distance(np.zeros((3, 2)), sphere)
+
+
+def test_torus_scan_lies_on_the_torus_with_its_noise():
+    from geomprior.synthetic import torus_scan
+
+    clean, normals = torus_scan(20_000, 0.0, seed=3)
+    ring = np.hypot(clean[:, 0], clean[:, 1]) - 1.0
+    np.testing.assert_allclose(np.hypot(ring, clean[:, 2]), 0.3, atol=1e-9)  # on the surface
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-12)
+    # uniform in area: the outer half (farther from the axis) holds more points, in the ratio of the areas
+    outer = (ring > 0).mean()
+    assert outer == pytest.approx(0.5 + 0.3 / np.pi, abs=0.01)  # (pi R + 2 r) / (2 pi R)
+    noisy, _ = torus_scan(20_000, 0.005, seed=3)
+    again, _ = torus_scan(20_000, 0.005, seed=3)
+    np.testing.assert_array_equal(noisy, again)
+    diag = np.linalg.norm([2.6, 2.6, 0.6])
+    assert np.std(noisy - clean) == pytest.approx(0.005 * diag, rel=0.05)
