@@ -1,4 +1,4 @@
-"""Command line: ``geomprior reconstruct`` and ``geomprior eval``.
+"""Command line: ``geomprior reconstruct``, ``geomprior eval``, ``geomprior view`` (and ``geomprior image``).
 
 Thin: parse, check everything cheap first, call the library, write the outputs.  Every user error
 is one line ``geomprior: error: <message>`` on stderr with exit code 2, and no output file is left
@@ -19,6 +19,7 @@ from typing import Sequence
 
 from geomprior.errors import InputError
 
+logger = logging.getLogger(__name__)
 PROG = "geomprior"
 PRESETS = ("fast", "default", "quality")
 DEVICES = ("auto", "cpu", "cuda")
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--no-consistency", action="store_true", help="skip the consistency refit")
     rec.add_argument("--history", metavar="RUN.json", help="write the run history as JSON")
     rec.add_argument("--render", metavar="PNG", help="render the mesh and the input points to a PNG")
+    rec.add_argument("--plot", metavar="PNG", help="plot the local fit's training and validation loss per "
+                                                   "epoch, with the kept (early-stop) epoch marked")
     rec.set_defaults(func=_cmd_reconstruct)
 
     ev = sub.add_parser("eval", parents=[common], help="compare a mesh with a reference mesh",
@@ -96,6 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--fscore-threshold", type=_positive_float, default=0.01, metavar="T",
                     help="F-score distance, fraction of the diagonal (default: 0.01)")
     ev.set_defaults(func=_cmd_eval)
+
+    view = sub.add_parser(
+        "view", parents=[common], help="look at meshes, point clouds and patches",
+        description="Show meshes (grey) and point clouds (orange) in open3d's viewer window, or render them "
+                    "to a PNG from a fixed camera with --screenshot (no display needed).",
+        epilog="In the window: drag to rotate, scroll to zoom, N toggles the normals of point clouds that have "
+               "them, + and - change the point size, H prints every key, Q closes.")
+    view.add_argument("files", nargs="+", metavar="FILE",
+                      help="mesh or points: .ply .obj .off .stl .xyz .pts; with --patches also a run folder "
+                           "(or its patches.npz)")
+    view.add_argument("--screenshot", metavar="PNG",
+                      help="no window: render to this PNG (works without a display: starts its own Xvfb)")
+    view.add_argument("--patches", action="store_true",
+                      help="colour the input points of each run folder by patch (reads RUN_DIR/patches.npz)")
+    view.add_argument("--normals", action="store_true",
+                      help="draw the normals of point clouds that have them (e.g. reconstruct --points output)")
+    view.set_defaults(func=_cmd_view)
 
     from geomprior.image.cli import add_image_parser
 
@@ -153,6 +173,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         from geomprior.viz import check_render_available
 
         check_render_available()
+    if args.plot:
+        outputs["plot"] = io.check_writable(args.plot, extensions=(".png",))
     seen = {input_path.resolve(): "INPUT"}
     for name, path in outputs.items():
         key = path.resolve()
@@ -198,6 +220,13 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
             cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
             render_png(stack.enter_context(io.atomic_path(outputs["render"])), [rec.mesh, cloud])
+        if "plot" in outputs:
+            from geomprior.plots import plot_fit
+
+            local = rec.history["local"]
+            plot_fit(stack.enter_context(io.atomic_path(outputs["plot"])), local, kept=local["best_step"],
+                     title=f"{input_path.name}: local fit of {rec.history['patches']} patches: {local['reason']}",
+                     xlabel="epoch")
 
     print(rec.summary)
     for name, path in outputs.items():
@@ -236,6 +265,61 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"{key:<20} {result[key]:>10.6f}")
     print(f"(both meshes scaled by the reference's bounding-box diagonal; {args.samples} samples "
           f"each, seed {args.seed}; F-score at {args.fscore_threshold:g} of the diagonal)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# view
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    import open3d as o3d
+
+    from geomprior import io, viz
+    from geomprior.patches import PATCH_LABELS_FILE, load_patch_labels
+
+    # 1. where the picture goes: a PNG (checked first, nothing is read before) or a window
+    screenshot = None
+    if args.screenshot:
+        screenshot = io.check_writable(args.screenshot, extensions=(".png",))
+        viz.check_render_available()
+    elif not viz.has_display():
+        raise InputError("no display to open a window on (DISPLAY is not set): use --screenshot PNG to render "
+                         "to a file, or set DISPLAY")
+    # 2. what to show
+    geometries, labelled = [], 0
+    for name in args.files:
+        path = Path(name)
+        if args.patches and (path.is_dir() or path.suffix.lower() == ".npz"):
+            points, labels = load_patch_labels(path)
+            geometries.append(viz.labelled_cloud(points, labels))
+            labelled += 1
+            logger.info("%s: %d points in %d patches, %d in none", path, len(labels),
+                        len(set(labels.tolist()) - {-1}), int((labels < 0).sum()))
+            continue
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder; add --patches to see the patches of a run folder "
+                             f"(its {PATCH_LABELS_FILE})")
+        read = io.read_geometry(path)
+        if isinstance(read, o3d.geometry.TriangleMesh):
+            geometries.append(read)
+            continue
+        points, normals = read
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+        if normals is not None:
+            cloud.normals = o3d.utility.Vector3dVector(normals)
+        elif args.normals:
+            logger.warning("%s: the points have no normals to draw", path)
+        geometries.append(cloud)
+    if args.patches and not labelled:
+        raise InputError(f"--patches needs a run folder (with {PATCH_LABELS_FILE}) among the FILEs")
+    # 3. show
+    options = dict(keep_point_colors=True, show_normals=args.normals)
+    if screenshot is not None:
+        viz.render_png(screenshot, geometries, **options)
+        print(f"screenshot: {screenshot}")
+    else:
+        viz.show(geometries, title=f"geomprior: {' '.join(args.files)}", **options)
     return 0
 
 

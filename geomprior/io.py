@@ -345,11 +345,18 @@ def read_mesh(path: str | os.PathLike):
         Missing, empty or unparseable file, unknown extension, no triangles, NaN/inf vertices.
     """
     path = _check_readable(path, MESH_EXTENSIONS, "mesh")
-    ext = _suffix(path)
-    if ext != ".stl":
+    mesh, reason = _read_mesh_unchecked(path)
+    return _checked_mesh(path, mesh, reason)
+
+
+def _read_mesh_unchecked(path: Path):
+    if _suffix(path) != ".stl":
         _check_magic(path)
-    mesh, reason = _read_mesh_o3d(path)
-    kind = ext[1:].upper()
+    return _read_mesh_o3d(path)
+
+
+def _checked_mesh(path: Path, mesh, reason: str | None):
+    kind = _suffix(path)[1:].upper()
     if reason and "no triangles" not in reason:
         raise InputError(f"{path}: cannot read {kind}: {reason}")
     if len(mesh.vertices) == 0:
@@ -357,11 +364,38 @@ def read_mesh(path: str | os.PathLike):
     if len(mesh.triangles) == 0:
         raise InputError(f"{path}: contains no triangles (a point cloud? use read_points)")
     _check_finite(path, np.asarray(mesh.vertices))
-    if ext == ".stl":
+    if _suffix(path) == ".stl":
         mesh.remove_duplicated_vertices()
     logger.debug("read mesh with %d vertices, %d triangles from %s",
                  len(mesh.vertices), len(mesh.triangles), path)
     return mesh
+
+
+def read_geometry(path: str | os.PathLike):
+    """Read a file as a mesh when it has triangles, as a point cloud otherwise.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``.ply``, ``.obj``, ``.off`` (mesh or points), ``.stl`` (mesh), ``.xyz`` / ``.pts`` (points).
+
+    Returns
+    -------
+    open3d.geometry.TriangleMesh or tuple[(N, 3) float64, (N, 3) float64 or None]
+        The mesh (as :func:`read_mesh` returns it), or points and normals (as :func:`read_points`).
+
+    Raises
+    ------
+    InputError
+        As :func:`read_mesh` / :func:`read_points`.
+    """
+    path = _check_readable(path, tuple(dict.fromkeys(MESH_EXTENSIONS + POINT_EXTENSIONS)), "mesh or point")
+    if _suffix(path) in (".xyz", ".pts"):
+        return read_points(path)
+    mesh, reason = _read_mesh_unchecked(path)
+    if _suffix(path) != ".stl" and len(mesh.triangles) == 0:  # a point cloud, or unreadable: read_points says
+        return read_points(path)
+    return _checked_mesh(path, mesh, reason)
 
 
 # --------------------------------------------------------------------------------------------

@@ -184,3 +184,90 @@ def _frames(points, index, mask, normals):
     scale = np.linalg.norm(d, axis=2).max(1)
     scale = np.where(scale > 0, scale, 1.0)
     return origin, scale, rot
+
+
+# --------------------------------------------------------------------------------------------
+# which patch each point belongs to, saved for viewers (``geomprior view RUN_DIR --patches``)
+
+PATCH_LABELS_FILE = "patches.npz"
+"""File name of the patch labels in a run folder: arrays ``points`` (N, 3) float32 (input points, world
+coordinates) and ``labels`` (N,) int64 (index of a patch containing the point, -1: none)."""
+
+
+def point_labels(patches: Patches, points: np.ndarray) -> np.ndarray:
+    """(N,) int64: for each of the N points, the patch that contains it whose centre is nearest (-1: no patch).
+
+    patches : a covering of ``points`` (its ``index`` refers to them)
+    points  : (N, 3) float, the points that were covered
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise InputError(f"points must have shape (N, 3), got {points.shape}")
+    if len(patches) and int(patches.index.max()) >= len(points):
+        raise InputError(f"the patches refer to point {int(patches.index.max())}, but there are {len(points)} points")
+    patch, slot = np.nonzero(patches.mask)
+    member = patches.index[patch, slot]
+    dist = np.linalg.norm(points[member] - patches.centers[patch], axis=1)
+    order = np.lexsort((patch, dist, member))  # by point, nearest centre first (ties: lowest patch)
+    first = np.r_[True, member[order][1:] != member[order][:-1]] if len(order) else np.zeros(0, bool)
+    labels = np.full(len(points), -1, dtype=np.int64)
+    labels[member[order][first]] = patch[order][first]
+    return labels
+
+
+def save_patch_labels(path, points: np.ndarray, labels: np.ndarray) -> None:
+    """Write points (N, 3) and their patch labels (N,) int (-1: none) atomically to an ``.npz`` file.
+
+    The format read by :func:`load_patch_labels` (see :data:`PATCH_LABELS_FILE`); e.g.
+    ``save_patch_labels(run_dir / PATCH_LABELS_FILE, points, point_labels(patches, points))``.
+    """
+    from geomprior.io import atomic_path, check_writable
+
+    path = check_writable(path, extensions=(".npz",))
+    points, labels = _checked_labels(str(path), points, labels)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, points=points, labels=labels)
+    log.debug("wrote %d point labels to %s", len(labels), path)
+
+
+def load_patch_labels(path) -> tuple[np.ndarray, np.ndarray]:
+    """Read what :func:`save_patch_labels` wrote: points (N, 3) float32 and labels (N,) int64.
+
+    path : the ``.npz`` file, or a run folder holding :data:`PATCH_LABELS_FILE`
+    """
+    import zipfile
+    from pathlib import Path
+
+    from geomprior.io import check_file
+
+    path = Path(path)
+    if path.is_dir():
+        if not (path / PATCH_LABELS_FILE).exists():
+            raise InputError(f"{path}: no {PATCH_LABELS_FILE} in this folder (a run folder written by "
+                             f"`geomprior reconstruct --run-dir` has one)")
+        path = path / PATCH_LABELS_FILE
+    check_file(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in ("points", "labels") if k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{path}: not a patch-label file ({reason})") from None
+    missing = [k for k in ("points", "labels") if k not in arrays]
+    if missing:
+        raise InputError(f"{path}: not a patch-label file (no {' or '.join(missing)} array)")
+    points, labels = arrays["points"], arrays["labels"]
+    return _checked_labels(str(path), points, labels)
+
+
+def _checked_labels(where: str, points, labels) -> tuple[np.ndarray, np.ndarray]:
+    points, labels = np.asarray(points), np.asarray(labels)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+        raise InputError(f"{where}: points must have shape (N, 3) with N >= 1, got {points.shape}")
+    if not np.issubdtype(points.dtype, np.number) or not np.isfinite(points).all():
+        raise InputError(f"{where}: points must be finite numbers")
+    if labels.shape != (len(points),) or not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"{where}: labels must be {len(points)} integers, got {labels.dtype} {labels.shape}")
+    if len(labels) and labels.min() < -1:
+        raise InputError(f"{where}: labels must be patch indices >= 0, or -1 for none; found {labels.min()}")
+    return points.astype(np.float32), labels.astype(np.int64)

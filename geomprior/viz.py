@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -31,6 +32,7 @@ BACKGROUND = (1.0, 1.0, 1.0)
 VIEW_FRONT = (0.35, 0.3, 0.9)  # camera looks from here (slightly right and above) towards the centre
 VIEW_UP = (0.0, 1.0, 0.0)
 VIEW_ZOOM = 0.7
+NO_LABEL_COLOR = (0.25, 0.25, 0.25)  # dark grey: points without a label (e.g. in no patch)
 
 
 def check_render_available() -> None:
@@ -92,7 +94,67 @@ def _x_display(width: int, height: int) -> Iterator[None]:
             proc.wait()
 
 
-def render_png(path: str | os.PathLike, geometries, *, width: int = 800, height: int = 600) -> None:
+def has_display() -> bool:
+    """Whether a window can be opened here: macOS/Windows, or an X/Wayland display on Linux."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def label_colors(labels: np.ndarray) -> np.ndarray:
+    """(N,) int labels -> (N, 3) float RGB in [0, 1]: a fixed categorical palette, NO_LABEL_COLOR for -1.
+
+    The palette is matplotlib's tab20 without its greys, dark hues first, then light ones, so consecutive
+    labels (e.g. neighbouring patches) always differ in hue; it repeats every 18 labels.
+    """
+    from matplotlib import colormaps
+
+    labels = np.asarray(labels).reshape(-1)
+    tab20 = np.asarray(colormaps["tab20"].colors)  # pairs (dark, light) of 10 hues; hue 7 is grey
+    palette = np.concatenate([tab20[0::2], tab20[1::2]])[[i for i in range(20) if i % 10 != 7]]
+    colors = palette[np.mod(labels, len(palette))]
+    colors[labels < 0] = NO_LABEL_COLOR
+    return colors
+
+
+def labelled_cloud(points: np.ndarray, labels: np.ndarray):
+    """An open3d point cloud of points (N, 3) coloured by integer labels (N,) (:func:`label_colors`)."""
+    import open3d as o3d
+
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, dtype=np.float64)))
+    cloud.colors = o3d.utility.Vector3dVector(label_colors(labels))
+    return cloud
+
+
+def _prepared(geometries, where: str, keep_point_colors: bool) -> list:
+    """Copies of the geometries, coloured for display (meshes grey and shaded, clouds orange or their own)."""
+    import open3d as o3d
+
+    if isinstance(geometries, (o3d.geometry.TriangleMesh, o3d.geometry.PointCloud)):
+        geometries = [geometries]
+    geometries = list(geometries) if isinstance(geometries, Sequence) else [geometries]
+    if not geometries:
+        raise InputError(f"{where}: nothing to render")
+    shown = []
+    for g in geometries:
+        if isinstance(g, o3d.geometry.TriangleMesh):
+            if len(g.vertices) == 0:
+                raise InputError(f"{where}: cannot render an empty mesh")
+            g = o3d.geometry.TriangleMesh(g)
+            g.compute_vertex_normals()
+            g.paint_uniform_color(MESH_COLOR)
+        elif isinstance(g, o3d.geometry.PointCloud):
+            if len(g.points) == 0:
+                raise InputError(f"{where}: cannot render an empty point cloud")
+            g = o3d.geometry.PointCloud(g)
+            if not (keep_point_colors and g.has_colors()):
+                g.paint_uniform_color(POINT_COLOR)
+        else:
+            raise InputError(f"{where}: cannot render a {type(g).__name__}; expected open3d TriangleMesh or PointCloud")
+        shown.append(g)
+    return shown
+
+
+def render_png(path: str | os.PathLike, geometries, *, width: int = 800, height: int = 600,
+               keep_point_colors: bool = False, show_normals: bool = False) -> None:
     """Render meshes and/or point clouds to a PNG file (atomically), headless.
 
     Meshes are shaded light grey (vertex normals recomputed), point clouds orange, on white; the
@@ -107,6 +169,10 @@ def render_png(path: str | os.PathLike, geometries, *, width: int = 800, height:
         Meshes with (V, 3) vertices / (F, 3) triangles, clouds with (N, 3) points.
     width, height : int
         Image size in pixels.
+    keep_point_colors : bool
+        Point clouds that have colours (N, 3) keep them (e.g. :func:`labelled_cloud`) instead of orange.
+    show_normals : bool
+        Draw the normals of point clouds that have them, as short lines.
 
     Raises
     ------
@@ -116,44 +182,74 @@ def render_png(path: str | os.PathLike, geometries, *, width: int = 800, height:
     import open3d as o3d
 
     path = check_writable(path, extensions=(".png",))
-    if isinstance(geometries, (o3d.geometry.TriangleMesh, o3d.geometry.PointCloud)):
-        geometries = [geometries]
-    geometries = list(geometries) if isinstance(geometries, Sequence) else [geometries]
-    if not geometries:
-        raise InputError(f"{path}: nothing to render")
     if not (16 <= int(width) <= 8192 and 16 <= int(height) <= 8192):
         raise InputError(f"{path}: image size must be 16..8192 pixels, got {width}x{height}")
-    shown = []
-    for g in geometries:
-        if isinstance(g, o3d.geometry.TriangleMesh):
-            if len(g.vertices) == 0:
-                raise InputError(f"{path}: cannot render an empty mesh")
-            g = o3d.geometry.TriangleMesh(g)
-            g.compute_vertex_normals()
-            g.paint_uniform_color(MESH_COLOR)
-        elif isinstance(g, o3d.geometry.PointCloud):
-            if len(g.points) == 0:
-                raise InputError(f"{path}: cannot render an empty point cloud")
-            g = o3d.geometry.PointCloud(g)
-            g.paint_uniform_color(POINT_COLOR)
-        else:
-            raise InputError(f"{path}: cannot render a {type(g).__name__}; expected open3d TriangleMesh or PointCloud")
-        shown.append(g)
+    shown = _prepared(geometries, str(path), keep_point_colors)
 
     with atomic_path(path) as tmp, _x_display(width, height):
         with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Warning):
             with _native_output_captured() as lines:
-                image = _draw(shown, tmp, int(width), int(height))
+                image = _draw(shown, tmp, int(width), int(height), show_normals)
         if image is None:
-            glfw = next((ln for ln in lines if "GLFW" in ln), None)
-            detail = f" ({glfw})" if glfw else ""
-            raise InputError(f"cannot render: no OpenGL window could be opened{detail}; {_INSTALL_HINT}")
+            raise InputError(f"cannot render: no OpenGL window could be opened{_glfw_detail(lines)}; {_INSTALL_HINT}")
         if (image == image[:1, :1]).all():
             raise InputError(f"{path}: rendered picture is blank (one colour); nothing visible to draw")
     logger.debug("rendered %d geometries to %s", len(shown), path)
 
 
-def _draw(geometries: list, tmp: str, width: int, height: int) -> np.ndarray | None:
+def show(geometries, *, width: int = 1024, height: int = 768, keep_point_colors: bool = False,
+         show_normals: bool = False, title: str = "geomprior") -> None:
+    """Open open3d's interactive (legacy) viewer on meshes and/or point clouds; returns when it is closed.
+
+    Colours and the starting camera are those of :func:`render_png`.  In the window: drag to rotate,
+    scroll to zoom, N toggles point-cloud normals, +/- change the point size, H prints every key, Q closes.
+
+    Raises
+    ------
+    InputError
+        Bad geometry, or no window could be opened (no display / OpenGL).
+    """
+    import open3d as o3d
+
+    shown = _prepared(geometries, title, keep_point_colors)
+    vis = o3d.visualization.Visualizer()
+    with _native_output_captured() as lines:
+        opened = vis.create_window(window_name=title, width=int(width), height=int(height), visible=True)
+    if not opened:
+        where = os.environ.get("DISPLAY")
+        raise InputError(f"cannot open a window{f' on display {where}' if where else ''}{_glfw_detail(lines)}")
+    try:
+        _set_up(vis, shown, width, show_normals)
+        vis.run()
+    finally:
+        vis.destroy_window()
+
+
+def _glfw_detail(lines: list[str]) -> str:
+    glfw = next((ln for ln in lines if "GLFW" in ln), None)
+    return f" ({glfw})" if glfw else ""
+
+
+def _set_up(vis, geometries: list, width: int, show_normals: bool) -> None:
+    """Add the geometries to an open Visualizer and apply the fixed look and camera."""
+    for g in geometries:
+        vis.add_geometry(g)
+    opt = vis.get_render_option()
+    opt.background_color = np.asarray(BACKGROUND)
+    opt.point_size = max(2.0, width / 400)
+    opt.mesh_show_back_face = True
+    opt.point_show_normal = bool(show_normals)
+    box = geometries[0].get_axis_aligned_bounding_box()
+    for g in geometries[1:]:
+        box += g.get_axis_aligned_bounding_box()
+    ctl = vis.get_view_control()
+    ctl.set_lookat(box.get_center())
+    ctl.set_front(np.asarray(VIEW_FRONT) / np.linalg.norm(VIEW_FRONT))
+    ctl.set_up(np.asarray(VIEW_UP))
+    ctl.set_zoom(VIEW_ZOOM)
+
+
+def _draw(geometries: list, tmp: str, width: int, height: int, show_normals: bool = False) -> np.ndarray | None:
     """Draw into a hidden window, save to ``tmp``; return the saved image (H, W, C) or None."""
     import open3d as o3d
 
@@ -161,20 +257,7 @@ def _draw(geometries: list, tmp: str, width: int, height: int) -> np.ndarray | N
     if not vis.create_window(window_name="geomprior", width=width, height=height, visible=False):
         return None
     try:
-        for g in geometries:
-            vis.add_geometry(g)
-        opt = vis.get_render_option()
-        opt.background_color = np.asarray(BACKGROUND)
-        opt.point_size = max(2.0, width / 400)
-        opt.mesh_show_back_face = True
-        box = geometries[0].get_axis_aligned_bounding_box()
-        for g in geometries[1:]:
-            box += g.get_axis_aligned_bounding_box()
-        ctl = vis.get_view_control()
-        ctl.set_lookat(box.get_center())
-        ctl.set_front(np.asarray(VIEW_FRONT) / np.linalg.norm(VIEW_FRONT))
-        ctl.set_up(np.asarray(VIEW_UP))
-        ctl.set_zoom(VIEW_ZOOM)
+        _set_up(vis, geometries, width, show_normals)
         vis.poll_events()
         vis.update_renderer()
         vis.capture_screen_image(tmp, do_render=True)

@@ -54,6 +54,9 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
         p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks CUDA when available")
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
         p.add_argument("--history", metavar="RUN.json", help="write the run history as JSON")
+        p.add_argument("--plot", metavar="PNG", help="plot the training and validation loss per iteration (and "
+                                                     "PSNR), the kept iteration marked; also writes the strip "
+                                                     "INPUT | RESULT [| REFERENCE] to <PNG stem>_strip.png")
         if reference:
             p.add_argument("--reference", metavar="CLEAN", help="ground-truth image: PSNR in the progress bar and "
                                                                  "at the end (never used to stop)")
@@ -112,7 +115,15 @@ def _run(args: argparse.Namespace) -> int:
     outputs = {"output": io.check_writable(args.output, extensions=iio.WRITE_EXTENSIONS)}
     if args.history:
         outputs["history"] = io.check_writable(args.history, extensions=(".json",))
+    if args.plot:
+        from geomprior.plots import strip_path
+
+        outputs["plot"] = io.check_writable(args.plot, extensions=(".png",))
+        outputs["strip"] = io.check_writable(strip_path(args.plot), extensions=(".png",))
     seen = {input_path.resolve(): "INPUT"}
+    for flag in ("reference", "mask"):
+        if getattr(args, flag, None):
+            seen.setdefault(Path(getattr(args, flag)).resolve(), f"--{flag}")
     for key, path in outputs.items():
         if path.resolve() in seen:
             raise InputError(f"{path}: used both as {seen[path.resolve()]} and as the {key}")
@@ -167,6 +178,14 @@ def _run(args: argparse.Namespace) -> int:
         if "history" in outputs:
             io.write_json(stack.enter_context(io.atomic_path(outputs["history"])),
                           {"command": f"image {name}", "input": str(input_path), **res.to_json()})
+        if "plot" in outputs:
+            from geomprior.plots import comparison_strip, plot_fit
+
+            plot_fit(stack.enter_context(io.atomic_path(outputs["plot"])), res.history, kept=res.best_step,
+                     title=f"{input_path.name}: {res.summary}", xlabel="iteration", kept_label="output")
+            panels = [image, res.image] + ([reference] if reference is not None else [])
+            comparison_strip(stack.enter_context(io.atomic_path(outputs["strip"])), panels,
+                             size=res.image.shape[:2])
 
     print(res.summary)
     h, w, c = res.image.shape
