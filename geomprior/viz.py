@@ -1,8 +1,8 @@
-"""Headless pictures of meshes and point clouds.
+"""Pictures of meshes and point clouds: headless PNGs (:func:`render_png`) and open3d's window (:func:`show`).
 
-Uses open3d's legacy ``Visualizer`` with a hidden window (fast; the Filament offscreen renderer is
-too slow on CPU).  It needs an X display: when ``DISPLAY`` is not set, a private ``Xvfb`` server is
-started for the call and stopped afterwards.
+Both use open3d's legacy ``Visualizer`` (fast; the Filament offscreen renderer is too slow on CPU), with the
+same colours and starting camera.  :func:`render_png` draws into a hidden window, which needs an X display:
+when ``DISPLAY`` is not set, a private ``Xvfb`` server is started for the call and stopped afterwards.
 """
 
 from __future__ import annotations
@@ -108,8 +108,9 @@ def label_colors(labels: np.ndarray) -> np.ndarray:
     from matplotlib import colormaps
 
     labels = np.asarray(labels).reshape(-1)
-    tab20 = np.asarray(colormaps["tab20"].colors)  # pairs (dark, light) of 10 hues; hue 7 is grey
-    palette = np.concatenate([tab20[0::2], tab20[1::2]])[[i for i in range(20) if i % 10 != 7]]
+    tab20 = np.asarray(colormaps["tab20"].colors)  # (dark, light) pairs of 10 hues; the 8th hue is grey
+    dark_then_light = np.concatenate([tab20[0::2], tab20[1::2]])
+    palette = dark_then_light[[i for i in range(20) if i % 10 != 7]]
     colors = palette[np.mod(labels, len(palette))]
     colors[labels < 0] = NO_LABEL_COLOR
     return colors
@@ -154,7 +155,7 @@ def _prepared(geometries, where: str, keep_point_colors: bool) -> list:
 
 
 def render_png(path: str | os.PathLike, geometries, *, width: int = 800, height: int = 600,
-               keep_point_colors: bool = False, show_normals: bool = False) -> None:
+               keep_point_colors: bool = False, show_normals: bool = False, zoom: float = VIEW_ZOOM) -> None:
     """Render meshes and/or point clouds to a PNG file (atomically), headless.
 
     Meshes are shaded light grey (vertex normals recomputed), point clouds orange, on white; the
@@ -173,6 +174,8 @@ def render_png(path: str | os.PathLike, geometries, *, width: int = 800, height:
         Point clouds that have colours (N, 3) keep them (e.g. :func:`labelled_cloud`) instead of orange.
     show_normals : bool
         Draw the normals of point clouds that have them, as short lines.
+    zoom : float
+        open3d's view zoom: smaller is closer (the default frames a single object with a margin).
 
     Raises
     ------
@@ -189,7 +192,7 @@ def render_png(path: str | os.PathLike, geometries, *, width: int = 800, height:
     with atomic_path(path) as tmp, _x_display(width, height):
         with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Warning):
             with _native_output_captured() as lines:
-                image = _draw(shown, tmp, int(width), int(height), show_normals)
+                image = _draw(shown, tmp, int(width), int(height), show_normals, zoom)
         if image is None:
             raise InputError(f"cannot render: no OpenGL window could be opened{_glfw_detail(lines)}; {_INSTALL_HINT}")
         if (image == image[:1, :1]).all():
@@ -219,7 +222,7 @@ def show(geometries, *, width: int = 1024, height: int = 768, keep_point_colors:
         where = os.environ.get("DISPLAY")
         raise InputError(f"cannot open a window{f' on display {where}' if where else ''}{_glfw_detail(lines)}")
     try:
-        _set_up(vis, shown, width, show_normals)
+        _set_up(vis, shown, width, show_normals, VIEW_ZOOM)
         vis.run()
     finally:
         vis.destroy_window()
@@ -230,7 +233,7 @@ def _glfw_detail(lines: list[str]) -> str:
     return f" ({glfw})" if glfw else ""
 
 
-def _set_up(vis, geometries: list, width: int, show_normals: bool) -> None:
+def _set_up(vis, geometries: list, width: int, show_normals: bool, zoom: float) -> None:
     """Add the geometries to an open Visualizer and apply the fixed look and camera."""
     for g in geometries:
         vis.add_geometry(g)
@@ -246,10 +249,10 @@ def _set_up(vis, geometries: list, width: int, show_normals: bool) -> None:
     ctl.set_lookat(box.get_center())
     ctl.set_front(np.asarray(VIEW_FRONT) / np.linalg.norm(VIEW_FRONT))
     ctl.set_up(np.asarray(VIEW_UP))
-    ctl.set_zoom(VIEW_ZOOM)
+    ctl.set_zoom(zoom)
 
 
-def _draw(geometries: list, tmp: str, width: int, height: int, show_normals: bool = False) -> np.ndarray | None:
+def _draw(geometries: list, tmp: str, width: int, height: int, show_normals: bool, zoom: float) -> np.ndarray | None:
     """Draw into a hidden window, save to ``tmp``; return the saved image (H, W, C) or None."""
     import open3d as o3d
 
@@ -257,7 +260,7 @@ def _draw(geometries: list, tmp: str, width: int, height: int, show_normals: boo
     if not vis.create_window(window_name="geomprior", width=width, height=height, visible=False):
         return None
     try:
-        _set_up(vis, geometries, width, show_normals)
+        _set_up(vis, geometries, width, show_normals, zoom)
         vis.poll_events()
         vis.update_renderer()
         vis.capture_screen_image(tmp, do_render=True)
