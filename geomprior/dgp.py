@@ -224,6 +224,28 @@ def _local_fit(
     )
 
 
+@dataclass
+class DenseOutput:
+    """Result of ``fit_dense``: the fitted patches of a region evaluated densely, before meshing.
+
+    points        : (M, 3) float dense points on the fitted patches
+    normals       : (M, 3) float their unit normals (Jacobian cross products, oriented)
+    patch         : (M,) int the patch each dense point comes from
+    patches       : the covering (``patches.Patches``)
+    input_normals : (N, 3) float the input points' normals the run used (given, or estimated and oriented)
+    history       : JSON-serialisable record of the run
+    summary       : one line saying where the fit stopped and why
+    """
+
+    points: np.ndarray
+    normals: np.ndarray
+    patch: np.ndarray
+    patches: Patches
+    input_normals: np.ndarray
+    history: dict
+    summary: str
+
+
 def reconstruct(
     points,
     normals=None,
@@ -244,6 +266,42 @@ def reconstruct(
     progress: (stage, step, total, info) callback for progress bars
     monitor : (dense points (M,3), dense normals (M,3)) -> dict, called at every local-fit evaluation; its numbers
               go into the history (e.g. distance to a known true surface, for studies; never used to stop)
+
+    Scans too large for one fit: ``geomprior.tiling.reconstruct_tiled`` runs ``fit_dense`` tile by tile.
+    """
+    cfg = config or DGPConfig()
+    out = fit_dense(points, normals, cfg, device=device, seed=seed, progress=progress, monitor=monitor)
+    if progress is not None:
+        progress("mesh", 0, 1, {"points": len(out.points)})
+    mesh = poisson_mesh(out.points, out.normals, depth=cfg.poisson_depth,
+                        max_distance=cfg.trim * out.patches.radius if cfg.trim > 0 else None)
+    summary = out.summary + f"; {len(out.points)} dense points -> mesh with {len(mesh.triangles)} triangles"
+    if progress is not None:
+        progress("mesh", 1, 1, {"points": len(out.points), "triangles": len(mesh.triangles)})
+    history = {**out.history, "summary": summary}
+    return Reconstruction(mesh, out.points, out.normals, history, summary, out.patches)
+
+
+def fit_dense(
+    points,
+    normals=None,
+    config: DGPConfig | None = None,
+    *,
+    device: str = "auto",
+    seed: int = 0,
+    progress: Progress | None = None,
+    monitor: Callable[[np.ndarray, np.ndarray], dict] | None = None,
+    diagonal: float | None = None,
+    origin: np.ndarray | None = None,
+) -> DenseOutput:
+    """Cover the points with patches, fit them (local fit, consistency) and evaluate them densely; no mesh.
+
+    points, normals, config, device, seed, progress, monitor: as in ``reconstruct``
+    diagonal : the length ``config.radius`` is a fraction of (default: the points' bounding-box diagonal)
+    origin   : (3,) corner of the patch centres' voxel grid (default: the points' minimum)
+
+    A tile of a larger scan passes the scan's ``diagonal`` and ``origin``, so its patches are the ones the whole
+    scan gets there.
     """
     cfg = config or DGPConfig()
     cfg.validate()
@@ -254,7 +312,7 @@ def reconstruct(
     if nrm is None:
         nrm = estimate_normals(pts)
     patches = cover(pts, radius=cfg.radius, padding=cfg.padding, min_points=cfg.min_points,
-                    max_points=cfg.max_points, normals=nrm)
+                    max_points=cfg.max_points, normals=nrm, diagonal=diagonal, origin=origin)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
 
@@ -279,7 +337,7 @@ def reconstruct(
     def dense():
         return _dense_output(surf, grid, patches, nrm, tree)
 
-    fit_monitor = (lambda step: monitor(*dense())) if monitor is not None else None
+    fit_monitor = (lambda step: monitor(*dense()[:2])) if monitor is not None else None
 
     stopper = EarlyStopping(mode=cfg.early_stop, patience=cfg.patience, smoothing=cfg.smoothing,
                             tolerance=cfg.tolerance, warmup=cfg.min_epochs)
@@ -299,16 +357,9 @@ def reconstruct(
         history["consistency"] = {**cons.history, "steps": cons.steps}
         summary += f"; consistency refit {cons.steps} steps"
 
-    dense_pts, dense_nrm = dense()
-    if progress is not None:
-        progress("mesh", 0, 1, {"points": len(dense_pts)})
-    mesh = poisson_mesh(dense_pts, dense_nrm, depth=cfg.poisson_depth,
-                        max_distance=cfg.trim * patches.radius if cfg.trim > 0 else None)
-    summary += f"; {len(dense_pts)} dense points -> mesh with {len(mesh.triangles)} triangles"
-    if progress is not None:
-        progress("mesh", 1, 1, {"points": len(dense_pts), "triangles": len(mesh.triangles)})
+    dense_pts, dense_nrm, pid = dense()
     history["summary"] = summary
-    return Reconstruction(mesh, dense_pts, dense_nrm, history, summary, patches)
+    return DenseOutput(dense_pts, dense_nrm, pid, patches, nrm, history, summary)
 
 
 def _consensus(surf: _PatchSurfaces, uv, target, mask, patches: Patches, pts: np.ndarray) -> np.ndarray:
@@ -333,6 +384,8 @@ def _grid(cfg: DGPConfig, dev) -> torch.Tensor:
 def _dense_output(surf: _PatchSurfaces, grid, patches: Patches, normals: np.ndarray, tree):
     """φ on the uv grid of every patch, kept within the patch radius of its centre, with oriented normals.
 
+    Returns dense points (M, 3), their unit normals (M, 3) and the patch of each (M,) int.
+
     Each Jacobian normal takes the side of the mean input normal of its 8 nearest input points: a patch that
     folds flips its normal field at the fold, so orienting per point is safer than one sign per patch.
     """
@@ -344,7 +397,7 @@ def _dense_output(surf: _PatchSurfaces, grid, patches: Patches, normals: np.ndar
     pts, nrm = world[keep], patches.rotate_to_world(n[keep], pid)
     _, near = tree.query(pts, k=8, workers=-1)
     nrm *= np.where(np.einsum("mi,mi->m", nrm, normals[near].mean(1)) < 0, -1.0, 1.0)[:, None]
-    return pts, nrm
+    return pts, nrm, pid
 
 
 def poisson_mesh(

@@ -310,6 +310,110 @@ def read_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]
     return points, normals
 
 
+_PLY_SCALARS = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
+    "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4",
+    "double": "f8", "float64": "f8",
+}
+_CHUNK = 1 << 20  # rows per chunk when scanning a memory-mapped file
+
+
+def _ply_vertex_layout(path: Path):
+    """(byte offset of the data, vertex count, record dtype) of a binary PLY whose first element is a vertex
+    element of fixed-size properties; None for any other PLY (ASCII, lists in vertices, vertex not first)."""
+    with open(path, "rb") as f:
+        header = f.read(1 << 16)
+    end = header.find(b"end_header")
+    if end < 0:
+        return None
+    stop = header.find(b"\n", end)
+    if stop < 0:
+        return None
+    lines = header[:end].decode("ascii", errors="replace").splitlines()
+    order = None
+    element = None
+    fields: list[tuple[str, str]] = []
+    count = 0
+    for line in lines[1:]:
+        tok = line.split()
+        if not tok or tok[0] in ("comment", "obj_info"):
+            continue
+        if tok[0] == "format":
+            order = {"binary_little_endian": "<", "binary_big_endian": ">"}.get(tok[1] if len(tok) > 1 else "")
+            if order is None:
+                return None
+        elif tok[0] == "element":
+            if element is not None:
+                break  # only the first element matters
+            if len(tok) != 3 or tok[1] != "vertex":
+                return None
+            element, count = tok[1], int(tok[2])
+        elif tok[0] == "property" and element == "vertex":
+            if len(tok) != 3 or tok[1] not in _PLY_SCALARS:
+                return None  # a list property: records are not of one size
+            fields.append((tok[2], order + _PLY_SCALARS[tok[1]]))
+    if order is None or element is None:
+        return None
+    return stop + 1, count, np.dtype(fields)
+
+
+def _xyz_view(mm: np.ndarray, dtype: np.dtype, names: tuple[str, str, str]) -> np.ndarray | None:
+    """(N, 3) strided view of three consecutive float fields of the records in ``mm``, or None."""
+    if not all(n in dtype.names for n in names):
+        return None
+    (t0, o0), (t1, o1), (t2, o2) = (dtype.fields[n][:2] for n in names)
+    if not (t0 == t1 == t2 and t0.kind == "f" and o1 == o0 + t0.itemsize and o2 == o1 + t0.itemsize):
+        return None
+    return np.ndarray((len(mm) // dtype.itemsize, 3), dtype=t0, buffer=mm, offset=o0,
+                      strides=(dtype.itemsize, t0.itemsize))
+
+
+def map_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """Points (and normals) of a file, without loading the whole file where its format allows it.
+
+    A binary PLY whose first element is ``vertex`` with fixed-size properties, x y z (and nx ny nz) consecutive
+    and of one float type (what geomprior, open3d and most scanner software write), is memory-mapped: the
+    arrays returned are read-only (N, 3) views of the file (float32 or float64), and slicing rows reads only
+    those rows. The file is checked in chunks of a million rows (NaN coordinates: error; zero or non-finite
+    normals: treated as none, as ``read_points`` does). Any other file: ``read_points`` (in memory, float64).
+
+    Returns
+    -------
+    points : (N, 3) float array (a memory map view, or in memory)
+    normals : (N, 3) float array or None (unit length within float rounding when mapped)
+    """
+    path = _check_readable(path, POINT_EXTENSIONS, "point")
+    layout = _ply_vertex_layout(path) if _suffix(path) == ".ply" else None
+    if layout is None:
+        return read_points(path)
+    offset, count, dtype = layout
+    if count <= 0:
+        raise InputError(f"{path}: contains no points")
+    need = offset + count * dtype.itemsize
+    if path.stat().st_size < need:
+        raise InputError(f"{path}: cannot read PLY: file is truncated ({path.stat().st_size} of {need} bytes)")
+    mm = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(count * dtype.itemsize,))
+    points = _xyz_view(mm, dtype, ("x", "y", "z"))
+    if points is None:
+        return read_points(path)
+    normals = _xyz_view(mm, dtype, ("nx", "ny", "nz"))
+    bad_points = 0
+    bad_normals = 0
+    for start in range(0, count, _CHUNK):
+        bad_points += int((~np.isfinite(points[start:start + _CHUNK]).all(1)).sum())
+        if normals is not None:
+            length = np.linalg.norm(np.asarray(normals[start:start + _CHUNK], dtype=np.float64), axis=1)
+            bad_normals += int((~np.isfinite(length) | (length < 1e-12)).sum())
+    if bad_points:
+        raise InputError(f"{path}: {bad_points} of {count} points have NaN or infinite coordinates")
+    if bad_normals:
+        logger.warning("%s: %d of %d normals are zero or not finite; treating the file as having no normals",
+                       path, bad_normals, count)
+        normals = None
+    logger.debug("mapped %d points%s from %s", count, " with normals" if normals is not None else "", path)
+    return points, normals
+
+
 def _read_vertices_trimesh(path: Path, reason: str | None) -> tuple[np.ndarray, None]:
     import trimesh
 

@@ -66,9 +66,12 @@ def bbox_diagonal(points: np.ndarray) -> float:
     return float(np.linalg.norm(points.max(0) - points.min(0)))
 
 
-def _voxel_representatives(points: np.ndarray, size: float) -> np.ndarray:
-    """Index of the point nearest each occupied voxel's mean (Poisson-disk-like subsampling)."""
-    keys = np.floor((points - points.min(0)) / size).astype(np.int64)
+def _voxel_representatives(points: np.ndarray, size: float, origin: np.ndarray | None = None) -> np.ndarray:
+    """Index of the point nearest each occupied voxel's mean (Poisson-disk-like subsampling).
+
+    origin : (3,) corner of the voxel grid (default: the points' minimum)
+    """
+    keys = np.floor((points - (points.min(0) if origin is None else origin)) / size).astype(np.int64)
     _, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.ravel()
     n_vox = inverse.max() + 1
@@ -90,6 +93,8 @@ def cover(
     spacing: float = 1.5,
     normals: np.ndarray | None = None,
     max_angle: float = 90.0,
+    diagonal: float | None = None,
+    origin: np.ndarray | None = None,
 ) -> Patches:
     """Cover ``points`` with patches.
 
@@ -101,6 +106,9 @@ def cover(
     normals : (N, 3) float, optional; orients each patch's third axis to agree with them, and keeps out of a
               patch the points whose normal turns more than ``max_angle`` degrees from the centre's (the far
               side of a thin part, which would make the patch fold)
+    diagonal : the length ``radius`` is a fraction of (default: the points' bounding-box diagonal)
+    origin  : (3,) corner of the centres' voxel grid (default: the points' minimum). A tile of a larger scan passes
+              the scan's diagonal and minimum, so that its patches are the ones the whole scan would get there
 
     Every point is a member of at least one patch: where the first centres leave points uncovered (wide spacing,
     or patches capped at max_points in dense regions), centres are added among them until none is left.
@@ -111,7 +119,7 @@ def cover(
         raise InputError(f"need 3 <= min_points <= max_points, got min_points={min_points}, max_points={max_points}")
     if n < min_points:
         raise InputError(f"need at least {min_points} points for one patch, got {n}")
-    diag = bbox_diagonal(points)
+    diag = bbox_diagonal(points) if diagonal is None else float(diagonal)
     if not diag > 0:
         raise InputError("all points are identical: there is no surface to fit")
     r = radius * diag
@@ -120,7 +128,7 @@ def cover(
     tree = cKDTree(points)
     cos_max = np.cos(np.radians(max_angle))
 
-    centers = _voxel_representatives(points, spacing * r)
+    centers = _voxel_representatives(points, spacing * r, origin)
     covered = np.zeros(n, bool)
     blocks = []
     for _ in range(50):
@@ -146,7 +154,7 @@ def cover(
         if covered.all():
             break
         # capped patches in dense regions can leave points uncovered: add centres there
-        centers = _voxel_representatives(points[~covered], r / 2)
+        centers = _voxel_representatives(points[~covered], r / 2, origin)
         centers = np.flatnonzero(~covered)[centers]
     else:  # pragma: no cover - each round covers at least the new centres themselves
         raise RuntimeError("patch covering did not converge")
