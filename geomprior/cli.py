@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 PROG = "geomprior"
 PRESETS = ("fast", "default", "quality")
 DEVICES = ("auto", "cpu", "cuda")
+EXECUTORS = ("local", "ray")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--render", metavar="PNG", help="render the mesh and the input points to a PNG")
     rec.add_argument("--plot", metavar="PNG", help="plot the local fit's training and validation loss per "
                                                    "epoch, with the kept (early-stop) epoch marked")
+    large = rec.add_argument_group("large scans", "cut the scan into tiles fitted independently (any of these "
+                                   "options; none: one fit of the whole scan)")
+    size = large.add_mutually_exclusive_group()
+    size.add_argument("--tile-size", type=_positive_float, metavar="F",
+                      help="tile side, fraction of the bounding-box diagonal (grid of cubes)")
+    size.add_argument("--tile-points", type=_int_at_least(1), metavar="N",
+                      help="about N points per tile (median splits)")
+    large.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="run the tiles in this process or as Ray tasks (default: local)")
+    large.add_argument("--address", metavar="A",
+                       help="Ray cluster to join (e.g. ray://head:10001); default: start a local Ray")
+    large.add_argument("--run-dir", metavar="DIR", help="checkpoint each finished tile in DIR")
+    large.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     rec.set_defaults(func=_cmd_reconstruct)
 
     ev = sub.add_parser("eval", parents=[common], help="compare a mesh with a reference mesh",
@@ -181,11 +195,18 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         if key in seen:
             raise InputError(f"{path}: used both as {seen[key]} and as the {name} output")
         seen[key] = name
+    tiled = (args.tile_size is not None or args.tile_points is not None or args.executor != "local"
+             or args.run_dir is not None or args.resume)
+    if args.address is not None and args.executor != "ray":
+        raise InputError("--address needs --executor ray")
+    if args.resume and args.run_dir is None:
+        raise InputError("--resume needs --run-dir")
     from geomprior.dgp import DGPConfig, reconstruct
     from geomprior.device import pick_device
 
     pick_device(args.device)
-    points, normals = io.read_points(input_path)
+    # tiled runs read binary PLY through a memory map, tile by tile
+    points, normals = (io.map_points if tiled else io.read_points)(input_path)
 
     cfg = DGPConfig.preset(args.preset)
     changes = {}
@@ -201,8 +222,11 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     progress = _Progress()
     try:
         with _logging_through_tqdm():
-            rec = reconstruct(points, normals, config=cfg, device=args.device, seed=args.seed,
-                              progress=progress)
+            if tiled:
+                rec = _reconstruct_tiled(args, points, normals, cfg, progress)
+            else:
+                rec = reconstruct(points, normals, config=cfg, device=args.device, seed=args.seed,
+                                  progress=progress)
     finally:
         progress.close()
 
@@ -231,7 +255,44 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     print(rec.summary)
     for name, path in outputs.items():
         print(f"{name}: {path}")
+    print(_peak_memory(rec))
     return 0
+
+
+def _reconstruct_tiled(args: argparse.Namespace, points, normals, cfg, progress):
+    """The tiled path of ``reconstruct``; Ctrl-C says how to resume."""
+    import shlex
+
+    from geomprior.executors import make_executor
+    from geomprior.tiling import reconstruct_tiled
+
+    executor = make_executor(args.executor, address=args.address)
+    try:
+        return reconstruct_tiled(points, normals, cfg, tile_size=args.tile_size, tile_points=args.tile_points,
+                                 seed=args.seed, device=args.device, executor=executor, run_dir=args.run_dir,
+                                 resume=args.resume, progress=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        if args.run_dir is None:
+            raise
+        saved = len(list((Path(args.run_dir) / "tiles").glob("*.npz")))
+        again = [a for a in args.argv if a != "--resume"] + ["--resume"]
+        raise KeyboardInterrupt(f"{saved} finished tiles are saved in {args.run_dir}; resume with: "
+                                f"{shlex.join([PROG, *again])}") from None
+    finally:
+        executor.close()
+
+
+def _peak_memory(rec) -> str:
+    """One line: peak resident memory of this process (and of the largest Ray worker of a tiled run)."""
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    line = f"peak memory: {rss / 2**30:.2f} GiB (this process)"
+    worker = getattr(rec, "worker_peak_rss", 0)
+    if worker:
+        line += f", {worker / 2**30:.2f} GiB (largest Ray worker)"
+    return line
 
 
 @contextlib.contextmanager
@@ -342,11 +403,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         level = logging.WARNING - 10 * min(args.verbose, 2)
         logging.basicConfig(level=level, format=f"{PROG}: %(name)s: %(message)s", stream=sys.stderr)
         return args.func(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+    except KeyboardInterrupt as e:  # a message says how to resume, where the run can be resumed
+        print(f"{PROG}: interrupted" + (f"; {e}" if str(e) else ""), file=sys.stderr, flush=True)
         return 130
     except (InputError, OSError, ValueError) as e:
         if isinstance(e, OSError) and e.filename and e.strerror:

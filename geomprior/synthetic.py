@@ -53,6 +53,38 @@ def torus_mesh(
     return mesh
 
 
+def terrain_mesh(*, size: float = 1.0, resolution: int = 200, amplitude: float = 0.03, waves: int = 3,
+                 seed: int = 0):
+    """A wavy height field z = h(x, y) over the square [0, size]², with vertex normals: an open surface that a
+    grid of tiles cuts into many tiles of real surface.
+
+    h is a sum of ``waves`` random plane waves (wavelengths between size/4 and size/1.5) scaled to ±``amplitude``
+    × size. Returns an open3d.geometry.TriangleMesh with (resolution + 1)² vertices and 2·resolution² triangles.
+    """
+    import open3d as o3d
+
+    if not (size > 0 and resolution >= 1 and amplitude >= 0 and waves >= 1):
+        raise InputError(f"need size > 0, resolution >= 1, amplitude >= 0, waves >= 1; got {size}, {resolution}, "
+                         f"{amplitude}, {waves}")
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, size, resolution + 1)
+    x, y = np.meshgrid(t, t, indexing="ij")
+    z = np.zeros_like(x)
+    for _ in range(waves):
+        angle = rng.uniform(0, np.pi)
+        k = 2 * np.pi / (size * rng.uniform(0.25, 1 / 1.5))
+        z += np.sin(k * (np.cos(angle) * x + np.sin(angle) * y) + rng.uniform(0, 2 * np.pi))
+    z *= amplitude * size / max(np.abs(z).max(), 1e-12)
+    vertices = np.stack([x, y, z], -1).reshape(-1, 3)
+    i, j = np.meshgrid(np.arange(resolution), np.arange(resolution), indexing="ij")
+    v0 = (i * (resolution + 1) + j).ravel()
+    v1, v2, v3 = v0 + resolution + 1, v0 + 1, v0 + resolution + 2
+    triangles = np.concatenate([np.stack([v0, v1, v2], 1), np.stack([v2, v1, v3], 1)])
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(triangles))
+    mesh.compute_vertex_normals()
+    return mesh
+
+
 def noisy_scan(mesh, n_points: int, noise_fraction: float = 0.005, seed: int = 0) -> np.ndarray:
     """A synthetic scan: uniform (area-weighted) surface samples plus isotropic Gaussian noise.
 
