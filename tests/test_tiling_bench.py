@@ -1,0 +1,36 @@
+"""scripts/bench_tiling.py --quick runs end to end: tiled (≥ 8 tiles) and untiled meshes, metrics, its table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("open3d")
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+can_render = bool(os.environ.get("DISPLAY")) or shutil.which("Xvfb") is not None
+
+
+def test_bench_tiling_quick(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location("bench_tiling", SCRIPTS / "bench_tiling.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = ["--quick", "--out", str(tmp_path)] + ([] if can_render else ["--no-render"])
+    assert bench.main(args) == 0
+    rows = {r["run"]: r for r in json.loads((tmp_path / "bench_tiling_quick.json").read_text())["rows"]}
+    tiled, untiled = rows["tiled_3000_local"], rows["untiled_3000"]
+    assert tiled["tiles"] >= 8 and untiled["tiles"] == 1
+    for r in (tiled, untiled):
+        assert 0 < r["chamfer_l1"] < 0.02 and r["seconds"] > 0 and 0 < r["peak_gib"] < 6
+    assert abs(tiled["chamfer_vs_untiled"]) < 0.25  # a rough check at 20 steps; the real comparison is the 100k run
+    if can_render:
+        assert Path(tiled["render"]).stat().st_size > 0
+    assert "| tiled_3000_local | 9 |" in (tmp_path / "bench_tiling_quick.md").read_text()
+    assert sys.modules.get("make_big_scan") is not None
