@@ -43,6 +43,8 @@ class LocalExecutor:
             tick: Callable[[], None] | None = None) -> Iterator[tuple[int, Any]]:
         for job in jobs:
             self.running = 1
+            if tick is not None:
+                tick()
             try:
                 result = fn(job)
             finally:

@@ -325,18 +325,24 @@ def _orientation(results: dict[int, dict], count: int, n_points: int) -> np.ndar
     for t, r in results.items():
         ids = r["normal_ids"][r["normal_core"]]
         owner[ids], ref[ids] = t, r["normal_vals"][r["normal_core"]]
-    agree = np.zeros((count, count))
+    rows, cols, vals = [], [], []
     for t, r in results.items():
         halo = ~r["normal_core"]
         ids = r["normal_ids"][halo]
         dots = np.einsum("ij,ij->i", r["normal_vals"][halo], ref[ids]).astype(np.float64)
-        agree[t] += np.bincount(owner[ids], weights=dots, minlength=count)
-    agree = agree + agree.T
-    from scipy.sparse import csr_matrix
+        total = np.bincount(owner[ids], weights=dots, minlength=count)
+        (nz,) = np.nonzero(total)
+        rows += [np.full(len(nz), t), nz]
+        cols += [nz, np.full(len(nz), t)]  # symmetric: t's view of j's points and j's of t's add up
+        vals += [total[nz], total[nz]]
+    from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
 
-    weight = np.where(agree != 0, 1.0 / np.maximum(np.abs(agree), 1e-300), 0.0)  # max agreement = min weight
-    tree = minimum_spanning_tree(csr_matrix(weight))
+    agree = coo_matrix((np.concatenate(vals or [np.zeros(0)]), (np.concatenate(rows or [np.zeros(0, int)]),
+                        np.concatenate(cols or [np.zeros(0, int)]))), shape=(count, count)).tocsr()  # sums duplicates
+    weight = agree.copy()
+    weight.data = 1.0 / np.maximum(np.abs(weight.data), 1e-300)  # the most agreement (either sign) = the least weight
+    tree = minimum_spanning_tree(weight)
     tree = tree + tree.T
     sign = np.ones(count)
     _, comp = connected_components(tree, directed=False)

@@ -257,7 +257,10 @@ def test_map_points_matches_read_points(tmp_path):
     write_points(tmp_path / "a.ply", pts, nrm)
     mp, mn = map_points(tmp_path / "a.ply")
     rp, rn = read_points(tmp_path / "a.ply")
-    assert isinstance(mp.base, np.memmap) or isinstance(mp, np.memmap) or mp.base is not None
+    base = mp
+    while base is not None and not isinstance(base, np.memmap):
+        base = base.base
+    assert isinstance(base, np.memmap) and not mp.flags.writeable  # a read-only view of the file, not a copy
     assert np.array_equal(np.asarray(mp, float), rp) and np.allclose(mn / np.linalg.norm(mn, axis=1)[:, None], rn)
     # float32 with an extra property between the normals and the end, written by hand
     rec = np.zeros(4, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<u1")])
