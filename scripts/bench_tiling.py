@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bench import header  # noqa: E402
 from _scans import machine  # noqa: E402
 from make_big_scan import make, suggested_radius  # noqa: E402
 
@@ -103,9 +104,11 @@ def main(argv=None) -> int:
             r["render"] = str(out / f"{r['run']}.png")
             render_png(r["render"], read_mesh(r["mesh"]), width=1000, height=800)
 
-    head = (f"machine: {machine()}; terrain scan of {args.points} points (noise 0.05% of the diagonal, no normals), "
-            f"preset {args.preset}, radius {radius}, tile size {args.tile_size}; metrics on {args.samples} samples")
-    lines = [head, "",
+    head = header(f"Tiled vs untiled, {args.points} points", (
+        f"Terrain scan of {args.points} points (scripts/make_big_scan.py: noise 0.05% of the diagonal, no normals), "
+        f"preset {args.preset}, radius {radius}, tile size {args.tile_size}; each run its own process; metrics as in "
+        f"`geomprior eval` on {args.samples} samples per surface."), __file__, argv)
+    lines = [head,
              "| run | tiles | seconds | peak memory GiB (largest process) | Chamfer-L1 | vs untiled | Hausdorff | "
              "normal consistency | F-score@1% |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
