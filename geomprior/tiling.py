@@ -88,11 +88,16 @@ class Tiles:
 
     def in_core(self, t: int, points: np.ndarray) -> np.ndarray:
         """(n,) bool: the points (n, 3) in core ``t``."""
-        return ((points >= self.lo[t]) & (points < self.hi[t])).all(1)
+        return _in_core(points, self.lo[t], self.hi[t])
 
     def in_tile(self, t: int, points: np.ndarray) -> np.ndarray:
         """(n,) bool: the points (n, 3) within ``halo`` of core ``t`` (the tile's points)."""
         return ((points >= self.lo[t] - self.halo) & (points <= self.hi[t] + self.halo)).all(1)
+
+
+def _in_core(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(n,) bool: the points (n, 3) in the half-open box [lo, hi)."""
+    return ((points >= lo) & (points < hi)).all(1)
 
 
 def _chunks(points, normals=None):
@@ -193,8 +198,7 @@ def run_tile(job: TileJob) -> dict:
     cfg = job.config
     points = np.array(job.points)  # writeable (Ray hands over read-only arrays; open3d wants writeable ones)
     normals = None if job.normals is None else np.array(job.normals)
-    in_core = lambda x: ((x >= job.lo) & (x < job.hi)).all(1)  # noqa: E731 - as Tiles.in_core
-    core = in_core(points)
+    core = _in_core(points, job.lo, job.hi)
     empty_f = np.zeros((0, 3))
     out = None
     if len(points) >= cfg.min_points and np.ptp(points, axis=0).max() > 0:
@@ -208,7 +212,7 @@ def run_tile(job: TileJob) -> dict:
                   "normal_ids": job.ids, "normal_vals": np.zeros((len(job.ids), 3), np.float32),
                   "normal_core": core}
     else:
-        kept = in_core(out.patches.centers)
+        kept = _in_core(out.patches.centers, job.lo, job.hi)
         number = np.cumsum(kept) - 1  # tile-local number of each kept patch
         dense = kept[out.patch]
         member = out.patches.mask & kept[:, None]

@@ -11,7 +11,7 @@ make_big_scan's ``suggested_radius`` for the point count unless ``--radius`` is 
     python scripts/bench_tiling.py --points 1000000 --executors local ray [--no-untiled]
     python scripts/bench_tiling.py --quick     # 3000 points, a few steps: checks that the script runs (a test does)
 
-Options: --tile-size F (default 0.1 of the diagonal), --preset (default fast), --radius, --samples, --out DIR
+Options: --tile-size F (default 0.2 of the diagonal: 16 tiles of this terrain), --preset (default fast), --radius, --samples, --out DIR
 (default out/tiling; the scan is made there once and reused), --no-render (else OUT/<run>.png of every mesh).
 """
 
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--executors", nargs="+", default=["local"], choices=["local", "ray"])
-    parser.add_argument("--tile-size", type=float, default=0.1)
+    parser.add_argument("--tile-size", type=float, default=0.2)
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--radius", type=float)
     parser.add_argument("--samples", type=int, default=300_000)
