@@ -201,6 +201,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         raise InputError("--address needs --executor ray")
     if args.resume and args.run_dir is None:
         raise InputError("--resume needs --run-dir")
+    if tiled and args.plot:
+        raise InputError("--plot shows one fit; a tiled run has one per tile (their losses are in --history)")
     from geomprior.dgp import DGPConfig, reconstruct
     from geomprior.device import pick_device
 

@@ -63,12 +63,12 @@ from .errors import InputError
 from .executors import LocalExecutor, RayExecutor
 from .fit import Progress
 from .io import atomic_path
+from .patches import PATCH_LABELS_FILE, Patches, point_labels, save_patch_labels
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20  # rows read at a time from (possibly memory-mapped) input arrays
 SETTINGS = "settings.json"
-PATCHES = "patches.npz"
 
 
 @dataclass(frozen=True)
@@ -188,8 +188,8 @@ def run_tile(job: TileJob) -> dict:
     points, normals   : (M, 3) float64 dense points of the patches centred in the core, unit normals
     patch             : (M,) int64 their patch, numbered 0..n_patches-1 within the tile
     n_patches         : () int64
-    label_ids, label_patch, label_dist : global point ids that are members of a kept patch, the nearest such patch
-                        (by centre) and that distance
+    label_ids, label_patch, label_dist : global point ids that are members of a kept patch, the kept patch
+                        with the nearest centre (``patches.point_labels``) and that distance
     normal_ids, normal_vals, normal_core : the tile's points, the normals its fit used (float32), and which are
                         in its core (for orienting tiles against each other)
     history           : () str JSON of the fit's history;  seconds, peak_rss : () float
@@ -215,16 +215,16 @@ def run_tile(job: TileJob) -> dict:
         kept = _in_core(out.patches.centers, job.lo, job.hi)
         number = np.cumsum(kept) - 1  # tile-local number of each kept patch
         dense = kept[out.patch]
-        member = out.patches.mask & kept[:, None]
-        rows = np.nonzero(member)[0]
-        who = out.patches.index[member]
-        dist = np.linalg.norm(points[who] - out.patches.centers[rows], axis=1)
-        order = np.lexsort((dist, who))
-        first = order[np.r_[True, who[order][1:] != who[order][:-1]]] if len(order) else order
+        p = out.patches
+        mine = Patches(p.centers[kept], p.index[kept], p.mask[kept], p.origin[kept], p.scale[kept], p.rotation[kept],
+                       p.radius)
+        labels = point_labels(mine, points)
+        (who,) = np.nonzero(labels >= 0)
         result = {"points": out.points[dense], "normals": out.normals[dense],
                   "patch": number[out.patch[dense]].astype(np.int64), "n_patches": int(kept.sum()),
-                  "label_ids": job.ids[who[first]], "label_patch": number[rows[first]].astype(np.int64),
-                  "label_dist": dist[first], "history": json.dumps({**out.history, "summary": out.summary}),
+                  "label_ids": job.ids[who], "label_patch": labels[who],
+                  "label_dist": np.linalg.norm(points[who] - mine.centers[labels[who]], axis=1),
+                  "history": json.dumps({**out.history, "summary": out.summary}),
                   "normal_ids": job.ids, "normal_vals": out.input_normals.astype(np.float32), "normal_core": core}
     result["seconds"] = time.perf_counter() - start
     result["peak_rss"] = _peak_rss()
@@ -515,9 +515,8 @@ def reconstruct_tiled(
     if progress is not None:
         progress("mesh", 1, 1, {"points": len(dense_p), "triangles": len(mesh.triangles)})
     if rd is not None:
-        with atomic_path(rd.path / PATCHES) as tmp:
-            np.savez(tmp, points=np.concatenate([p.astype(np.float32) for _, p, _ in _chunks(points)]),
-                     labels=labels)
+        save_patch_labels(rd.path / PATCH_LABELS_FILE,
+                          np.concatenate([p.astype(np.float32) for _, p, _ in _chunks(points)]), labels)
     worker_rss = max([results[t]["peak_rss"] for t in todo], default=0.0) if isinstance(executor, RayExecutor) \
         else 0.0
     flipped = int((sign < 0).sum())

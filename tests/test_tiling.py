@@ -19,7 +19,7 @@ from geomprior.dgp import DGPConfig, reconstruct  # noqa: E402
 from geomprior.errors import InputError  # noqa: E402
 from geomprior.io import map_points, read_points, write_points  # noqa: E402
 from geomprior.metrics import evaluate  # noqa: E402
-from geomprior.patches import cover  # noqa: E402
+from geomprior.patches import cover, load_patch_labels  # noqa: E402
 from geomprior.synthetic import noisy_scan, terrain_mesh  # noqa: E402
 
 # a small wavy terrain: 9 tiles of real surface at tile size 0.25; tiny networks, a fixed number of steps
@@ -127,8 +127,7 @@ def test_tiled_close_to_untiled(terrain, untiled, tiled_run):
 
 def test_patch_labels_file(terrain, tiled_run):
     rec, run_dir = tiled_run
-    with np.load(run_dir / "patches.npz") as f:
-        points, labels = f["points"], f["labels"]
+    points, labels = load_patch_labels(run_dir)
     assert points.dtype == np.float32 and labels.dtype == np.int64
     assert np.allclose(points, terrain[1], atol=1e-6)
     n_patches = sum(t["patches"] for t in rec.history["per_tile"])
@@ -286,11 +285,12 @@ def test_map_points_matches_read_points(tmp_path):
     (["--tile-size", "0.2", "--tile-points", "100"], "not allowed with argument"),
     (["--tile-size", "0"], "must be a positive number"),
     (["--run-dir", "RUN", "--resume"], "nothing to resume"),
+    (["--tile-size", "0.5", "--plot", "PLOT"], "--plot shows one fit"),
 ])
 def test_cli_bad_tiling_options(tmp_path, capsys, args, message):
     path = tmp_path / "scan.ply"
     write_points(path, np.random.default_rng(0).random((100, 3)))
-    args = [a.replace("RUN", str(tmp_path / "run")) for a in args]
+    args = [a.replace("RUN", str(tmp_path / "run")).replace("PLOT", str(tmp_path / "p.png")) for a in args]
     assert cli.main(["reconstruct", str(path), "-o", str(tmp_path / "m.ply"), *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("geomprior: error: ") and message in err, err
