@@ -20,7 +20,8 @@ tables can be built over several runs (select with ``--shapes``, ``--noise``, ``
 
     python scripts/bench_surfaces.py [--suite matrix scaling ablations] [--shapes ...] [--noise 0.005 ...]
                                      [--methods ...] [--points 20000] [--out out/bench_surfaces] [--reuse]
-    python scripts/bench_surfaces.py --quick     # tiny scans, one shape, capped epochs: checks that it runs (a test)
+    python scripts/bench_surfaces.py --quick     # tiny scans, one shape, capped epochs, rows in this process:
+                                                 # checks that it runs (a test)
 """
 
 from __future__ import annotations
@@ -147,12 +148,15 @@ def _row(job: dict) -> dict:
     return {**row, **evaluate(mesh, reference, n_samples=job["samples"])}
 
 
-def run_rows(jobs: list[dict], cache: RowCache, reuse: bool) -> list[dict]:
+def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool = True) -> list[dict]:
+    """Each job's row, from the cache or computed (in a fresh process unless ``fresh_process`` is False)."""
     ctx = multiprocessing.get_context("spawn")
     out = []
     for job in jobs:
         row = cache.get(job["key"]) if reuse else None
-        if row is None:
+        if row is None and not fresh_process:
+            row = _row(job)
+        elif row is None:
             with ctx.Pool(1, maxtasksperchild=1) as pool:
                 row = pool.apply(_row, (job,))
             cache.put(job["key"], row)
@@ -299,18 +303,21 @@ def main(argv=None) -> int:
         "in a fresh process: Python, torch and open3d included). geomprior runs on the CPU with automatic stopping.")
     sections, summary = [], {}
     if "matrix" in args.suite:
-        rows = run_rows(matrix_jobs(args), RowCache(out / f"matrix{suffix}", settings), args.reuse)
+        rows = run_rows(matrix_jobs(args), RowCache(out / f"matrix{suffix}", settings), args.reuse,
+                        fresh_process=not args.quick)
         sections += [header("Surfaces: quality, time and memory against the peers", conventions, __file__, argv),
                      *_quality_table(rows, "method"), "", "Best per scan:", "", *winners(rows), ""]
         summary["matrix"] = rows
     if "scaling" in args.suite:
-        rows = run_rows(scaling_jobs(args), RowCache(out / f"scaling{suffix}", settings), args.reuse)
+        rows = run_rows(scaling_jobs(args), RowCache(out / f"scaling{suffix}", settings), args.reuse,
+                        fresh_process=not args.quick)
         sections += [header("Surfaces: cost against the number of points (bunny, 0.5 % noise)", conventions,
                             __file__, argv), f"![scaling](docs/benchmarks/scaling{suffix}.png)", "",
                      *scaling_report(rows, out / f"scaling{suffix}.png"), ""]
         summary["scaling"] = rows
     if "ablations" in args.suite:
-        rows = run_rows(ablation_jobs(args), RowCache(out / f"ablations{suffix}", settings), args.reuse)
+        rows = run_rows(ablation_jobs(args), RowCache(out / f"ablations{suffix}", settings), args.reuse,
+                        fresh_process=not args.quick)
         sections += [header("Surfaces: ablations of the default preset (0.5 % noise)", conventions, __file__, argv),
                      *_quality_table(rows, "setting"), ""]
         summary["ablations"] = rows
