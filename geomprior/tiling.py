@@ -111,8 +111,12 @@ def _chunks(points, normals=None):
 def bounds(points) -> tuple[np.ndarray, np.ndarray]:
     """Bounding box (min (3,), max (3,)) of points (N, 3), read in chunks."""
     lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    bad = 0
     for _, p, _ in _chunks(points):
+        bad += int((~np.isfinite(p).all(1)).sum())
         lo, hi = np.minimum(lo, p.min(0)), np.maximum(hi, p.max(0))
+    if bad:
+        raise InputError(f"{bad} points have NaN or infinite coordinates")
     return lo, hi
 
 
@@ -408,6 +412,9 @@ def make_tiles(points, config: DGPConfig, *, tile_size: float | None = None, til
         tiles = balanced_tiles(points, tile_points, width)
     else:
         tiles = Tiles(np.full((1, 3), -np.inf), np.full((1, 3), np.inf), width)
+    if len(tiles) > max(1, len(points) // config.min_points):
+        raise InputError(f"{len(tiles)} tiles for {len(points)} points: fewer than min_points ({config.min_points}) "
+                         f"per tile; choose larger tiles")
     return tiles, diagonal, lo
 
 

@@ -8,7 +8,8 @@ make_big_scan's ``suggested_radius`` for the point count unless ``--radius`` is 
 ``geomprior eval`` (diagonal 1, ``--samples`` samples per surface).
 
     python scripts/bench_tiling.py                                   # 100k points: tiled (local) and untiled
-    python scripts/bench_tiling.py --points 1000000 --executors local ray [--no-untiled]
+    python scripts/bench_tiling.py --points 1000000 --executors local ray --no-untiled   # the large tiled runs
+    python scripts/bench_tiling.py --points 1000000 --executors                         # the large untiled run
     python scripts/bench_tiling.py --quick     # 3000 points, a few steps: checks that the script runs (a test does)
 
 Options: --tile-size F (default 0.2 of the diagonal: 16 tiles of this terrain), --preset (default fast), --radius, --samples, --out DIR
@@ -61,7 +62,8 @@ def reconstruct(scan: Path, out: Path, name: str, extra: list[str]) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=100_000)
-    parser.add_argument("--executors", nargs="+", default=["local"], choices=["local", "ray"])
+    parser.add_argument("--executors", nargs="*", default=["local"], choices=["local", "ray"],
+                        help="tiled runs, one per executor (none: only the untiled run)")
     parser.add_argument("--tile-size", type=float, default=0.2)
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--radius", type=float)
@@ -117,7 +119,8 @@ def main(argv=None) -> int:
                      f"{rel} | {r['hausdorff']:.5f} | {r['normal_consistency']:.4f} | {r['fscore']:.4f} |")
     text = "\n".join(lines)
     print(text)
-    name = "bench_tiling_quick" if args.quick else f"bench_tiling_{args.points}"
+    runs = [*args.executors, *([] if args.no_untiled else ["untiled"])]
+    name = "bench_tiling_quick" if args.quick else f"bench_tiling_{args.points}_{'_'.join(runs)}"
     (out / f"{name}.md").write_text(text + "\n")
     write_json(out / f"{name}.json", {"machine": machine(), "points": args.points, "radius": radius,
                                       "tile_size": args.tile_size, "preset": args.preset, "rows": rows})

@@ -168,6 +168,12 @@ def test_run_dir_refuses_other_settings(terrain, tiled_run, tmp_path):
         tiling.reconstruct_tiled(pts, None, CFG, tile_size=0.3, run_dir=run_dir, resume=True)
     with pytest.raises(InputError, match="already holds a run; add --resume"):
         tiling.reconstruct_tiled(pts, None, CFG, tile_size=TILE, run_dir=run_dir)
+    with pytest.raises(InputError, match="fewer than min_points"):
+        tiling.reconstruct_tiled(pts, None, CFG, tile_size=0.001)
+    bad = pts.copy()
+    bad[5, 1] = np.nan
+    with pytest.raises(InputError, match="1 points have NaN"):
+        tiling.reconstruct_tiled(bad, None, CFG, tile_size=TILE)
     with pytest.raises(InputError, match="nothing to resume"):
         tiling.reconstruct_tiled(pts, None, CFG, tile_size=TILE, run_dir=tmp_path / "new", resume=True)
 
