@@ -216,11 +216,17 @@ def show(geometries, *, width: int = 1024, height: int = 768, keep_point_colors:
 
     shown = _prepared(geometries, title, keep_point_colors)
     vis = o3d.visualization.Visualizer()
-    with _native_output_captured() as lines:
+    # at Info level open3d (>= 0.19) says when it found no display and fell back to an invisible offscreen
+    # context, in which the window would wait for a close that can never come
+    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Info), _native_output_captured() as lines:
         opened = vis.create_window(window_name=title, width=int(width), height=int(height), visible=True)
-    if not opened:
+    offscreen = any("no display detected" in ln.lower() or "offscreen" in ln.lower() for ln in lines)
+    if not opened or offscreen:
+        if opened:
+            vis.destroy_window()
         where = os.environ.get("DISPLAY")
-        raise InputError(f"cannot open a window{f' on display {where}' if where else ''}{_glfw_detail(lines)}")
+        detail = _glfw_detail(lines) or (" (no display detected)" if offscreen else "")
+        raise InputError(f"cannot open a window{f' on display {where}' if where else ''}{detail}")
     try:
         _set_up(vis, shown, width, show_normals, VIEW_ZOOM)
         vis.run()

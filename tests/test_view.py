@@ -150,6 +150,7 @@ class FakeVisualizer:
 
     instances: list = []
     can_open = True
+    says = ""  # what open3d prints while opening the window
 
     def __init__(self):
         self.calls, self.geometries = [], []
@@ -158,6 +159,8 @@ class FakeVisualizer:
 
     def create_window(self, window_name="", width=0, height=0, visible=True):
         self.calls.append(("create_window", visible))
+        if self.says:
+            print(self.says)
         return self.can_open
 
     def add_geometry(self, g):
@@ -200,6 +203,16 @@ def test_window_opens_with_mesh_points_and_normals(files, fake_window):
 def test_window_that_cannot_open_is_one_line(files, fake_window, monkeypatch, capsys):
     monkeypatch.setattr(FakeVisualizer, "can_open", False)
     assert view(files / "mesh.ply") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("geomprior: error: cannot open a window on display :fake")
+
+
+def test_window_never_waits_on_an_offscreen_fallback(files, fake_window, monkeypatch, capsys):
+    # open3d >= 0.19 opens an invisible EGL context when the display cannot be reached: run() would never return
+    monkeypatch.setattr(FakeVisualizer, "says", "[Open3D INFO] [Visualizer] No display detected, falling back to "
+                                                "EGL offscreen rendering.")
+    assert view(files / "mesh.ply") == 2
+    assert fake_window[0].calls == [("create_window", True), ("destroy_window",)]  # closed, never run
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("geomprior: error: cannot open a window on display :fake")
 
