@@ -29,7 +29,7 @@ How a scan is cut
 Checkpoints (``run_dir``)
 -------------------------
 ``run_dir/settings.json`` records what defines the result (input digest, settings, seed, tiling); resuming with
-different ones is refused. ``run_dir/tiles/NNNNN.npz`` holds each finished tile's dense points, normals and
+different ones is refused (the executor and device are not recorded: a run may move between them). ``run_dir/tiles/NNNNN.npz`` holds each finished tile's dense points, normals and
 labels, written atomically; ``resume=True`` loads them and runs the others. At the end ``run_dir/patches.npz``
 holds ``points`` (N, 3) float32 (the input, world coordinates) and ``labels`` (N,) int64 (global index of a patch
 containing each point, -1 for none; patches numbered tile by tile).
@@ -39,7 +39,7 @@ Memory
 A tile's fit holds only the tile's points. The scan itself is read as the caller gives it: ``io.map_points``
 memory-maps binary PLY files, and this module reads such arrays in chunks of a million rows (bounding box, grid
 cells, one tile's points at a time). What stays O(N) are small per-point arrays of the merge (orientation, labels:
-~30 bytes a point) and the dense points meshed at the end.
+~50 bytes a point) and the dense points meshed at the end.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -103,8 +104,12 @@ def main(argv=None) -> int:
         from geomprior.viz import render_png
 
         for r in rows:  # the untiled mesh too, to tell seams from the surface's own bumps
+            mesh = read_mesh(r["mesh"])
+            # the terrain's up (z) tilted toward the camera (which looks along -z, y up): an oblique view in which
+            # shading shows any step or crease along tile borders
+            mesh.rotate(mesh.get_rotation_matrix_from_xyz((-math.pi / 2.6, 0, 0)), center=mesh.get_center())
             r["render"] = str(out / f"{r['run']}.png")
-            render_png(r["render"], read_mesh(r["mesh"]), width=1000, height=800)
+            render_png(r["render"], mesh, width=1000, height=800, zoom=0.7)
 
     head = header(f"Tiled vs untiled, {args.points} points", (
         f"Terrain scan of {args.points} points (scripts/make_big_scan.py: noise 0.05% of the diagonal, no normals), "
