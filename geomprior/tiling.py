@@ -29,10 +29,11 @@ How a scan is cut
 Checkpoints (``run_dir``)
 -------------------------
 ``run_dir/settings.json`` records what defines the result (input digest, settings, seed, tiling); resuming with
-different ones is refused (the executor and device are not recorded: a run may move between them). ``run_dir/tiles/NNNNN.npz`` holds each finished tile's dense points, normals and
-labels, written atomically; ``resume=True`` loads them and runs the others. At the end ``run_dir/patches.npz``
-holds ``points`` (N, 3) float32 (the input, world coordinates) and ``labels`` (N,) int64 (global index of a patch
-containing each point, -1 for none; patches numbered tile by tile).
+different ones is refused (the executor and device are not recorded: a run may move between them).
+``run_dir/tiles/NNNNN.npz`` holds each finished tile's dense points, normals and labels, written atomically;
+``resume=True`` loads them and runs the others. At the end ``run_dir/patches.npz`` holds ``points`` (N, 3) float32
+(the input, world coordinates) and ``labels`` (N,) int64 (global index of a patch containing each point, -1 for
+none; patches numbered tile by tile), written by ``patches.save_patch_labels``.
 
 Memory
 ------
