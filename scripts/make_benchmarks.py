@@ -1,8 +1,9 @@
 """Assemble BENCHMARKS.md from the tables the benchmark scripts wrote (nothing in it is typed by hand).
 
 Each script writes a Markdown fragment that names its machine, date, command and conventions; this script puts
-the fragments in order, copies the pictures they show into docs/benchmarks/, and says which ones are missing and
-how to make them.
+the fragments in order, copies the pictures they show into docs/benchmarks/ (links ``docs/benchmarks/NAME.png``
+in a fragment: NAME.png beside it; renders listed in the fragment's JSON rows: embedded below it), and says which
+fragments are missing and how to make them.
 
     python scripts/make_benchmarks.py [--out out] [--output BENCHMARKS.md]
 """
@@ -10,21 +11,22 @@ how to make them.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import shutil
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# (section, fragment under --out, pictures it shows (under --out -> docs/benchmarks/), command that makes it)
+# (section, fragments under --out (a glob), command that makes them)
 FRAGMENTS = [
-    ("Surfaces", "bench_surfaces/bench_surfaces.md", ["bench_surfaces/scaling.png"],
-     "python scripts/bench_surfaces.py --reuse"),
-    ("Speed of the core", "bench_dgp.md", [], "python scripts/bench_dgp.py --variants"),
-    ("Large scans (tiling)", "bench_tiling/bench_tiling.md", ["bench_tiling/tiled.png"],
-     "python scripts/bench_tiling.py"),
-    ("Images", "bench_image/bench_image.md", [], "python scripts/bench_image.py --reuse"),
-    ("GPU", "gpu/bench_gpu.md", [], "bash scripts/bench_gpu.sh"),
+    ("Surfaces", "bench_surfaces/bench_surfaces.md", "python scripts/bench_surfaces.py --reuse"),
+    ("Speed of the core", "bench_dgp.md", "python scripts/bench_dgp.py --variants"),
+    ("Large scans (tiling)", "tiling/bench_tiling_[0-9]*.md", "python scripts/bench_tiling.py"),
+    ("Images", "bench_image/bench_image.md", "python scripts/bench_image.py --reuse"),
+    ("GPU", "gpu/bench_gpu.md", "bash scripts/bench_gpu.sh"),
 ]
+LINK = re.compile(r"\(docs/benchmarks/([\w.-]+\.png)\)")
 
 INTRO = """# Benchmarks
 
@@ -34,20 +36,31 @@ this one, to update a section. Conventions of the surface metrics: DESIGN.md sec
 """
 
 
+def _copy(src: Path, docs: Path) -> None:
+    docs.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, docs / src.name)
+
+
 def build(out: Path, docs: Path) -> str:
     parts = [INTRO]
-    for section, fragment, pictures, command in FRAGMENTS:
+    for section, pattern, command in FRAGMENTS:
         parts.append(f"## {section}\n")
-        path = out / fragment
-        if not path.exists():
+        paths = sorted(out.glob(pattern))
+        if not paths:
             parts.append(f"Not measured yet: run `{command}`, then `python scripts/make_benchmarks.py`.\n")
-            continue
-        parts.append(path.read_text().strip() + "\n")
-        for picture in pictures:
-            src = out / picture
-            if src.exists():
-                docs.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, docs / src.name)
+        for path in paths:
+            text = path.read_text().strip()
+            for name in LINK.findall(text):
+                if (path.parent / name).exists():
+                    _copy(path.parent / name, docs)
+            rendered = path.with_suffix(".json")
+            renders = json.loads(rendered.read_text()).get("rows", []) if rendered.exists() else []
+            for row in renders:
+                src = Path(row.get("render") or "")
+                if src.suffix == ".png" and src.exists():
+                    _copy(src, docs)
+                    text += f"\n\n![{row.get('run', src.stem)}](docs/benchmarks/{src.name})"
+            parts.append(text + "\n")
     return "\n".join(parts)
 
 
