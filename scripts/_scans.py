@@ -30,9 +30,15 @@ def machine() -> str:
 
 
 def scan(name: str, *, n_points: int = 20_000, noise: float = 0.005, seed: int = 0):
-    """(true mesh, noisy points (N, 3)) for shape ``name`` (bunny00, fandisk) — no normals."""
-    from geomprior.io import read_mesh
-    from geomprior.synthetic import noisy_scan
+    """(true mesh, noisy points (N, 3)) for shape ``name`` — no normals.
 
-    mesh = read_mesh(SHAPES / f"{name}.off")
-    return mesh, noisy_scan(mesh, n_points, noise, seed)
+    name : a mesh of ../shared/data/shapes (bunny00, fandisk) or a synthetic shape (torus, sphere:
+           geomprior.synthetic)
+    noise: Gaussian noise standard deviation, fraction of the bounding-box diagonal
+    """
+    from geomprior import synthetic
+    from geomprior.io import read_mesh
+
+    made = {"torus": synthetic.torus_mesh, "sphere": synthetic.sphere_mesh}
+    mesh = made[name]() if name in made else read_mesh(SHAPES / f"{name}.off")
+    return mesh, synthetic.noisy_scan(mesh, n_points, noise, seed)

@@ -27,17 +27,20 @@ from geomprior.metrics import point_to_mesh_distance
 from geomprior.patches import bbox_diagonal
 
 
-def study(name: str, n_points: int, epochs: int) -> dict:
-    mesh, noisy = scan(name, n_points=n_points)
+def study(name: str, n_points: int, epochs: int, *, noise: float = 0.005, config: DGPConfig | None = None,
+          seed: int = 0) -> dict:
+    """Run the local fit of scan ``name`` (see :func:`_scans.scan`) to ``epochs`` with the true-surface monitor and
+    replay the stopping rule of ``config`` (default preset) on its validation curve."""
+    mesh, noisy = scan(name, n_points=n_points, noise=noise, seed=seed)
     diag = bbox_diagonal(np.asarray(mesh.vertices))
-    base = DGPConfig.preset("default")
+    base = config or DGPConfig.preset("default")
     cfg = dataclasses.replace(base, early_stop="run", patience=10**6, max_epochs=epochs, consistency=False)
 
     def oracle(points, normals):
         return {"true_distance": float(point_to_mesh_distance(points, mesh).mean() / diag)}
 
     t = time.perf_counter()
-    rec = reconstruct(noisy, config=cfg, monitor=oracle, device="cpu")
+    rec = reconstruct(noisy, config=cfg, monitor=oracle, device="cpu", seed=seed)
     h = rec.history["local"]
     rule = EarlyStopping(mode="run", patience=base.patience, smoothing=base.smoothing, tolerance=base.tolerance,
                          warmup=base.min_epochs)
@@ -51,7 +54,8 @@ def study(name: str, n_points: int, epochs: int) -> dict:
     oracle_step = min(dist, key=dist.get)
     best = best if best is not None else int(rule.best_step[0])
     return {
-        "shape": name, "points": n_points, "seconds": time.perf_counter() - t,
+        "shape": name, "points": n_points, "noise": noise, "patches": rec.history["patches"],
+        "seconds": time.perf_counter() - t,
         "noisy_input_distance": float(point_to_mesh_distance(noisy, mesh).mean() / diag),
         "rule_stops_at": stop, "rule_keeps_step": best, "oracle_step": oracle_step,
         "distance_at_rule": dist[best], "distance_at_oracle": dist[oracle_step], "distance_at_cap": dist[h["step"][-1]],
@@ -59,7 +63,9 @@ def study(name: str, n_points: int, epochs: int) -> dict:
     }
 
 
-def plot(results: list[dict], path: str) -> None:
+def plot(results: list[dict], path: str | None = None):
+    """One panel per result: distance to the true surface per step, the oracle step, the step the automatic stop
+    keeps, the validation curve. Saved to ``path`` when given; returns the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,7 +86,9 @@ def plot(results: list[dict], path: str) -> None:
         ax.set_title(r["shape"])
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    if path is not None:
+        fig.savefig(path, dpi=80)
+    return fig
 
 
 def main() -> None:
