@@ -7,7 +7,7 @@ large disks (holes) or as random pixels; DIP (``tasks.inpaint``) and the biharmo
 runs use the package's "fast" preset and its automatic stop (held-out pixels, no ground truth); the best PSNR in
 hindsight (the clean image is recorded, never used) is reported next to it.
 
-    python scripts/claim4_dip_superres_inpaint.py [--image astronaut] [--size 128] [--missing 0.2] [--iters 1500]
+    python scripts/claim4_dip_superres_inpaint.py [--image astronaut] [--size 128] [--missing 0.2] [--iters 900]
                                                   [--out out/]
     python scripts/claim4_dip_superres_inpaint.py --quick     # 32x32, a tiny net: seconds (tests/test_claims.py)
 
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     p.add_argument("--image", default="astronaut", help="skimage.data image (default astronaut)")
     p.add_argument("--size", type=int, default=128, help="image side in pixels, divisible by 4 (default 128)")
     p.add_argument("--missing", type=float, default=0.2, help="fraction of the pixels to remove (default 0.2)")
-    p.add_argument("--iters", type=int, default=1500, help="iteration cap of each DIP run (default 1500)")
+    p.add_argument("--iters", type=int, default=900, help="iteration cap of each DIP run (default 900)")
     args = parse(p, argv)
     config = tasks.make_config("dip", "fast")
     if args.quick:

@@ -7,8 +7,8 @@ weights than pixels and by DIP (the "fast" preset, many more weights than pixels
 early stopping (the solver's defaults otherwise: output average, DIP's input jitter). The PSNR to x (recorded,
 never used) is plotted per iteration: where does each end against its own best?
 
-    python scripts/claim5_cs_dd_vs_dip.py [--image camera] [--size 128] [--ratio 0.5] [--noise 0.05] [--k 32]
-                                          [--iters 2000] [--out out/]
+    python scripts/claim5_cs_dd_vs_dip.py [--image camera] [--size 96] [--ratio 0.5] [--noise 0 0.1] [--k 16]
+                                          [--iters 1500] [--out out/]
     python scripts/claim5_cs_dd_vs_dip.py --quick     # 32x32, tiny nets: seconds (tests/test_claims.py)
 
 Writes claim5_cs_dd_vs_dip.json and .png. Default size: TODO s on AMD EPYC, 2 cores, CPU.
@@ -64,14 +64,14 @@ def plot(runs: dict, title: str):
 def main(argv=None) -> int:
     p = parser(__doc__, STEM)
     p.add_argument("--image", default="camera", help="skimage.data image (default camera, grayscale)")
-    p.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    p.add_argument("--size", type=int, default=96, help="image side in pixels, a multiple of 32 (default 96)")
     p.add_argument("--ratio", type=float, default=0.5, help="measurements per pixel (default 0.5)")
-    p.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.05],
-                   help="measurement noise standard deviations, one run each (default 0 0.05)")
-    p.add_argument("--k", type=int, default=32, help="Deep Decoder channels (default 32)")
-    p.add_argument("--iters", type=int, default=2000, help="iterations of each run (default 2000)")
+    p.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.1],
+                   help="measurement noise standard deviations, one run each (default 0 0.1)")
+    p.add_argument("--k", type=int, default=16, help="Deep Decoder channels (default 16)")
+    p.add_argument("--iters", type=int, default=1500, help="iterations of each run (default 1500)")
     args = parse(p, argv)
-    depth = 5
+    depth = 4
     dip = tasks.make_config("dip", "fast")
     if args.quick:
         args.size, args.iters, args.k, depth, args.noise = 32, 300, 8, 3, [0.2]
