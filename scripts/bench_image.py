@@ -178,7 +178,8 @@ def row_for(name: str, case: Case, clean: np.ndarray, args) -> dict:
     res = out if isinstance(out, tasks.ImageResult) else None
     image = np.asarray(res.image if res else out, dtype=np.float32).clip(0, 1)
     row = dict(image=name, task=case.task, method=case.method, variant=case.variant, psnr=tasks.psnr(image, clean),
-               ssim=ssim(image, clean), input_psnr=case.input_psnr, seconds=seconds)
+               ssim=ssim(image, clean), input_psnr=case.input_psnr, seconds=seconds,
+               threads=torch.get_num_threads(), load=os.getloadavg()[0])
     if res is not None:
         h = res.history
         best = int(np.argmax(h["psnr"]))
@@ -227,9 +228,11 @@ def table(rows: list[dict], args, argv=None) -> str:
         f"device {args.device}, {torch.get_num_threads()} torch thread(s). PSNR/SSIM over all channels on [0, 1], "
         f"no border crop. input dB: the noisy image (denoise), bicubic upsampling (superres), the damaged image "
         f"(inpaint). oracle: best PSNR among the evaluations (every 10 iterations), in hindsight; last: PSNR at the "
-        f"last iteration; chosen: the iteration the rule returned.")
+        f"last iteration; chosen: the iteration the rule returned. s: wall time of the row, with the torch threads "
+        f"it ran on and the machine's 1-minute load average when it ended (a load above the core count means the "
+        f"machine was shared and the time is inflated).")
     head = ("| image | task | method | input dB | PSNR dB | SSIM | oracle dB | last dB | rule | chosen | oracle it "
-            "| ran | s | weights |")
+            "| ran | s (threads, load) | weights |")
     lines = [header("Images: untrained priors vs classical methods", conventions, __file__, argv), head,
              "|" + "---|" * 14]
     for r in rows:
@@ -238,7 +241,8 @@ def table(rows: list[dict], args, argv=None) -> str:
             f"| {r['image']} | {task} | {r['method']} | {_fmt(r['input_psnr'], '.2f')} | {r['psnr']:.2f} | "
             f"{r['ssim']:.3f} | {_fmt(r.get('oracle_psnr'), '.2f')} | {_fmt(r.get('last_psnr'), '.2f')} | "
             f"{r.get('stop_rule', '-')} | {_fmt(r.get('chosen'), 'd')} | {_fmt(r.get('oracle_step'), 'd')} | "
-            f"{_fmt(r.get('steps'), 'd')} | {r['seconds']:.1f} | {_fmt(r.get('parameters'), 'd')} |")
+            f"{_fmt(r.get('steps'), 'd')} | {r['seconds']:.1f} ({r.get('threads', '?')}, {_fmt(r.get('load'), '.1f')}) | "
+            f"{_fmt(r.get('parameters'), 'd')} |")
     return "\n".join([*lines, "", *verdicts(rows)])
 
 
