@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_dgp.py"
+from _scripts import load_script
 
 
 def test_bench_dgp_quick(tmp_path):
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_dgp", SCRIPT)
-        bench = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(bench)
-        assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    assert load_script("bench_dgp").main(["--quick", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "bench_dgp_quick.json").read_text())["rows"]
     assert "Command:" in (tmp_path / "bench_dgp_quick.md").read_text()
     assert [r["label"] for r in rows] == ["default preset", "original MLP width"]

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import builtins
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_gpu.py"
+from _scripts import load_script
 
 
 def _load():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return mod
+    return load_script("bench_gpu")
 
 
 def test_torus_distance_is_exact():

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_surfaces.py"
+from _scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    if str(SCRIPT.parent) not in sys.path:  # the script imports its siblings (_bench, _scans)
-        sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("bench_surfaces", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_surfaces"] = module  # the rows run in spawned processes, which import it by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_surfaces")
 
 
 def test_scans_are_deterministic_and_have_their_variants(bench):

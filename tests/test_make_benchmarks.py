@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_benchmarks.py"
+from _scripts import load_script
 
 
 def test_assembles_fragments_and_pictures(tmp_path):
-    spec = importlib.util.spec_from_file_location("make_benchmarks", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("make_benchmarks")
     out = tmp_path / "out"
     (out / "bench_surfaces").mkdir(parents=True)
     (out / "bench_surfaces" / "bench_surfaces.md").write_text(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -10,18 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 pytest.importorskip("open3d")
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 can_render = bool(os.environ.get("DISPLAY")) or shutil.which("Xvfb") is not None
 
 
-def test_bench_tiling_quick(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location("bench_tiling", SCRIPTS / "bench_tiling.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_bench_tiling_quick(tmp_path):
+    bench = load_script("bench_tiling")
     args = ["--quick", "--out", str(tmp_path)] + ([] if can_render else ["--no-render"])
     assert bench.main(args) == 0
     rows = {r["run"]: r for r in json.loads((tmp_path / "bench_tiling_quick.json").read_text())["rows"]}
