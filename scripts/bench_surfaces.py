@@ -82,31 +82,34 @@ def _mesh(shape: str):
 
 
 def make_scan(shape: str, noise: float, variant: str, n_points: int, seed: int = 0):
-    """(reference: a mesh or (points, normals), noisy points (N, 3)); deterministic in its arguments."""
+    """(reference: a mesh or (points, normals), noisy points (N, 3)); deterministic in its arguments. The noise is
+    a share of the reference's bounding-box diagonal; a plain scan of a mesh is exactly
+    ``geomprior.synthetic.noisy_scan(mesh, n_points, noise, seed)`` (the scans of bench_quality and the README)."""
     from geomprior.io import read_points
     from geomprior.metrics import sample_surface
+    from geomprior.synthetic import noisy_scan
 
     rng = np.random.default_rng(seed)
     if shape == "kitten":
         pts, nrm = read_points(str(SHAPES / "kitten.xyz"))
-        reference = (pts, nrm)
-        clean = pts.copy()
+        reference, clean = (pts, nrm), pts.copy()
     else:
         reference = _mesh(shape)
+        if not variant:
+            return reference, noisy_scan(reference, n_points, noise, seed)
         clean, _ = sample_surface(reference, n_points * (5 if variant == "nonuniform" else 1), seed=rng)
-    lo, hi = clean.min(0), clean.max(0)
+    ref_points = reference[0] if isinstance(reference, tuple) else np.asarray(reference.vertices)
+    lo, hi = ref_points.min(0), ref_points.max(0)
     diag = float(np.linalg.norm(hi - lo))
-    if variant == "nonuniform":  # the half x > median keeps one point in ten; top up the dense half to n_points
+    if variant == "nonuniform":  # the half x > median keeps one point in ten; the dense half tops up to n_points
         sparse = clean[:, 0] > np.median(clean[:, 0])
-        keep = ~sparse | (rng.random(len(clean)) < 0.1)
-        clean = clean[keep]
+        clean = clean[~sparse | (rng.random(len(clean)) < 0.1)]
         if shape != "kitten":
             clean = clean[rng.permutation(len(clean))[:n_points]]
     points = clean + rng.normal(scale=noise * diag, size=clean.shape)
     if variant == "outliers":
-        n_out = int(round(0.02 * len(points)))
         pad = 0.05 * (hi - lo)
-        points = np.concatenate([points, rng.uniform(lo - pad, hi + pad, size=(n_out, 3))])
+        points = np.concatenate([points, rng.uniform(lo - pad, hi + pad, size=(int(round(0.02 * len(points))), 3))])
     return reference, points
 
 
