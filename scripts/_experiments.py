@@ -125,15 +125,22 @@ def load_average() -> float | None:
         return None
 
 
-def finish(args, stem: str, results: dict, fig, took: dict) -> None:
+def finish(args, stem: str, results: dict, fig, took: dict, *, palette: bool = False) -> None:
     """Write ``<out>/<stem>.json`` (``results`` + command, machine, times from :func:`timer`, load average) and
-    ``<out>/<stem>.png`` (dpi 80), atomically and together; print where they went."""
+    ``<out>/<stem>.png`` (dpi 80; ``palette``: 256 colours, for pictures of photographs to stay small), atomically
+    and together; print where they went."""
     os.makedirs(args.out, exist_ok=True)
     record = {"command": " ".join(["python", f"scripts/{stem}.py", *args.argv]), "machine": machine(), **took,
               "load_average": load_average(), "quick": bool(args.quick), **results}
     json_path, png_path = os.path.join(args.out, f"{stem}.json"), os.path.join(args.out, f"{stem}.png")
     with atomic_path(png_path) as tmp_png:
         fig.savefig(tmp_png, dpi=80, format="png")
+        if palette:
+            from PIL import Image
+
+            with Image.open(tmp_png) as im:
+                small = im.convert("RGB").quantize(256)
+            small.save(tmp_png, format="png", optimize=True)
         write_json(json_path, record)
     pyplot().close(fig)
     print(f"wrote {json_path} and {png_path} ({took['seconds']:.0f} s, {took['cpu_seconds']:.0f} s CPU time, on "
