@@ -3,27 +3,16 @@ illustrates goes the right way (directions, not float snapshots)."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
-import pytest
+from _scripts import load_script
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def scripts_on_path():
-    """The scripts import their helpers (_experiments, _scans, early_stop_study) from their own folder."""
-    sys.path.insert(0, str(SCRIPTS))
-    yield
-    sys.path.remove(str(SCRIPTS))
-
-
 def run_quick(stem: str, out: Path) -> dict:
-    assert importlib.import_module(stem).main(["--quick", "--out", str(out)]) == 0
+    assert load_script(stem).main(["--quick", "--out", str(out)]) == 0
     png = (out / f"{stem}.png").read_bytes()
     assert png.startswith(PNG) and len(png) > 5000
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left behind
