@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import math
 import multiprocessing
+import os
 import resource
 import time
 from pathlib import Path
@@ -141,8 +142,11 @@ def _row(job: dict) -> dict:
     mesh, local = _reconstruct(job["method"], points, job.get("overrides", {}), job.get("max_epochs"))
     seconds = time.perf_counter() - t
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    import torch
+
     row = {**{k: v for k, v in job.items() if k != "overrides"}, "n_input": len(points), "seconds": seconds,
-           "peak_mb": peak_mb, "triangles": len(mesh.triangles)}
+           "peak_mb": peak_mb, "triangles": len(mesh.triangles), "threads": torch.get_num_threads(),
+           "load": os.getloadavg()[0]}
     if local is not None:
         row.update(epochs=int(local["steps"]), kept_epoch=int(np.max(np.asarray(local["best_step"]))),
                    stop_reason=local["reason"])
@@ -207,13 +211,13 @@ def _fmt(v, spec="0.6f"):
 
 
 def _quality_table(rows: list[dict], label) -> list[str]:
-    lines = [f"| shape | noise | variant | {label} | Chamfer-L1 | Hausdorff | normal cons. | F-score@1% | s | "
-             "peak MB |", "|" + "---|" * 10]
+    lines = [f"| shape | noise | variant | {label} | Chamfer-L1 | Hausdorff | normal cons. | F-score@1% | "
+             "s (threads, load) | peak MB |", "|" + "---|" * 10]
     for r in rows:
         lines.append(f"| {r['shape']} | {r['noise'] * 100:g}% | {r['variant'] or '-'} | "
                      f"{r.get('ablation', r['method'])} | {_fmt(r['chamfer_l1'])} | {_fmt(r['hausdorff'], '.5f')} | "
-                     f"{_fmt(r['normal_consistency'], '.4f')} | {_fmt(r['fscore'], '.4f')} | {r['seconds']:.1f} | "
-                     f"{r['peak_mb']:.0f} |")
+                     f"{_fmt(r['normal_consistency'], '.4f')} | {_fmt(r['fscore'], '.4f')} | {r['seconds']:.1f} "
+                     f"({r.get('threads', '-')}, {_fmt(r.get('load'), '.1f')}) | {r['peak_mb']:.0f} |")
     return lines
 
 
@@ -302,8 +306,10 @@ def main(argv=None) -> int:
         "Scans: points sampled uniformly (area-weighted) on the shape, Gaussian noise of the given share of the "
         "bounding-box diagonal, no normals given, seed 0. Metrics as in geomprior.metrics (DESIGN.md §6): distances "
         f"relative to the reference's diagonal, {args.samples:,} samples per surface; F-score at 1 % of the diagonal. "
-        "Time: the reconstruction only; peak MB: the peak resident memory of the process that ran it (each row runs "
-        "in a fresh process: Python, torch and open3d included). geomprior runs on the CPU with automatic stopping.")
+        "Time: the reconstruction only, with the torch threads it ran on and the 1-minute load average when it ended "
+        "(a load above the core count means a shared machine and an inflated time; '-': not recorded); peak MB: the "
+        "peak resident memory of the process that ran it (each row runs in a fresh process: Python, torch and open3d "
+        "included). geomprior runs on the CPU with automatic stopping.")
     sections, summary = [], {}
     if "matrix" in args.suite:
         rows = run_rows(matrix_jobs(args), RowCache(out / f"matrix{suffix}", settings), args.reuse,
