@@ -8,33 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import imageio.v3 as iio
-import numpy as np
 import pytest
-from skimage import data, transform
 
 from geomprior import cli
 from geomprior.image.io import read_image
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def images(tmp_path):
-    clean = transform.resize(data.camera(), (32, 32), anti_aliasing=True)
-    rgb = np.repeat(clean[:, :, None], 3, 2)
-    noisy = np.clip(rgb + np.random.default_rng(0).normal(0, 0.1, rgb.shape), 0, 1)
-    iio.imwrite(tmp_path / "clean.png", (rgb * 255).round().astype(np.uint8))
-    iio.imwrite(tmp_path / "noisy.png", (noisy * 255).round().astype(np.uint8))
-    iio.imwrite(tmp_path / "small.png", (rgb[::2, ::2] * 255).round().astype(np.uint8))
-    iio.imwrite(tmp_path / "odd.png", (rgb[:31, :31] * 255).round().astype(np.uint8))
-    mask = np.full((32, 32), 255, np.uint8)
-    mask[10:20, 10:20] = 0
-    iio.imwrite(tmp_path / "mask.png", mask)
-    iio.imwrite(tmp_path / "mask_small.png", mask[:30])
-    (tmp_path / "garbage.png").write_bytes(b"not an image at all\n" * 10)
-    (tmp_path / "empty.png").write_bytes(b"")
-    return tmp_path
 
 
 def _main(args, cwd):

@@ -8,7 +8,6 @@ import os
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from skimage import data, transform
 
 from geomprior import cli
 from geomprior.errors import InputError
@@ -119,17 +118,6 @@ def test_reconstruct_plot_checked_before_the_fit(tmp_path, scan, monkeypatch, ca
     assert cli.main(["reconstruct", "scan.ply", "-o", "m.ply", "--plot", plot]) == 2
     assert capsys.readouterr().err.startswith(f"geomprior: error: {plot}: cannot write")
     assert os.listdir(tmp_path) == ["scan.ply"]
-
-
-@pytest.fixture
-def images(tmp_path):
-    clean = transform.resize(data.camera(), (32, 32), anti_aliasing=True)
-    rgb = np.repeat(clean[:, :, None], 3, 2)
-    noisy = np.clip(rgb + np.random.default_rng(0).normal(0, 0.1, rgb.shape), 0, 1)
-    iio.imwrite(tmp_path / "clean.png", (rgb * 255).round().astype(np.uint8))
-    iio.imwrite(tmp_path / "noisy.png", (noisy * 255).round().astype(np.uint8))
-    iio.imwrite(tmp_path / "small.png", (rgb[::2, ::2] * 255).round().astype(np.uint8))
-    return tmp_path
 
 
 def test_image_plot_and_strip_with_reference(images, monkeypatch, capsys):
