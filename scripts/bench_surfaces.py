@@ -194,7 +194,7 @@ def matrix_jobs(args) -> list[dict]:
 
 
 def scaling_jobs(args) -> list[dict]:
-    shape, sizes = ("sphere", (500, 1000)) if args.quick else ("bunny00", SCALING_POINTS)
+    shape, sizes = ("sphere", (500, 1000)) if args.quick else ("bunny00", args.sizes)
     return [_job(shape, 0.005, "", m, n, args.samples, max_epochs=args.max_epochs)
             for n in sizes for m in ("fast", "poisson9")]
 
@@ -288,6 +288,7 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--points", type=int, default=20_000, help="points per scan (kitten: its own 5,210)")
     p.add_argument("--samples", type=int, default=100_000, help="surface samples per mesh for the metrics")
+    p.add_argument("--sizes", nargs="+", type=int, default=list(SCALING_POINTS), help="point counts of the scaling suite")
     p.add_argument("--max-epochs", type=int, default=None, help=argparse.SUPPRESS)  # --quick caps the fits
     p.add_argument("--out", default="out/bench_surfaces")
     p.add_argument("--reuse", action="store_true", help="skip rows already computed with the same settings")
