@@ -64,7 +64,7 @@ def batched(surf, uv, target, mask, steps, device, *, compiled=False, bf16=False
 
     if compiled:
         loss_fn = torch.compile(loss_fn)
-    for i in range(2 if compiled else 0):  # compile (and warm up) outside the timing
+    for _ in range(2 if compiled else 0):  # compile (and warm up) outside the timing
         opt.zero_grad()
         loss_fn().backward()
     _sync(device)
