@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--max-epochs", type=_int_at_least(0), metavar="INT",
                      help="cap on local-fit epochs (default: preset)")
     rec.add_argument("--no-consistency", action="store_true", help="skip the consistency refit")
+    rec.add_argument("--keep-outliers", action="store_true",
+                     help="fit every input point (default: drop points with too few neighbours to carry a patch)")
     rec.add_argument("--history", metavar="RUN.json", help="write the run history as JSON")
     rec.add_argument("--render", metavar="PNG", help="render the mesh and the input points to a PNG")
     rec.add_argument("--plot", metavar="PNG", help="plot the local fit's training and validation loss per "
@@ -218,6 +220,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         changes["max_epochs"] = args.max_epochs
     if args.no_consistency:
         changes["consistency"] = False
+    if args.keep_outliers:
+        changes["drop_outliers"] = False
     cfg = dataclasses.replace(cfg, **changes)
 
     # 2. the fit

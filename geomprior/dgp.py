@@ -47,6 +47,10 @@ class DGPConfig:
     padding: float = 1.3  # members lie within padding × radius of the centre
     min_points: int = 16  # fewer members than this: the patch takes its nearest neighbours instead
     max_points: int = 384  # members per patch at most (the nearest ones)
+    # drop input points with fewer than min_points others within a patch's reach (padding × radius; fewer than a
+    # quarter of the median count in scans sparser than that): they cannot carry a surface patch, and patches
+    # built on them (from their nearest neighbours) float off the surface
+    drop_outliers: bool = True
     # networks
     widths: tuple[int, ...] = (64, 64, 64)  # hidden layer widths of each patch MLP (the original: 128,256,512,512)
     planar_skip: bool = True  # φ = MLP + a flat square in the patch plane (start flat, avoid folds)
@@ -232,7 +236,9 @@ class DenseOutput:
     normals       : (M, 3) float their unit normals (Jacobian cross products, oriented)
     patch         : (M,) int the patch each dense point comes from
     patches       : the covering (``patches.Patches``)
-    input_normals : (N, 3) float the input points' normals the run used (given, or estimated and oriented)
+    input_normals : (N, 3) float the input points' normals the run used (given, or estimated and oriented; zero
+                    for dropped outliers)
+    inliers       : (N,) bool the input points the fit used (``config.drop_outliers``)
     history       : JSON-serialisable record of the run
     summary       : one line saying where the fit stopped and why
     """
@@ -242,6 +248,7 @@ class DenseOutput:
     patch: np.ndarray
     patches: Patches
     input_normals: np.ndarray
+    inliers: np.ndarray
     history: dict
     summary: str
 
@@ -309,6 +316,14 @@ def fit_dense(
     pts, nrm = check_points(points, normals)
     torch.set_flush_denormal(True)  # denormals appear as the MLPs converge and slow CPU training ~7×
     given_normals = nrm is not None
+    n_input = len(pts)
+    inliers = np.ones(n_input, dtype=bool)
+    if cfg.drop_outliers:
+        reach = cfg.padding * cfg.radius * (diagonal or bbox_diagonal(pts))
+        others = cKDTree(pts).query_ball_point(pts, reach, return_length=True, workers=-1) - 1
+        need = min(cfg.min_points, int(np.median(others)) // 4)  # a sparse scan keeps its sparse points
+        inliers = others >= need
+        pts, nrm = pts[inliers], (None if nrm is None else nrm[inliers])
     if nrm is None:
         nrm = estimate_normals(pts)
     patches = cover(pts, radius=cfg.radius, padding=cfg.padding, min_points=cfg.min_points,
@@ -344,10 +359,13 @@ def fit_dense(
     local = _local_fit(surf, uv, target, train, val, cfg, stage="local fit", epochs=cfg.max_epochs, lr=cfg.lr,
                        stopper=stopper, progress=progress, monitor=fit_monitor)
     history = {"config": dataclasses.asdict(cfg), "device": str(dev), "seed": seed, "matching": cfg.matching,
-               "patches": len(patches), "points": len(pts), "normals_given": given_normals,
+               "patches": len(patches), "points": n_input, "outliers_dropped": int(n_input - len(pts)),
+               "normals_given": given_normals,
                "local": {**local.history, "steps": local.steps, "reason": local.reason,
                          "best_step": local.best_step}}
     summary = f"local fit: {local.reason}; {len(patches)} patches"
+    if n_input > len(pts):
+        summary = f"{n_input - len(pts)} outlying points dropped; " + summary
 
     if cfg.consistency and cfg.consistency_epochs > 0:
         target_c = torch.from_numpy(patches.to_local(_consensus(surf, uv, target, mask, patches, pts))).float().to(dev)
@@ -359,7 +377,11 @@ def fit_dense(
 
     dense_pts, dense_nrm, pid = dense()
     history["summary"] = summary
-    return DenseOutput(dense_pts, dense_nrm, pid, patches, nrm, history, summary)
+    ids = np.flatnonzero(inliers)  # patch members and normals refer to the input points again
+    patches.index = ids[patches.index]
+    input_normals = np.zeros((n_input, 3))
+    input_normals[ids] = nrm
+    return DenseOutput(dense_pts, dense_nrm, pid, patches, input_normals, inliers, history, summary)
 
 
 def _consensus(surf: _PatchSurfaces, uv, target, mask, patches: Patches, pts: np.ndarray) -> np.ndarray:

@@ -10,13 +10,15 @@ Suites (``--suite``, default all three):
   open3d, 2 % lowest-density vertices trimmed), open3d Ball Pivoting (radii 1, 2, 4 × the mean point spacing).
 - ``scaling``: geomprior fast and Poisson depth 9 on the bunny at 5k, 20k, 80k and 320k points: time and peak
   memory against the point count, log-log plot, fitted exponent.
-- ``ablations``: the default preset against one change at a time on bunny00 and fandisk at 0.5 % noise.
+- ``ablations``: the default preset against one change at a time on bunny00 and fandisk at 0.5 % noise (the
+  outlier filter on the 2 % outlier variant).
 
 Every row runs in a fresh process, so its peak memory (ru_maxrss) is its own; its time covers the
 reconstruction only (not making the scan, not evaluating). Metrics: geomprior.metrics.evaluate (DESIGN.md §6:
 Chamfer-L1, Hausdorff, normal consistency, F-score@1 %, distances relative to the reference's diagonal, 100k
-samples). Rows are cached under ``--out``; ``--reuse`` skips rows already computed with the same settings, so the
-tables can be built over several runs (select with ``--shapes``, ``--noise``, ``--methods``).
+samples). Rows are cached under ``--out``; ``--reuse`` skips rows already computed with the same settings (for geomprior
+rows: the same DGPConfig the code gives them now), so the tables can be built over several runs (select with
+``--shapes``, ``--noise``, ``--methods``).
 
     python scripts/bench_surfaces.py [--suite matrix scaling ablations] [--shapes ...] [--noise 0.005 ...]
                                      [--methods ...] [--points 20000] [--out out/bench_surfaces] [--reuse]
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import multiprocessing
 import os
@@ -57,7 +60,10 @@ ABLATIONS = {
     "widths 128-128-128": {"widths": (128, 128, 128)},
     "refresh every 5": {"refresh_every": 5},
     "refresh every 60": {"refresh_every": 60},
+    "default, 2 % outliers": {},
+    "outliers kept, 2 % outliers": {"drop_outliers": False},
 }
+ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers"}  # else plain
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -118,18 +124,27 @@ def make_scan(shape: str, noise: float, variant: str, n_points: int, seed: int =
 # one row, in its own process
 
 
-def _reconstruct(method: str, points: np.ndarray, overrides: dict, max_epochs: int | None):
+def _config(method: str, overrides: dict, max_epochs: int | None):
+    """The DGPConfig a geomprior row runs with (None for the baselines)."""
+    from geomprior.dgp import PRESETS, DGPConfig
+
+    if method not in PRESETS:
+        return None
+    cfg = dataclasses.replace(DGPConfig.preset(method), **overrides)
+    if max_epochs is not None:
+        cfg = dataclasses.replace(cfg, max_epochs=min(cfg.max_epochs, max_epochs), min_epochs=0,
+                                  consistency_epochs=min(cfg.consistency_epochs, 5))
+    return cfg
+
+
+def _reconstruct(method: str, points: np.ndarray, cfg):
     from geomprior.baselines import ball_pivoting, screened_poisson
-    from geomprior.dgp import DGPConfig, reconstruct
+    from geomprior.dgp import reconstruct
 
     if method.startswith("poisson"):
         return screened_poisson(points, depth=int(method[len("poisson"):])), None
     if method == "bpa":
         return ball_pivoting(points), None
-    cfg = dataclasses.replace(DGPConfig.preset(method), **overrides)
-    if max_epochs is not None:
-        cfg = dataclasses.replace(cfg, max_epochs=min(cfg.max_epochs, max_epochs), min_epochs=0,
-                                  consistency_epochs=min(cfg.consistency_epochs, 5))
     rec = reconstruct(points, config=cfg, device="cpu")
     return rec.mesh, rec.history["local"]
 
@@ -139,14 +154,15 @@ def _row(job: dict) -> dict:
 
     reference, points = make_scan(job["shape"], job["noise"], job["variant"], job["points"])
     t = time.perf_counter()
-    mesh, local = _reconstruct(job["method"], points, job.get("overrides", {}), job.get("max_epochs"))
+    cfg = _config(job["method"], job.get("overrides", {}), job.get("max_epochs"))
+    mesh, local = _reconstruct(job["method"], points, cfg)
     seconds = time.perf_counter() - t
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     import torch
 
     row = {**{k: v for k, v in job.items() if k != "overrides"}, "n_input": len(points), "seconds": seconds,
            "peak_mb": peak_mb, "triangles": len(mesh.triangles), "threads": torch.get_num_threads(),
-           "load": os.getloadavg()[0]}
+           "load": os.getloadavg()[0], "config": _config_json(cfg)}
     if local is not None:
         row.update(epochs=int(local["steps"]), kept_epoch=int(np.max(np.asarray(local["best_step"]))),
                    stop_reason=local["reason"])
@@ -155,12 +171,20 @@ def _row(job: dict) -> dict:
     return {**row, **evaluate(mesh, reference, n_samples=job["samples"])}
 
 
+def _config_json(cfg) -> dict | None:
+    return None if cfg is None else json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
 def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool = True) -> list[dict]:
-    """Each job's row, from the cache or computed (in a fresh process unless ``fresh_process`` is False)."""
+    """Each job's row, from the cache or computed (in a fresh process unless ``fresh_process`` is False). A cached
+    geomprior row is reused only if it ran with the settings the code gives that job now."""
     ctx = multiprocessing.get_context("spawn")
     out = []
     for job in jobs:
         row = cache.get(job["key"]) if reuse else None
+        if row is not None and row.get("config") != _config_json(
+                _config(job["method"], job.get("overrides", {}), job.get("max_epochs"))):
+            row = None
         if row is None and not fresh_process:
             row = _row(job)
         elif row is None:
@@ -202,7 +226,8 @@ def scaling_jobs(args) -> list[dict]:
 def ablation_jobs(args) -> list[dict]:
     shapes = args.shapes[:1] if args.quick else [s for s in ("bunny00", "fandisk") if s in args.shapes] or ["bunny00"]
     names = list(ABLATIONS)[:2] if args.quick else list(ABLATIONS)
-    return [_job(s, 0.005, "", "default", args.points, args.samples, overrides=ABLATIONS[name], ablation=name,
+    return [_job(s, 0.005, ABLATION_VARIANT.get(name, ""), "default", args.points, args.samples,
+                 overrides=ABLATIONS[name], ablation=name,
                  max_epochs=args.max_epochs, tag=(name,)) for s in shapes for name in names]
 
 

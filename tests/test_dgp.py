@@ -262,3 +262,50 @@ def test_sinkhorn_schemes_improve_on_the_untrained_start(sphere, option):
     d_start = point_to_mesh_distance(start.points, truth).mean()
     d_fit = point_to_mesh_distance(fitted.points, truth).mean()
     assert d_fit < 0.95 * d_start, (d_fit, d_start)
+
+
+@pytest.fixture(scope="module")
+def sphere_with_outliers(sphere):
+    """The sphere scan (radius 1) and 40 outliers in a shell 1.8-2 from its centre: farther from the surface than
+    a patch's reach at OUTLYING's radius (padding × radius × diagonal ≈ 0.72), and too sparse to hold 16
+    neighbours within it."""
+    truth, points = sphere
+    rng = np.random.default_rng(3)
+    d = rng.normal(size=(40, 3))
+    far = d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(1.8, 2.0, size=(40, 1))
+    return truth, np.concatenate([points, far]), len(points)
+
+
+OUTLYING = dataclasses.replace(CHEAP, radius=0.08)
+
+
+def test_outliers_are_dropped_and_indices_refer_to_the_input(sphere_with_outliers):
+    from geomprior.patches import point_labels
+
+    _, points, n_surface = sphere_with_outliers
+    out = dgp.fit_dense(points, config=OUTLYING, device="cpu", seed=0)
+    assert out.inliers[:n_surface].all() and not out.inliers[n_surface:].any()
+    assert out.history["outliers_dropped"] == 40 and out.history["points"] == len(points)
+    assert "40 outlying points dropped" in out.summary
+    members = out.patches.index[out.patches.mask]
+    assert members.max() < n_surface  # patch members index the input points, never an outlier
+    assert (point_labels(out.patches, points)[n_surface:] == -1).all()
+    assert np.allclose(np.linalg.norm(out.input_normals[:n_surface], axis=1), 1)
+    assert not out.input_normals[n_surface:].any()
+
+
+def test_outlier_filter_keeps_the_mesh_on_the_surface(sphere_with_outliers):
+    truth, points, _ = sphere_with_outliers
+    far = {}
+    for drop in (True, False):
+        rec = reconstruct(points, config=dataclasses.replace(OUTLYING, drop_outliers=drop), device="cpu", seed=0)
+        far[drop] = np.mean(mesh_vertex_distance(rec, truth) > 0.1)
+    assert far[True] < 0.01 and far[False] > 0.05, far  # without the filter, patches float around the outliers
+
+
+def test_sparse_scan_keeps_its_points():
+    """Where a patch's reach holds fewer than min_points neighbours of the typical point, only points far sparser
+    than the rest are outliers: a sparse scan is not dropped."""
+    points = noisy_scan(sphere_mesh(resolution=20), 120, NOISE, seed=0)
+    out = dgp.fit_dense(points, config=dataclasses.replace(CHEAP, radius=0.05, min_points=8), device="cpu")
+    assert out.inliers.all() and out.history["outliers_dropped"] == 0
