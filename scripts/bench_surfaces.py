@@ -54,7 +54,6 @@ ABLATIONS = {
     "fixed 400 epochs (no early stop)": {"early_stop": "none", "max_epochs": 400},
     "fixed 150 epochs (no early stop)": {"early_stop": "none", "max_epochs": 150},
     "no consistency stage": {"consistency": False},
-    "Sinkhorn-divergence loss": {"loss": "sinkhorn"},
     "Sinkhorn-plan matching": {"matching": "sinkhorn"},
     "widths 32-32-32": {"widths": (32, 32, 32)},
     "widths 128-128-128": {"widths": (128, 128, 128)},
@@ -62,6 +61,7 @@ ABLATIONS = {
     "refresh every 60": {"refresh_every": 60},
     "default, 2 % outliers": {},
     "outliers kept, 2 % outliers": {"drop_outliers": False},
+    "Sinkhorn-divergence loss": {"loss": "sinkhorn"},  # last: seconds per step on a CPU
 }
 ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers"}  # else plain
 
@@ -175,16 +175,21 @@ def _config_json(cfg) -> dict | None:
     return None if cfg is None else json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool = True) -> list[dict]:
-    """Each job's row, from the cache or computed (in a fresh process unless ``fresh_process`` is False). A cached
-    geomprior row is reused only if it ran with the settings the code gives that job now."""
+def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool = True,
+             cached_only: bool = False) -> tuple[list[dict], list[str]]:
+    """Each job's row, from the cache or computed (in a fresh process unless ``fresh_process`` is False), and the
+    keys of the jobs left out (``cached_only``: rows not in the cache are not computed). A cached geomprior row is
+    reused only if it ran with the settings the code gives that job now."""
     ctx = multiprocessing.get_context("spawn")
-    out = []
+    out, missing = [], []
     for job in jobs:
-        row = cache.get(job["key"]) if reuse else None
+        row = cache.get(job["key"]) if reuse or cached_only else None
         if row is not None and row.get("config") != _config_json(
                 _config(job["method"], job.get("overrides", {}), job.get("max_epochs"))):
             row = None
+        if row is None and cached_only:
+            missing.append(job["key"])
+            continue
         if row is None and not fresh_process:
             row = _row(job)
         elif row is None:
@@ -194,7 +199,11 @@ def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool
             print(f"{job['key']}: Chamfer-L1 {row['chamfer_l1']:.6f}, {row['seconds']:.1f} s, "
                   f"{row['peak_mb']:.0f} MB", flush=True)
         out.append(row)
-    return out
+    return out, missing
+
+
+def _not_run(missing: list[str]) -> list[str]:
+    return [f"Not measured yet ({len(missing)} rows): " + ", ".join(missing) + ".", ""] if missing else []
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -264,6 +273,8 @@ def winners(rows: list[dict]) -> list[str]:
 
 
 def scaling_report(rows: list[dict], out: Path) -> list[str]:
+    if not rows:
+        return ["No rows measured yet."]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -317,6 +328,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-epochs", type=int, default=None, help=argparse.SUPPRESS)  # --quick caps the fits
     p.add_argument("--out", default="out/bench_surfaces")
     p.add_argument("--reuse", action="store_true", help="skip rows already computed with the same settings")
+    p.add_argument("--cached-only", action="store_true",
+                   help="compute nothing: the tables of the rows already cached, listing the ones not measured yet")
     p.add_argument("--quick", action="store_true",
                    help="1,000-point scans of one shape, one noise level, few epochs: checks that it runs")
     args = p.parse_args(argv)
@@ -338,23 +351,23 @@ def main(argv=None) -> int:
         "included). geomprior runs on the CPU with automatic stopping.")
     sections, summary = [], {}
     if "matrix" in args.suite:
-        rows = run_rows(matrix_jobs(args), RowCache(out / f"matrix{suffix}", settings), args.reuse,
-                        fresh_process=not args.quick)
+        rows, missing = run_rows(matrix_jobs(args), RowCache(out / f"matrix{suffix}", settings), args.reuse,
+                                 fresh_process=not args.quick, cached_only=args.cached_only)
         sections += [header("Surfaces: quality, time and memory against the peers", conventions, __file__, argv),
-                     *_quality_table(rows, "method"), "", "Best per scan:", "", *winners(rows), ""]
+                     *_quality_table(rows, "method"), "", *_not_run(missing), "Best per scan:", "", *winners(rows), ""]
         summary["matrix"] = rows
     if "scaling" in args.suite:
-        rows = run_rows(scaling_jobs(args), RowCache(out / f"scaling{suffix}", settings), args.reuse,
-                        fresh_process=not args.quick)
+        rows, missing = run_rows(scaling_jobs(args), RowCache(out / f"scaling{suffix}", settings), args.reuse,
+                                 fresh_process=not args.quick, cached_only=args.cached_only)
         sections += [header("Surfaces: cost against the number of points (bunny, 0.5 % noise)", conventions,
                             __file__, argv), f"![scaling](docs/benchmarks/scaling{suffix}.png)", "",
-                     *scaling_report(rows, out / f"scaling{suffix}.png"), ""]
+                     *scaling_report(rows, out / f"scaling{suffix}.png"), "", *_not_run(missing)]
         summary["scaling"] = rows
     if "ablations" in args.suite:
-        rows = run_rows(ablation_jobs(args), RowCache(out / f"ablations{suffix}", settings), args.reuse,
-                        fresh_process=not args.quick)
+        rows, missing = run_rows(ablation_jobs(args), RowCache(out / f"ablations{suffix}", settings), args.reuse,
+                                 fresh_process=not args.quick, cached_only=args.cached_only)
         sections += [header("Surfaces: ablations of the default preset (0.5 % noise)", conventions, __file__, argv),
-                     *_quality_table(rows, "setting"), ""]
+                     *_quality_table(rows, "setting"), "", *_not_run(missing)]
         summary["ablations"] = rows
     text = "\n".join(sections)
     print(text)

@@ -38,7 +38,8 @@ def test_scans_are_deterministic_and_have_their_variants(bench):
 def test_a_row_runs_in_a_fresh_process(bench, tmp_path):
     job = bench._job("sphere", 0.005, "", "poisson8", 1000, 2000)
     cache = bench.RowCache(tmp_path, {"x": 1})
-    row, = bench.run_rows([job], cache, reuse=False)
+    (row,), missing = bench.run_rows([job], cache, reuse=False)
+    assert missing == []
     assert cache.get(job["key"]) == row
     assert row["n_input"] == 1000 and row["chamfer_l1"] < 0.05 and row["peak_mb"] > 50
 
@@ -57,3 +58,14 @@ def test_quick_runs_and_reuses(bench, tmp_path, capsys):
     capsys.readouterr()
     assert bench.main(["--quick", "--out", str(tmp_path), "--reuse", "--suite", "matrix"]) == 0
     assert "Chamfer-L1 0." not in capsys.readouterr().out.split("###")[0]  # nothing recomputed
+    assert bench.main(["--quick", "--out", str(tmp_path), "--cached-only"]) == 0
+    assert "Not measured yet" not in (tmp_path / "bench_surfaces_quick.md").read_text()
+
+
+def test_cached_only_computes_nothing_and_lists_the_missing_rows(bench, tmp_path, capsys):
+    assert bench.main(["--quick", "--out", str(tmp_path), "--cached-only", "--suite", "matrix", "scaling"]) == 0
+    assert "Chamfer-L1 0." not in capsys.readouterr().out.split("###")[0]
+    summary = json.loads((tmp_path / "bench_surfaces_quick.json").read_text())
+    assert summary["matrix"] == [] and summary["scaling"] == []
+    text = (tmp_path / "bench_surfaces_quick.md").read_text()
+    assert "Not measured yet (2 rows): sphere-0.005-plain-fast-1000, sphere-0.005-plain-poisson8-1000" in text
