@@ -190,11 +190,12 @@ def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool
         if row is None and cached_only:
             missing.append(job["key"])
             continue
-        if row is None and not fresh_process:
-            row = _row(job)
-        elif row is None:
-            with ctx.Pool(1, maxtasksperchild=1) as pool:
-                row = pool.apply(_row, (job,))
+        if row is None:
+            if fresh_process:
+                with ctx.Pool(1, maxtasksperchild=1) as pool:
+                    row = pool.apply(_row, (job,))
+            else:
+                row = _row(job)
             cache.put(job["key"], row)
             print(f"{job['key']}: Chamfer-L1 {row['chamfer_l1']:.6f}, {row['seconds']:.1f} s, "
                   f"{row['peak_mb']:.0f} MB", flush=True)

@@ -10,6 +10,7 @@ make_big_scan's ``suggested_radius`` for the point count unless ``--radius`` is 
     python scripts/bench_tiling.py                                   # 100k points: tiled (local) and untiled
     python scripts/bench_tiling.py --points 1000000 --executors local ray --no-untiled   # the large tiled runs
     python scripts/bench_tiling.py --points 1000000 --executors                         # the large untiled run
+    python scripts/bench_tiling.py --points 1000000 --executors local ray --reuse       # one table of all three
     python scripts/bench_tiling.py --quick     # 3000 points, a few steps: checks that the script runs (a test does)
 
 Options: --tile-size F (default 0.2 of the diagonal: 16 tiles of this terrain), --preset (default fast), --radius, --samples, --out DIR
@@ -60,6 +61,20 @@ def reconstruct(scan: Path, out: Path, name: str, extra: list[str]) -> dict:
             "summary": hist.get("summary", "")}
 
 
+def earlier_runs(out: Path, settings: dict) -> dict[str, dict]:
+    """Runs recorded in earlier tables (``bench_tiling_*.json`` under ``out``) with the same settings whose mesh
+    still exists, by run name: their time, memory and mesh (the metrics are computed again)."""
+    found = {}
+    for path in sorted(out.glob("bench_tiling_*.json")):
+        table = json.loads(path.read_text())
+        if all(table.get(k) == v for k, v in settings.items()):
+            for r in table["rows"]:
+                if Path(r["mesh"]).exists():
+                    found[r["run"]] = {k: r[k] for k in ("run", "seconds", "peak_gib", "peak_driver_gib", "tiles",
+                                                         "retried", "mesh", "summary")}
+    return found
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=100_000)
@@ -72,6 +87,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-untiled", action="store_true")
     parser.add_argument("--no-render", action="store_true")
     parser.add_argument("--out", default="out/tiling")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a run's time, memory and mesh from an earlier table of the same settings when "
+                             "its mesh is still there (e.g. tiled and untiled runs made separately, one table)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     extra = ["--preset", args.preset, "--device", "cpu"]
@@ -87,14 +105,21 @@ def main(argv=None) -> int:
         make(out, args.points, resolution=150 if args.quick else 600)
     truth = read_mesh(out / "terrain_truth.ply")
 
+    settings = {"points": args.points, "radius": radius, "tile_size": args.tile_size, "preset": args.preset}
+    earlier = earlier_runs(out, settings) if args.reuse else {}
     rows = []
     for ex in args.executors:
+        name = f"tiled_{args.points}_{ex}"
+        if name in earlier:
+            rows.append({**earlier[name], "reused": True})
+            continue
         run_dir = out / f"run_{args.points}_{ex}"
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: its time counts every tile
-        rows.append(reconstruct(scan, out, f"tiled_{args.points}_{ex}", [
+        rows.append(reconstruct(scan, out, name, [
             *extra, "--tile-size", str(args.tile_size), "--executor", ex, "--run-dir", str(run_dir)]))
     if not args.no_untiled:
-        rows.append(reconstruct(scan, out, f"untiled_{args.points}", extra))
+        name = f"untiled_{args.points}"
+        rows.append({**earlier[name], "reused": True} if name in earlier else reconstruct(scan, out, name, extra))
     for r in rows:
         r.update(evaluate(read_mesh(r["mesh"]), truth, n_samples=args.samples))
     base = next((r for r in rows if r["tiles"] == 1), None)
@@ -114,21 +139,22 @@ def main(argv=None) -> int:
     head = header(f"Tiled vs untiled, {args.points} points", (
         f"Terrain scan of {args.points} points (scripts/make_big_scan.py: noise 0.05% of the diagonal, no normals), "
         f"preset {args.preset}, radius {radius}, tile size {args.tile_size}; each run its own process; metrics as in "
-        f"`geomprior eval` on {args.samples} samples per surface."), __file__, argv)
+        f"`geomprior eval` on {args.samples} samples per surface."
+        + (" Runs marked * were timed by an earlier invocation with the same settings (`--reuse`)."
+           if any(r.get("reused") for r in rows) else "")), __file__, argv)
     lines = [head,
              "| run | tiles | seconds | peak memory GiB (largest process) | Chamfer-L1 | vs untiled | Hausdorff | "
              "normal consistency | F-score@1% |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rel = "" if r["chamfer_vs_untiled"] is None or r["tiles"] == 1 else f"{100 * r['chamfer_vs_untiled']:+.1f}%"
-        lines.append(f"| {r['run']} | {r['tiles']} | {r['seconds']:.0f} | {r['peak_gib']:.2f} | {r['chamfer_l1']:.6f} | "
+        lines.append(f"| {r['run']}{'*' if r.get('reused') else ''} | {r['tiles']} | {r['seconds']:.0f} | {r['peak_gib']:.2f} | {r['chamfer_l1']:.6f} | "
                      f"{rel} | {r['hausdorff']:.5f} | {r['normal_consistency']:.4f} | {r['fscore']:.4f} |")
     text = "\n".join(lines)
     print(text)
     runs = [*args.executors, *([] if args.no_untiled else ["untiled"])]
     name = "bench_tiling_quick" if args.quick else f"bench_tiling_{args.points}_{'_'.join(runs)}"
     (out / f"{name}.md").write_text(text + "\n")
-    write_json(out / f"{name}.json", {"machine": machine(), "points": args.points, "radius": radius,
-                                      "tile_size": args.tile_size, "preset": args.preset, "rows": rows})
+    write_json(out / f"{name}.json", {"machine": machine(), **settings, "rows": rows})
     return 0
 
 

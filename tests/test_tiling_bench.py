@@ -30,3 +30,19 @@ def test_bench_tiling_quick(tmp_path):
         assert Path(tiled["render"]).stat().st_size > 0
     assert "| tiled_3000_local | 9 |" in (tmp_path / "bench_tiling_quick.md").read_text()
     assert sys.modules.get("make_big_scan") is not None
+
+
+def test_bench_tiling_reuse_takes_runs_from_earlier_tables(tmp_path, monkeypatch):
+    bench = load_script("bench_tiling")
+    table = {"points": 3000, "radius": 0.05, "tile_size": 0.3, "preset": "fast"}
+    mesh = tmp_path / "tiled_3000_local.ply"
+    mesh.write_text("ply")
+    row = {"run": "tiled_3000_local", "seconds": 12.0, "peak_gib": 1.0, "peak_driver_gib": 0.5, "tiles": 9,
+           "retried": 0, "mesh": str(mesh), "summary": "s", "chamfer_l1": 0.1}
+    gone = {**row, "run": "untiled_3000", "mesh": str(tmp_path / "missing.ply")}
+    (tmp_path / "bench_tiling_3000_local.json").write_text(json.dumps({**table, "rows": [row, gone]}))
+    (tmp_path / "bench_tiling_other.json").write_text(json.dumps({**table, "preset": "default", "rows": [
+        {**row, "run": "tiled_3000_ray"}]}))
+    found = bench.earlier_runs(tmp_path, table)
+    assert list(found) == ["tiled_3000_local"]  # the other preset's run and the run without its mesh are not taken
+    assert found["tiled_3000_local"]["seconds"] == 12.0 and "chamfer_l1" not in found["tiled_3000_local"]
