@@ -176,9 +176,9 @@ def _config_json(cfg) -> dict | None:
 
 
 def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool = True,
-             cached_only: bool = False) -> tuple[list[dict], list[str]]:
+             cached_only: bool = False) -> tuple[list[dict], list[dict]]:
     """Each job's row, from the cache or computed (in a fresh process unless ``fresh_process`` is False), and the
-    keys of the jobs left out (``cached_only``: rows not in the cache are not computed). A cached geomprior row is
+    jobs left out (``cached_only``: rows not in the cache are not computed). A cached geomprior row is
     reused only if it ran with the settings the code gives that job now."""
     ctx = multiprocessing.get_context("spawn")
     out, missing = [], []
@@ -188,7 +188,7 @@ def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool
                 _config(job["method"], job.get("overrides", {}), job.get("max_epochs"))):
             row = None
         if row is None and cached_only:
-            missing.append(job["key"])
+            missing.append(job)
             continue
         if row is None:
             if fresh_process:
@@ -203,8 +203,17 @@ def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool
     return out, missing
 
 
-def _not_run(missing: list[str]) -> list[str]:
-    return [f"Not measured yet ({len(missing)} rows): " + ", ".join(missing) + ".", ""] if missing else []
+def _not_run(missing: list[dict]) -> list[str]:
+    """One line per scan: the methods (or ablations) whose rows are not measured yet."""
+    if not missing:
+        return []
+    scans: dict[str, list[str]] = {}
+    for job in missing:
+        points = "its own points" if job["shape"] == "kitten" else f"{job['points']:,} points"
+        scan = f"{job['shape']} {job['noise'] * 100:g}% {job['variant'] or 'plain'} ({points})"
+        scans.setdefault(scan, []).append(job.get("ablation", job["method"]))
+    return [f"Not measured yet ({len(missing)} rows):", "",
+            *(f"- {scan}: {', '.join(names)}" for scan, names in scans.items()), ""]
 
 
 # --------------------------------------------------------------------------------------------------------------

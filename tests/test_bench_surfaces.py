@@ -68,4 +68,4 @@ def test_cached_only_computes_nothing_and_lists_the_missing_rows(bench, tmp_path
     summary = json.loads((tmp_path / "bench_surfaces_quick.json").read_text())
     assert summary["matrix"] == [] and summary["scaling"] == []
     text = (tmp_path / "bench_surfaces_quick.md").read_text()
-    assert "Not measured yet (2 rows): sphere-0.005-plain-fast-1000, sphere-0.005-plain-poisson8-1000" in text
+    assert "Not measured yet (2 rows):\n\n- sphere 0.5% plain (1,000 points): fast, poisson8\n" in text
