@@ -360,22 +360,24 @@ def main(argv=None) -> int:
         "peak resident memory of the process that ran it (each row runs in a fresh process: Python, torch and open3d "
         "included). geomprior runs on the CPU with automatic stopping.")
     sections, summary = [], {}
+
+    def measure(jobs: list[dict], suite: str) -> tuple[list[dict], list[dict]]:
+        return run_rows(jobs, RowCache(out / f"{suite}{suffix}", settings), args.reuse, fresh_process=not args.quick,
+                        cached_only=args.cached_only)
+
     if "matrix" in args.suite:
-        rows, missing = run_rows(matrix_jobs(args), RowCache(out / f"matrix{suffix}", settings), args.reuse,
-                                 fresh_process=not args.quick, cached_only=args.cached_only)
+        rows, missing = measure(matrix_jobs(args), "matrix")
         sections += [header("Surfaces: quality, time and memory against the peers", conventions, __file__, argv),
                      *_quality_table(rows, "method"), "", *_not_run(missing), "Best per scan:", "", *winners(rows), ""]
         summary["matrix"] = rows
     if "scaling" in args.suite:
-        rows, missing = run_rows(scaling_jobs(args), RowCache(out / f"scaling{suffix}", settings), args.reuse,
-                                 fresh_process=not args.quick, cached_only=args.cached_only)
+        rows, missing = measure(scaling_jobs(args), "scaling")
         sections += [header("Surfaces: cost against the number of points (bunny, 0.5 % noise)", conventions,
                             __file__, argv), f"![scaling](docs/benchmarks/scaling{suffix}.png)", "",
                      *scaling_report(rows, out / f"scaling{suffix}.png"), "", *_not_run(missing)]
         summary["scaling"] = rows
     if "ablations" in args.suite:
-        rows, missing = run_rows(ablation_jobs(args), RowCache(out / f"ablations{suffix}", settings), args.reuse,
-                                 fresh_process=not args.quick, cached_only=args.cached_only)
+        rows, missing = measure(ablation_jobs(args), "ablations")
         sections += [header("Surfaces: ablations of the default preset (0.5 % noise)", conventions, __file__, argv),
                      *_quality_table(rows, "setting"), "", *_not_run(missing)]
         summary["ablations"] = rows

@@ -63,15 +63,15 @@ def reconstruct(scan: Path, out: Path, name: str, extra: list[str]) -> dict:
 
 def earlier_runs(out: Path, settings: dict) -> dict[str, dict]:
     """Runs recorded in earlier tables (``bench_tiling_*.json`` under ``out``) with the same settings whose mesh
-    still exists, by run name: their time, memory and mesh (the metrics are computed again)."""
+    still exists, by run name: their time, memory and mesh, marked ``reused`` (the metrics are computed again)."""
     found = {}
     for path in sorted(out.glob("bench_tiling_*.json")):
         table = json.loads(path.read_text())
         if all(table.get(k) == v for k, v in settings.items()):
             for r in table["rows"]:
                 if Path(r["mesh"]).exists():
-                    found[r["run"]] = {k: r[k] for k in ("run", "seconds", "peak_gib", "peak_driver_gib", "tiles",
-                                                         "retried", "mesh", "summary")}
+                    found[r["run"]] = {**{k: r[k] for k in ("run", "seconds", "peak_gib", "peak_driver_gib", "tiles",
+                                                            "retried", "mesh", "summary")}, "reused": True}
     return found
 
 
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     for ex in args.executors:
         name = f"tiled_{args.points}_{ex}"
         if name in earlier:
-            rows.append({**earlier[name], "reused": True})
+            rows.append(earlier[name])
             continue
         run_dir = out / f"run_{args.points}_{ex}"
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: its time counts every tile
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
             *extra, "--tile-size", str(args.tile_size), "--executor", ex, "--run-dir", str(run_dir)]))
     if not args.no_untiled:
         name = f"untiled_{args.points}"
-        rows.append({**earlier[name], "reused": True} if name in earlier else reconstruct(scan, out, name, extra))
+        rows.append(earlier[name] if name in earlier else reconstruct(scan, out, name, extra))
     for r in rows:
         r.update(evaluate(read_mesh(r["mesh"]), truth, n_samples=args.samples))
     base = next((r for r in rows if r["tiles"] == 1), None)

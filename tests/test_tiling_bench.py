@@ -45,4 +45,5 @@ def test_bench_tiling_reuse_takes_runs_from_earlier_tables(tmp_path, monkeypatch
         {**row, "run": "tiled_3000_ray"}]}))
     found = bench.earlier_runs(tmp_path, table)
     assert list(found) == ["tiled_3000_local"]  # the other preset's run and the run without its mesh are not taken
-    assert found["tiled_3000_local"]["seconds"] == 12.0 and "chamfer_l1" not in found["tiled_3000_local"]
+    assert found["tiled_3000_local"]["seconds"] == 12.0 and found["tiled_3000_local"]["reused"]
+    assert "chamfer_l1" not in found["tiled_3000_local"]
