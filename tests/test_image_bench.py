@@ -34,6 +34,32 @@ def test_bench_image_quick(bench, tmp_path, capsys):
     # rows are cached: a second run with --reuse computes nothing and gives the same table
     assert bench.main(["--quick", "--out", str(tmp_path), "--reuse"]) == 0
     assert " dB in " not in capsys.readouterr().out
+    # --cached-only computes nothing and lists what is missing (here: the --extras rows)
+    assert bench.main(["--quick", "--out", str(tmp_path), "--cached-only", "--extras"]) == 0
+    out = capsys.readouterr().out
+    assert " dB in " not in out and "Not measured yet" in out and "astronaut-denoise-nlm-σ15" in out
+    assert "astronaut-denoise-nlm," not in out  # cached rows are not listed as missing
+
+
+def test_bench_image_extras(bench, tmp_path):
+    assert bench.main(["--quick", "--extras", "--tasks", "denoise", "inpaint", "fit", "--methods", "mlp", "nlm",
+                       "biharmonic", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "bench_image_quick.json").read_text())["rows"]
+    found = {(r["task"], r["method"], r["variant"]) for r in rows}
+    assert {("denoise", "nlm", "σ15"), ("denoise", "nlm", "σ50"), ("inpaint", "biharmonic", "holes"),
+            ("fit", "mlp", "fourier3"), ("denoise", "mlp", "fourier3"), ("denoise", "mlp", "")} <= found
+    by = {(r["task"], r["method"], r["variant"]): r for r in rows}
+    # the same noise model at three levels: more noise, lower input PSNR; the encoded MLP has more inputs
+    assert by["denoise", "nlm", "σ15"]["input_psnr"] > by["denoise", "nlm", ""]["input_psnr"] > \
+        by["denoise", "nlm", "σ50"]["input_psnr"]
+    assert by["fit", "mlp", "fourier3"]["parameters"] > by["fit", "mlp", ""]["parameters"]
+
+
+def test_holes_cover_a_quarter_in_discs(bench):
+    known = bench.holes((64, 64), np.random.default_rng(0))
+    assert 0.25 <= (~known).mean() < 0.35
+    from scipy import ndimage
+    assert ndimage.label(~known)[1] < 20  # a few large holes, not many pixels
 
 
 def test_haar_keeps_the_count_and_improves_with_more(bench):
