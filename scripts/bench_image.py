@@ -226,6 +226,7 @@ def row_for(name: str, case: Case, clean: np.ndarray, args) -> dict:
     seconds = time.perf_counter() - t
     res = out if isinstance(out, tasks.ImageResult) else None
     image = np.asarray(res.image if res else out, dtype=np.float32).clip(0, 1)
+    image = image.reshape(clean.shape)  # skimage drops the channel axis of grayscale images
     row = dict(image=name, task=case.task, method=case.method, variant=case.variant, psnr=tasks.psnr(image, clean),
                ssim=ssim(image, clean), input_psnr=case.input_psnr, seconds=seconds,
                threads=torch.get_num_threads(), load=os.getloadavg()[0])

@@ -55,6 +55,14 @@ def test_bench_image_extras(bench, tmp_path):
     assert by["fit", "mlp", "fourier3"]["parameters"] > by["fit", "mlp", ""]["parameters"]
 
 
+def test_bench_image_grayscale_classical(bench, tmp_path):
+    """camera is grayscale: skimage returns (H, W) for it, the rows still compare (H, W, 1) images."""
+    assert bench.main(["--quick", "--images", "camera", "--methods", "nlm", "tv", "wavelet", "bicubic", "biharmonic",
+                       "haar", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "bench_image_quick.json").read_text())["rows"]
+    assert len(rows) == 7 and all(math.isfinite(r["psnr"]) for r in rows)
+
+
 def test_holes_cover_a_quarter_in_discs(bench):
     known = bench.holes((64, 64), np.random.default_rng(0))
     assert 0.25 <= (~known).mean() < 0.35
