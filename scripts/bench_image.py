@@ -281,7 +281,7 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
         f"{args.size}×{args.size} centre crops of skimage.data images, seed {args.seed}; our preset '{args.preset}' "
         f"(DIP: {_dip_width(args)}); iteration caps "
         f"{'--iters ' + str(args.iters) if args.iters else 'per task (geomprior.image.tasks.DEFAULT_ITERS)'}; "
-        f"device {args.device}, {torch.get_num_threads()} torch thread(s). PSNR/SSIM over all channels on [0, 1], "
+        f"device {args.device} (torch threads: per row, in the s column). PSNR/SSIM over all channels on [0, 1], "
         f"no border crop. input dB: the noisy image (denoise), bicubic upsampling (superres), the damaged image "
         f"(inpaint). oracle: best PSNR among the evaluations (every 10 iterations), in hindsight; last: PSNR at the "
         f"last iteration; chosen: the iteration the rule returned. s: wall time of the row, with the torch threads "
