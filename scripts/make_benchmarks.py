@@ -24,6 +24,8 @@ FRAGMENTS = [
     ("Speed of the core", "bench_dgp.md", "python scripts/bench_dgp.py --variants"),
     ("Large scans (tiling)", "tiling/bench_tiling_[0-9]*.md", "python scripts/bench_tiling.py"),
     ("Images", "bench_image/bench_image.md", "python scripts/bench_image.py --reuse"),
+    ("Images on a GPU", "gpu_image/bench_image*.md",
+     "python scripts/bench_image.py --device cuda --out out/gpu_image --reuse [--preset quality]"),
     ("GPU", "gpu/bench_gpu.md", "bash scripts/bench_gpu.sh"),
 ]
 LINK = re.compile(r"\(docs/benchmarks/([\w.-]+\.png)\)")

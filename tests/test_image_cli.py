@@ -57,6 +57,7 @@ def _one_line_error(capsys):
         (["cs", "clean.png", "-o", "out.png", "--measurements", "0.5", "--block", "0", "--iters", "1"], None),
         (["compress", "clean.png", "-o", "out.png", "--channels", "0"], "must be >= 1"),
         (["denoise", "noisy.png", "-o", "out.png", "--iters", "-3"], "must be >= 0"),
+        (["denoise", "noisy.png", "-o", "out.png", "--runs", "0"], "must be >= 1"),
     ],
 )
 def test_bad_input_one_line_nothing_written(images, capsys, args, match):
@@ -120,6 +121,8 @@ def test_denoise_end_to_end(images, capsys):
          "parameters: 344"),  # depth 5 lowered to 3 for 32 pixels: 4 * (64 + 16) + 8 * 3
         (["denoise", "noisy.png", "-o", "out.png", "--method", "dip", "--preset", "fast", "--iters", "5",
           "--stop", "wmv"], (32, 32, 3), "stopping rule: wmv"),
+        (["denoise", "noisy.png", "-o", "out.png", "--preset", "fast", "--iters", "3", "--runs", "2"], (32, 32, 3),
+         "dip denoise: average of 2 runs (seeds 0-1)"),
         (["superres", "small.png", "-o", "out.png", "--factor", "2", "--preset", "fast", "--iters", "5",
           "--reference", "clean.png"], (32, 32, 3), "PSNR"),
         (["inpaint", "noisy.png", "--mask", "mask.png", "-o", "out.png", "--method", "dd", "--iters", "10"],
@@ -131,7 +134,7 @@ def test_denoise_end_to_end(images, capsys):
         (["cs", "clean.png", "-o", "out.jpg", "--measurements", "0.25", "--operator", "fourier", "--method", "dip",
           "--preset", "fast", "--iters", "5"], (32, 32, 3), "fourier"),
     ],
-    ids=["fit", "denoise-dd", "denoise-dd-channels", "denoise-dip-wmv", "superres", "inpaint", "compress", "cs-gaussian", "cs-fourier-dip"],
+    ids=["fit", "denoise-dd", "denoise-dd-channels", "denoise-dip-wmv", "denoise-runs", "superres", "inpaint", "compress", "cs-gaussian", "cs-fourier-dip"],
 )
 def test_every_command_writes_its_output(images, capsys, args, expect_shape, expect_text):
     assert _main(args, images) == 0

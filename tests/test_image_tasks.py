@@ -92,6 +92,39 @@ def test_wmv_stopping_fires(clean, noisy):
     assert all(np.isnan(v) for s, v in zip(h["step"], h["val"]) if s < 20)
 
 
+def test_runs_average_independent_seeds(clean, noisy):
+    kw = dict(method="dip", config=TINY["dip"], iters=20, device="cpu", stop=tasks.StopConfig(rule="none"),
+              reference=clean)
+    avg = tasks.denoise(noisy, seed=3, runs=2, **kw)
+    one = [tasks.denoise(noisy, seed=s, **kw) for s in (3, 4)]
+    np.testing.assert_allclose(avg.image, (one[0].image + one[1].image) / 2, atol=1e-6)
+    assert avg.steps == 40 and [r["seed"] for r in avg.extra["runs"]] == [3, 4]
+    assert [r["psnr"] for r in avg.extra["runs"]] == pytest.approx([r.psnr for r in one])
+    assert avg.psnr == pytest.approx(psnr(avg.image, clean), abs=1e-3)
+    assert avg.psnr >= min(r.psnr for r in one)  # the mean's error is at most the runs' mean error
+    assert "average of 2 runs (seeds 3-4)" in avg.summary
+    with pytest.raises(InputError, match="runs"):
+        tasks.denoise(noisy, runs=0, iters=1)
+
+
+def test_deep_decoder_widens_for_exact_measurements():
+    """Inpainting/cs with a preset whose decoder has fewer weights than known values doubles k; an explicit
+    config, and denoising, keep the width given."""
+    img = transform.resize(data.astronaut(), (128, 128), anti_aliasing=True).astype(np.float32)
+    mask = np.random.default_rng(0).random((128, 128)) > 0.5  # ~24.6k known values > 6.6k weights at k = 32
+    damaged = img * mask[:, :, None]
+    run = dict(iters=1, device="cpu")
+    assert tasks.inpaint(damaged, mask, method="dd", preset="fast", **run).parameters == dd_parameter_count(64, 5, 3)
+    assert tasks.compressed_sensing(img, 0.25, method="dd", preset="fast", block=16, **run).parameters == \
+        dd_parameter_count(64, 5, 3)
+    fast = dd_parameter_count(32, 5, 3)
+    assert tasks.inpaint(damaged, mask, method="dd", config=DDConfig.preset("fast"), **run).parameters == fast
+    assert tasks.denoise(img, method="dd", preset="fast", **run).parameters == fast
+    few = np.zeros_like(mask)
+    few[::4, ::4] = True  # 3k known values: the preset has enough weights
+    assert tasks.inpaint(img * few[:, :, None], few, method="dd", preset="fast", **run).parameters == fast
+
+
 def test_discrepancy_needs_sigma(noisy):
     with pytest.raises(InputError, match="sigma"):
         tasks.denoise(noisy, method="mlp", stop=tasks.StopConfig(rule="discrepancy"), iters=1)

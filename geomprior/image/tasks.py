@@ -34,7 +34,7 @@ from geomprior.errors import InputError
 from geomprior.device import pick_device
 from geomprior.fit import EarlyStopping, FitResult, Progress, fit
 from geomprior.image import operators as ops
-from geomprior.image.decoder import DDConfig, DeepDecoder, dd_input
+from geomprior.image.decoder import DDConfig, DeepDecoder, dd_input, dd_parameter_count
 from geomprior.image.dip import DIPConfig, SkipNet, count_parameters, dip_input
 from geomprior.image.dip import padded_size as dip_padded_size
 from geomprior.image.io import check_image
@@ -60,7 +60,7 @@ TASK_METHODS = {
 
 DEFAULT_ITERS = {
     ("dip", "denoise"): 3000, ("dip", "superres"): 2000, ("dip", "inpaint"): 3000, ("dip", "cs"): 3000,
-    ("dd", "denoise"): 3000, ("dd", "superres"): 3000, ("dd", "inpaint"): 3000, ("dd", "cs"): 3000,
+    ("dd", "denoise"): 3000, ("dd", "superres"): 3000, ("dd", "inpaint"): 6000, ("dd", "cs"): 6000,
     ("dd", "compress"): 5000,
     ("mlp", "fit"): 2000, ("mlp", "denoise"): 2000, ("mlp", "inpaint"): 2000,
 }
@@ -123,8 +123,14 @@ class ImageResult:
     @property
     def summary(self) -> str:
         """Where the run stopped and why, in one line."""
-        text = (f"{self.method} {self.task}: stopped after {self.steps} iterations: {self.reason}; "
-                f"output of iteration {self.best_step}")
+        runs = self.extra.get("runs")
+        if runs:
+            text = (f"{self.method} {self.task}: average of {len(runs)} runs (seeds {runs[0]['seed']}-"
+                    f"{runs[-1]['seed']}), outputs of iterations {', '.join(str(r['best_step']) for r in runs)} "
+                    f"(stopped after {', '.join(str(r['steps']) for r in runs)}); first run: {self.reason}")
+        else:
+            text = (f"{self.method} {self.task}: stopped after {self.steps} iterations: {self.reason}; "
+                    f"output of iteration {self.best_step}")
         if self.stop_rule != "none":
             text += f" (stopping rule: {self.stop_rule})"
         if self.psnr is not None:
@@ -191,6 +197,18 @@ def _config_for(method: str, config, preset: str):
     if not isinstance(config, kind):
         raise InputError(f"method {method!r} needs a {kind.__name__}, got {type(config).__name__}")
     return config
+
+
+def _dd_for_measurements(config: DDConfig, measured: int, out_channels: int) -> DDConfig:
+    """A Deep Decoder for exact measurements (inpainting, compressed sensing): twice the preset's k when the
+    preset has fewer weights than measured values. There is no noise to under-fit there, and a decoder with fewer
+    weights than constraints cannot match them: at k = 64 on a 256² RGB image with half the pixels known (25k
+    weights, 98k values) DD stays below biharmonic inpainting, at k = 128 with 6000 iterations it beats it
+    (``scripts/bench_image.py``, inpaint rows)."""
+    if dd_parameter_count(config.channels, config.depth, out_channels) >= measured:
+        return config
+    log.info("Deep Decoder: %d measured values, k = %d -> %d", measured, config.channels, 2 * config.channels)
+    return dataclasses.replace(config, channels=2 * config.channels)
 
 
 def _fit_depth(config: DDConfig, h: int, w: int) -> DDConfig:
@@ -346,7 +364,41 @@ class _MLPRun(_Run):
         return ((r * r) * w).sum().reshape(1) / w.expand_as(r).sum().clamp_min(1)
 
 
-def solve(
+def solve(y: torch.Tensor, operator: ops.Operator, shape: tuple[int, int, int], *, runs: int = 1, seed: int = 0,
+          progress: Progress | None = None, **kw) -> ImageResult:
+    """Fit a prior g so that operator(g) matches the measurements y (keywords: see :func:`_solve_one`).
+
+    runs : independent runs with seeds ``seed, seed + 1, ...``, each stopping on its own rule, whose outputs are
+           averaged: the runs' errors are partly independent, so the average is closer to the truth than any one
+           of them (measured by ``scripts/bench_image.py``, denoising rows ``runs3``) at ``runs`` times the cost
+    """
+    if isinstance(runs, bool) or int(runs) != runs or runs < 1:
+        raise InputError(f"runs must be an integer >= 1, got {runs!r}")
+    if runs == 1:
+        return _solve_one(y, operator, shape, seed=seed, progress=progress, **kw)
+    results = []
+    for i in range(int(runs)):
+        report = None if progress is None else (
+            lambda stage, *a, i=i: progress(f"{stage} (run {i + 1}/{runs})", *a))
+        results.append(_solve_one(y, operator, shape, seed=seed + i, progress=report, **kw))
+    return _averaged(results, seed, kw.get("reference"))
+
+
+def _averaged(results: list[ImageResult], seed: int, reference: np.ndarray | None) -> ImageResult:
+    """One result from several runs: the mean image; the first run's history; each run's stop in ``extra``."""
+    first = results[0]
+    image = np.mean([r.image for r in results], axis=0).astype(np.float32)
+    runs = [dict(seed=seed + i, steps=r.steps, best_step=r.best_step, reason=r.reason, psnr=r.psnr,
+                 oracle_psnr=max(r.history["psnr"]) if r.history.get("psnr") else None)
+            for i, r in enumerate(results)]
+    result = dataclasses.replace(first, image=image, steps=sum(r.steps for r in results),
+                                 psnr=psnr(image, reference) if reference is not None else None,
+                                 extra={**first.extra, "runs": runs})
+    log.info("%s", result.summary)
+    return result
+
+
+def _solve_one(
     y: torch.Tensor,
     operator: ops.Operator,
     shape: tuple[int, int, int],
@@ -362,7 +414,7 @@ def solve(
     reference: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> ImageResult:
-    """Fit a prior g so that operator(g) matches the measurements y.
+    """One run of :func:`solve`.
 
     y        : (1, ...) measurements, ``operator.output_shape((C, H, W))``
     operator : a linear operator on (1, C, H, W) images (identity or mask for ``method="mlp"``)
@@ -377,6 +429,7 @@ def solve(
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     h, w, c = (int(s) for s in shape)
+    widen = method == "dd" and config is None and task in ("inpaint", "cs")
     config = _config_for(method, config, preset)
     stop = (stop or StopConfig()).resolve(method)
     iters = DEFAULT_ITERS.get((method, task), 2000) if iters is None else int(iters)
@@ -397,6 +450,8 @@ def solve(
 
     gen = torch.Generator().manual_seed(seed)
     observed = _observed(operator, y)
+    if widen:
+        config = _dd_for_measurements(config, int(observed.sum()), c)
     if stop.rule == "heldout":
         held = _heldout(observed, stop.holdout, gen)
         train_w = observed - held
@@ -522,7 +577,8 @@ def fit_image(image: np.ndarray, *, config: MLPConfig | None = None, preset: str
 
 def denoise(noisy: np.ndarray, *, method: Method = "dip", sigma: float | None = None, config=None,
             preset: str = "default", stop: StopConfig | None = None, iters: int | None = None, device="auto",
-            seed: int = 0, reference: np.ndarray | None = None, progress: Progress | None = None) -> ImageResult:
+            seed: int = 0, reference: np.ndarray | None = None, progress: Progress | None = None,
+            runs: int = 1) -> ImageResult:
     """Denoise a noisy image (H, W, C) in [0, 1].
 
     sigma : the noise standard deviation on the [0, 1] scale, if known; it enables ``StopConfig(rule="discrepancy")``
@@ -534,13 +590,13 @@ def denoise(noisy: np.ndarray, *, method: Method = "dip", sigma: float | None = 
         stop = dataclasses.replace(stop, sigma=float(sigma))
     return solve(_to_nchw(img, "cpu"), ops.Identity(), img.shape, method=method, task="denoise", config=config,
                  preset=preset, stop=stop, iters=iters, device=device, seed=seed, reference=reference,
-                 progress=progress)
+                 progress=progress, runs=runs)
 
 
 def superresolve(small: np.ndarray, factor: int, *, method: Method = "dip", kernel: ops.Kernel = "lanczos2",
                  config=None, preset: str = "default", stop: StopConfig | None = None, iters: int | None = None,
                  device="auto", seed: int = 0, reference: np.ndarray | None = None,
-                 progress: Progress | None = None) -> ImageResult:
+                 progress: Progress | None = None, runs: int = 1) -> ImageResult:
     """Upsample a low-resolution image (h, w, C) by an integer ``factor``: the result (h·f, w·f, C) matches the
     input after antialiased downsampling (``kernel``)."""
     img = _common(small, "low-resolution image", method, "superres")
@@ -557,12 +613,12 @@ def superresolve(small: np.ndarray, factor: int, *, method: Method = "dip", kern
                              f"{w * factor}x{h * factor}")
     return solve(_to_nchw(img, "cpu"), ops.Downsample(factor, kernel), (h * factor, w * factor, c), method=method,
                  task="superres", config=config, preset=preset, stop=stop, iters=iters, device=device, seed=seed,
-                 reference=reference, progress=progress)
+                 reference=reference, progress=progress, runs=runs)
 
 
 def inpaint(damaged: np.ndarray, mask: np.ndarray, *, method: Method = "dip", config=None, preset: str = "default",
             stop: StopConfig | None = None, iters: int | None = None, device="auto", seed: int = 0,
-            reference: np.ndarray | None = None, progress: Progress | None = None) -> ImageResult:
+            reference: np.ndarray | None = None, progress: Progress | None = None, runs: int = 1) -> ImageResult:
     """Fill the missing pixels of ``damaged`` (H, W, C); mask (H, W) bool, True = known pixel."""
     img = _common(damaged, "damaged image", method, "inpaint")
     m = np.asarray(mask)
@@ -575,7 +631,7 @@ def inpaint(damaged: np.ndarray, mask: np.ndarray, *, method: Method = "dip", co
     op = ops.Mask(m)
     y = op(_to_nchw(img, "cpu"))
     return solve(y, op, img.shape, method=method, task="inpaint", config=config, preset=preset, stop=stop,
-                 iters=iters, device=device, seed=seed, reference=reference, progress=progress)
+                 iters=iters, device=device, seed=seed, reference=reference, progress=progress, runs=runs)
 
 
 def compress(image: np.ndarray, *, channels: int = 64, depth: int = 5, config: DDConfig | None = None,
@@ -611,7 +667,7 @@ def compressed_sensing(image: np.ndarray, ratio: float, *, method: Method = "dd"
                        operator: Literal["gaussian", "fourier"] = "gaussian", block: int | None = 32,
                        noise: float = 0.0, config=None, preset: str = "default", stop: StopConfig | None = None,
                        iters: int | None = None, device="auto", seed: int = 0,
-                       progress: Progress | None = None) -> ImageResult:
+                       progress: Progress | None = None, runs: int = 1) -> ImageResult:
     """Simulate compressed measurements y = A x (+ N(0, noise²)) of ``image`` (H, W, C) and recover x from y alone.
 
     The PSNR is measured against ``image``; ``extra`` holds the operator's actual ratio and measurement count.
@@ -623,6 +679,6 @@ def compressed_sensing(image: np.ndarray, ratio: float, *, method: Method = "dd"
         if noise > 0:
             y = y + noise * torch.randn(y.shape, generator=torch.Generator().manual_seed(seed + 2))
     res = solve(y, op, img.shape, method=method, task="cs", config=config, preset=preset, stop=stop, iters=iters,
-                device=device, seed=seed, reference=img, progress=progress)
+                device=device, seed=seed, reference=img, progress=progress, runs=runs)
     res.extra.update(measurements=int(y.numel()), ratio=float(op.ratio), operator=operator)
     return res
