@@ -64,7 +64,7 @@ def batched(surf, uv, target, mask, steps, device, *, compiled=False, bf16=False
 
     if compiled:
         loss_fn = torch.compile(loss_fn)
-    for _ in range(2 if compiled else 0):  # compile (and warm up) outside the timing
+    for _ in range(2 if compiled else 1):  # compile / warm up (lazy CUDA and library set-up) outside the timing
         opt.zero_grad()
         loss_fn().backward()
     _sync(device)
@@ -89,6 +89,8 @@ def loop(surf, uv, target, mask, steps, device):
         u = uvs[p]
         return nets[p](u) + torch.cat([PLANAR * (2 * u - 1), torch.zeros_like(u[:, :1])], -1)
 
+    with torch.no_grad():  # warm up outside the timing, as the batched path does
+        phi(0)
     _sync(device)
     t = time.perf_counter()
     tgts = []
