@@ -233,17 +233,18 @@ def row_for(name: str, case: Case, clean: np.ndarray, args) -> dict:
     row = dict(image=name, task=case.task, method=case.method, variant=case.variant, psnr=tasks.psnr(image, clean),
                ssim=ssim(image, clean), input_psnr=case.input_psnr, seconds=seconds,
                threads=torch.get_num_threads(), load=os.getloadavg()[0])
-    if res is not None and "runs" in res.extra:  # several runs averaged: each run's own stop
-        runs = res.extra["runs"]
-        row.update(stop_rule=res.stop_rule, steps=res.steps, oracle_psnr=max(r["oracle_psnr"] for r in runs),
-                   stop_gap=max(r["oracle_psnr"] - r["psnr"] for r in runs), parameters=res.parameters,
+    if res is not None:
+        row.update(stop_rule=res.stop_rule, steps=res.steps, parameters=res.parameters,
                    ratio=clean.size / res.parameters)
-    elif res is not None:
-        h = res.history
-        best = int(np.argmax(h["psnr"]))
-        row.update(stop_rule=res.stop_rule, chosen=res.best_step, steps=res.steps, oracle_psnr=h["psnr"][best],
-                   oracle_step=h["step"][best], last_psnr=h["psnr"][-1], parameters=res.parameters,
-                   ratio=clean.size / res.parameters, stop_gap=h["psnr"][best] - row["psnr"])
+        runs = res.extra.get("runs")
+        if runs:  # several runs averaged: each run's own stop
+            row.update(oracle_psnr=max(r["oracle_psnr"] for r in runs),
+                       stop_gap=max(r["oracle_psnr"] - r["psnr"] for r in runs))
+        else:
+            h = res.history
+            best = int(np.argmax(h["psnr"]))
+            row.update(chosen=res.best_step, oracle_psnr=h["psnr"][best], oracle_step=h["step"][best],
+                       last_psnr=h["psnr"][-1], stop_gap=h["psnr"][best] - row["psnr"])
     elif case.parameters is not None:
         row.update(parameters=case.parameters, ratio=clean.size / case.parameters)
     return row
