@@ -9,7 +9,9 @@ Cases, on centre crops of astronaut, camera and coffee (grayscale stays one chan
   independent runs (seeds 0-2, each with its own automatic stop; row variant ``runs3``);
 - superres ×4: the low-resolution input is the clean crop downsampled by the Lanczos-2 operator; DIP vs bicubic
   upsampling (skimage ``resize(order=3)``);
-- inpaint: 50 % of the pixels missing at random; DIP and DD vs ``inpaint_biharmonic``;
+- inpaint: 50 % of the pixels missing at random; DIP and DD vs ``inpaint_biharmonic``; like biharmonic, ours keep
+  the known pixels and fill the missing ones (``tasks.inpaint``'s default; row field ``keep_known``, a * after
+  the method in the table; rows without it return the network's output everywhere);
 - compress: Deep Decoder with k chosen for ≈ 30× fewer weights than pixel values (and ≈ 8×) vs keeping the same
   number of largest Haar wavelet coefficients (PyWavelets, full decomposition per channel);
 - fit: the coordinate MLP fits the clean crop (no stop);
@@ -236,6 +238,8 @@ def row_for(name: str, case: Case, clean: np.ndarray, args) -> dict:
     if res is not None:
         row.update(stop_rule=res.stop_rule, steps=res.steps, parameters=res.parameters,
                    ratio=clean.size / res.parameters)
+        if "keep_known" in res.extra:
+            row["keep_known"] = res.extra["keep_known"]
         runs = res.extra.get("runs")
         if runs:  # several runs averaged: each run's own stop
             row.update(oracle_psnr=max(r["oracle_psnr"] for r in runs),
@@ -292,7 +296,9 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
         f"{'--iters ' + str(args.iters) if args.iters else 'per task (geomprior.image.tasks.DEFAULT_ITERS)'}; "
         f"device {args.device} (torch threads: per row, in the s column). PSNR/SSIM over all channels on [0, 1], "
         f"no border crop. input dB: the noisy image (denoise), bicubic upsampling (superres), the damaged image "
-        f"(inpaint). oracle: best PSNR among the evaluations (every 10 iterations), in hindsight; last: PSNR at the "
+        f"(inpaint). method*: our inpainting keeps the known pixels and fills the missing ones, as biharmonic "
+        f"does (tasks.inpaint's default; our inpaint rows without the * return the network's output everywhere). "
+        f"oracle: best PSNR among the evaluations (every 10 iterations), in hindsight; last: PSNR at the "
         f"last iteration; chosen: the iteration the rule returned. s: wall time of the row, with the torch threads "
         f"it ran on and the machine's 1-minute load average when it ended (a load above the core count means the "
         f"machine was shared and the time is inflated).")
@@ -303,7 +309,7 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
     for r in rows:
         task = r["task"] + (f" {r['variant']}" if r["variant"] else "")
         lines.append(
-            f"| {r['image']} | {task} | {r['method']} | {_fmt(r['input_psnr'], '.2f')} | {r['psnr']:.2f} | "
+            f"| {r['image']} | {task} | {r['method']}{'*' if r.get('keep_known') else ''} | {_fmt(r['input_psnr'], '.2f')} | {r['psnr']:.2f} | "
             f"{r['ssim']:.3f} | {_fmt(r.get('oracle_psnr'), '.2f')} | {_fmt(r.get('last_psnr'), '.2f')} | "
             f"{r.get('stop_rule', '-')} | {_fmt(r.get('chosen'), 'd')} | {_fmt(r.get('oracle_step'), 'd')} | "
             f"{_fmt(r.get('steps'), 'd')} | {r['seconds']:.1f} ({r.get('threads', '?')}, {_fmt(r.get('load'), '.1f')}) | "

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from geomprior import cli
@@ -143,3 +144,14 @@ def test_every_command_writes_its_output(images, capsys, args, expect_shape, exp
     assert "stopped after" in out
     path = images / args[args.index("-o") + 1]
     assert read_image(path).shape == expect_shape
+
+
+def test_inpaint_keeps_the_known_pixels_unless_told(images):
+    """Known pixels come back unchanged by default (8-bit in, 8-bit out); --no-keep-known returns the network's."""
+    known = read_image(images / "mask.png")[:, :, 0] > 0.5
+    noisy = read_image(images / "noisy.png")
+    base = ["inpaint", "noisy.png", "--mask", "mask.png", "--method", "dd", "--channels", "8", "--iters", "5"]
+    assert _main([*base, "-o", "kept.png"], images) == 0
+    assert _main([*base, "-o", "raw.png", "--no-keep-known"], images) == 0
+    np.testing.assert_array_equal(read_image(images / "kept.png")[known], noisy[known])
+    assert not np.array_equal(read_image(images / "raw.png")[known], noisy[known])

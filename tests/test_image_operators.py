@@ -53,6 +53,18 @@ def test_linear(name):
     torch.testing.assert_close(op(2 * x1 - 3 * x2), 2 * op(x1) - 3 * op(x2))
 
 
+def test_mask_keep_known_takes_known_pixels_from_the_measurements():
+    g = torch.Generator().manual_seed(3)
+    m = torch.rand(SHAPE[1:], generator=g) > 0.5
+    op = ops.Mask(m)
+    x, truth = torch.rand(2, 1, *SHAPE, generator=g)
+    y = op(truth)
+    kept = op.keep_known(x, y)
+    torch.testing.assert_close(op(kept), y)  # reproduces the measurements
+    torch.testing.assert_close(kept[..., m], truth[..., m])
+    torch.testing.assert_close(kept[..., ~m], x[..., ~m])  # leaves the missing pixels alone
+
+
 def test_box_downsample_is_the_block_mean():
     x = torch.rand(1, *SHAPE, generator=torch.Generator().manual_seed(2))
     c, h, w = SHAPE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from geomprior.errors import InputError
 from geomprior.fit import EarlyStopping, fit
+from geomprior.image import operators as ops
 from geomprior.image import tasks
 from geomprior.image.decoder import DDConfig, dd_parameter_count
 from geomprior.image.dip import DIPConfig
@@ -143,6 +145,23 @@ def test_inpainting_fills_missing_pixels(clean):
         tasks.inpaint(damaged, mask[:-1], method="dd")
 
 
+@pytest.mark.parametrize("method", ["dip", "mlp"])
+def test_inpainting_keeps_the_known_pixels(clean, method):
+    """keep_known (the default) copies the known pixels into the result and leaves the network's missing pixels as
+    they are: same seed, same missing pixels as keep_known=False, and a PSNR at least as high."""
+    mask = np.random.default_rng(3).random(clean.shape[:2]) > 0.5
+    damaged = clean * mask[:, :, None]
+    run = dict(method=method, config=TINY[method], iters=30, device="cpu", reference=clean, seed=1)
+    kept, raw = tasks.inpaint(damaged, mask, **run), tasks.inpaint(damaged, mask, keep_known=False, **run)
+    np.testing.assert_array_equal(kept.image[mask], damaged[mask])
+    np.testing.assert_allclose(kept.image[~mask], raw.image[~mask], atol=1e-6)
+    assert not np.allclose(raw.image[mask], damaged[mask], atol=1e-3)
+    assert kept.psnr >= raw.psnr
+    assert max(kept.history["psnr"]) >= max(raw.history["psnr"])  # the monitored PSNR is the kept image's
+    with pytest.raises(InputError, match="keep_known"):
+        tasks.solve(torch.zeros(1, 3, 32, 32), ops.Identity(), clean.shape, method="dd", keep_known=True, iters=1)
+
+
 @pytest.mark.parametrize("method", ["dip", "dd"])
 def test_superresolution_matches_the_input_when_downsampled(clean, method):
     small = transform.resize(clean, (16, 16), anti_aliasing=True).astype(np.float32)
@@ -177,6 +196,21 @@ def test_compress_reports_parameters_and_ratio(clean):
     assert res.parameters == dd_parameter_count(8, 3, 3)
     assert res.extra["ratio"] == pytest.approx(32 * 32 * 3 / res.parameters)
     assert res.stop_rule == "none" and res.steps == 30
+
+
+def test_compress_code_is_the_weights(clean):
+    """The decoded image is the output of the returned (averaged) weights, rebuilt from them and the seed alone;
+    an average of outputs would be no network's output."""
+    config = DDConfig(channels=8, depth=3)
+    res = tasks.compress(clean, config=config, iters=40, device="cpu", seed=4)
+    assert sum(w.numel() for w in res.weights.values()) == res.parameters
+    np.testing.assert_allclose(tasks.decompress(res.weights, clean.shape, config, seed=4), res.image, atol=1e-6)
+    assert not np.allclose(tasks.decompress(res.weights, clean.shape, config, seed=5), res.image, atol=1e-3)
+    json.dumps(res.to_json())  # the weights stay out of the history
+    with pytest.raises(InputError, match="not a Deep Decoder of k = 9"):
+        tasks.decompress(res.weights, clean.shape, DDConfig(channels=9, depth=3))
+    with pytest.raises(InputError, match="average"):
+        DDConfig(average="median")
 
 
 def test_method_not_offered_for_task(clean):

@@ -91,6 +91,10 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
     p = task("inpaint", "Fill in the missing pixels of an image.", ("dip", "dd", "mlp"), "dip")
     p.add_argument("--mask", required=True, metavar="MASK", help="image of the same size: white = known, "
                                                                 "black = missing")
+    p.add_argument("--keep-known", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep the known pixels exactly and fill only the missing ones, as biharmonic inpainting "
+                        "does; --no-keep-known returns the network's output everywhere, for noisy known pixels "
+                        "(default: keep)")
 
     p = task("compress", "Represent an image by the weights of a Deep Decoder.", ("dd",), "dd", reference=False,
              stop=False, sizes=False)
@@ -171,7 +175,8 @@ def _run(args: argparse.Namespace) -> int:
                 res = tasks.superresolve(image, args.factor, method=args.method, kernel=args.kernel,
                                          reference=reference, progress=progress, **common)
             elif name == "inpaint":
-                res = tasks.inpaint(image, mask, method=args.method, reference=reference, progress=progress, **common)
+                res = tasks.inpaint(image, mask, method=args.method, keep_known=args.keep_known,
+                                    reference=reference, progress=progress, **common)
             elif name == "compress":
                 res = tasks.compress(image, channels=args.channels, depth=args.depth, progress=progress, **common)
             else:

@@ -32,12 +32,15 @@ class DDConfig:
     ema: float = 0.99  # output = exponential moving average of the outputs (0 = last output)
     lr: float = 0.005  # Adam learning rate (0.01 oscillates, see DESIGN.md §5)
     upsample: Literal["bilinear", "nearest"] = "bilinear"
+    average: Literal["outputs", "weights"] = "outputs"  # what the EMA averages; "weights": the result is g(EMA of θ)
 
     def __post_init__(self):
         if self.channels < 1 or self.depth < 0:
             raise InputError(f"channels must be >= 1 and depth >= 0, got {self.channels}, {self.depth}")
         if not 0 <= self.ema < 1:
             raise InputError(f"ema must be in [0, 1), got {self.ema}")
+        if self.average not in ("outputs", "weights"):
+            raise InputError(f"average must be 'outputs' or 'weights', got {self.average!r}")
 
     @classmethod
     def preset(cls, name: Preset = "default", **changes) -> "DDConfig":

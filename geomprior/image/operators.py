@@ -111,6 +111,10 @@ class Mask(Operator):
     def adjoint(self, y):
         return y * self.mask
 
+    def keep_known(self, x, y):
+        """x with its known pixels replaced by the measurements y: the image closest to x with A x = y."""
+        return x * (1 - self.mask) + self.adjoint(y)  # = x + Aᵀ(y − A x), exact on the known pixels
+
     def output_shape(self, shape):
         return tuple(shape)
 

@@ -119,6 +119,7 @@ class ImageResult:
     history: dict = field(default_factory=dict)  # per-evaluation step, loss, val, psnr (with a reference), time
     psnr: float | None = None  # against the reference, when one was given
     extra: dict = field(default_factory=dict)  # task-specific numbers (e.g. compression ratio, measurements)
+    weights: dict | None = field(default=None, repr=False)  # Deep Decoder: the weights whose output is ``image``
 
     @property
     def summary(self) -> str:
@@ -138,7 +139,7 @@ class ImageResult:
         return text
 
     def to_json(self) -> dict:
-        """Everything but the image, JSON-safe (NaN -> null)."""
+        """Everything but the image and the weights, JSON-safe (NaN -> null)."""
         def clean(v):
             if isinstance(v, float) and not math.isfinite(v):
                 return None
@@ -148,7 +149,7 @@ class ImageResult:
                 return [clean(x) for x in v]
             return v
 
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "image"}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("image", "weights")}
         out["height"], out["width"], out["channels"] = self.image.shape
         return clean(out)
 
@@ -283,28 +284,34 @@ class _Run:
 
 
 class _ConvRun(_Run):
-    """DIP or DD: one network g(z) -> (1, C, Hp, Wp), cropped to (H, W); optional input noise and output EMA."""
+    """DIP or DD: one network g(z) -> (1, C, Hp, Wp), cropped to (H, W); optional input noise and an EMA of the
+    outputs (the references' average) or of the weights (``average_weights``: the estimate is then g(averaged
+    weights), the output of one network)."""
 
     def __init__(self, net, z, crop, operator, y, train_w, *, input_noise: float, ema: float,
-                 generator: torch.Generator, wmv: WindowedVariance | None):
+                 generator: torch.Generator, wmv: WindowedVariance | None, average_weights: bool = False):
         self.net, self.z, self.crop = net, z, crop
         self.operator, self.y, self.train_w = operator, y, train_w
         self.n_train = float(train_w.sum())
         self.input_noise, self.ema_factor = input_noise, ema
         self.generator, self.wmv = generator, wmv
-        self.params = [p for p in net.parameters() if p.requires_grad]
+        named = {n: p for n, p in net.named_parameters() if p.requires_grad}
+        self.names, self.params = list(named), list(named.values())
         self.n_params = count_parameters(net)
         self.last: torch.Tensor | None = None
+        self.averaged = [p.detach().clone() for p in self.params] if ema > 0 and average_weights else []
         with torch.no_grad():
             self.ema = self.output(perturb=False).detach().clone()
-        self.buffers = [self.ema] if ema > 0 else []
+        self.buffers = self.averaged or ([self.ema] if ema > 0 else [])
 
-    def output(self, perturb: bool) -> torch.Tensor:
+    def output(self, perturb: bool, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
         z = self.z
         if perturb and self.input_noise > 0:
             z = z + self.input_noise * torch.randn(z.shape, generator=self.generator, device=z.device)
         oy, ox, h, w = self.crop
-        return self.net(z)[:, :, oy:oy + h, ox:ox + w]
+        out = self.net(z) if weights is None else torch.func.functional_call(
+            self.net, dict(zip(self.names, weights)), (z,))
+        return out[:, :, oy:oy + h, ox:ox + w]
 
     def loss(self) -> torch.Tensor:
         x = self.output(perturb=True)
@@ -313,14 +320,24 @@ class _ConvRun(_Run):
         return ((r * r) * self.train_w).sum().reshape(1) / self.n_train
 
     def after_step(self, step: int) -> None:
-        if self.ema_factor > 0:
+        if self.averaged:
+            for avg, p in zip(self.averaged, self.params):
+                avg.lerp_(p.detach(), 1 - self.ema_factor)
+        elif self.ema_factor > 0:
             self.ema.mul_(self.ema_factor).add_(self.last, alpha=1 - self.ema_factor)
         if self.wmv is not None:
             self.wmv.push(self.last)
 
     @torch.no_grad()
     def image(self) -> torch.Tensor:
+        if self.averaged:
+            return self.output(perturb=False, weights=self.averaged)
         return self.ema if self.ema_factor > 0 else self.output(perturb=False)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The weights whose output :meth:`image` is (the averaged ones with ``average_weights``), on the CPU."""
+        values = self.averaged or self.params
+        return {n: v.detach().cpu().clone() for n, v in zip(self.names, values)}
 
     @torch.no_grad()
     def residual(self, weights: torch.Tensor) -> torch.Tensor:
@@ -391,7 +408,7 @@ def _averaged(results: list[ImageResult], seed: int, reference: np.ndarray | Non
     runs = [dict(seed=seed + i, steps=r.steps, best_step=r.best_step, reason=r.reason, psnr=r.psnr,
                  oracle_psnr=max(r.history["psnr"]) if r.history.get("psnr") else None)
             for i, r in enumerate(results)]
-    result = dataclasses.replace(first, image=image, steps=sum(r.steps for r in results),
+    result = dataclasses.replace(first, image=image, steps=sum(r.steps for r in results), weights=None,
                                  psnr=psnr(image, reference) if reference is not None else None,
                                  extra={**first.extra, "runs": runs})
     log.info("%s", result.summary)
@@ -413,6 +430,7 @@ def _solve_one(
     seed: int = 0,
     reference: np.ndarray | None = None,
     progress: Progress | None = None,
+    keep_known: bool = False,
 ) -> ImageResult:
     """One run of :func:`solve`.
 
@@ -425,6 +443,7 @@ def _solve_one(
     iters    : iteration cap (default :data:`DEFAULT_ITERS`)
     reference: (H, W, C) ground truth; only reported (PSNR in the progress and the history), never used to stop
     progress : (stage, step, total, info) callback, info holds loss (and val, psnr)
+    keep_known: the estimate keeps the measured pixels exactly (mask operator only; see :meth:`ops.Mask.keep_known`)
     """
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
@@ -435,6 +454,8 @@ def _solve_one(
     iters = DEFAULT_ITERS.get((method, task), 2000) if iters is None else int(iters)
     if iters < 0:
         raise InputError(f"iters must be >= 0, got {iters}")
+    if keep_known and not isinstance(operator, ops.Mask):
+        raise InputError("keep_known needs the mask operator (inpainting)")
     dev = pick_device(device)
     torch.set_flush_denormal(True)  # as in geomprior.dgp: denormals appear as the fit converges and slow CPUs down
     operator = operator.to(dev)
@@ -477,19 +498,14 @@ def _solve_one(
             with _seeded(seed):
                 net = SkipNet(c, config).to(dev)
             z = dip_input(config, (hp, wp), generator=gen, device=dev)
+            crop = _crop(hp, wp, h, w)
             input_noise = config.input_noise
         else:
-            config = _fit_depth(config, h, w)
-            with _seeded(seed):
-                net = DeepDecoder(c, config).to(dev)
-            zh, zw = net.input_size(h, w)
-            hp, wp = zh * 2 ** config.depth, zw * 2 ** config.depth
-            z = dd_input(config, (zh, zw), generator=gen, device=dev)
+            config, net, z, crop = _deep_decoder(config, (h, w, c), seed, dev)
             input_noise = 0.0
-        crop = ((hp - h) // 2, (wp - w) // 2, h, w)
         noise_gen = torch.Generator(device=dev).manual_seed(seed + 1)
         run = _ConvRun(net, z, crop, operator, y, train_w, input_noise=input_noise, ema=config.ema,
-                       generator=noise_gen, wmv=wmv)
+                       generator=noise_gen, wmv=wmv, average_weights=method == "dd" and config.average == "weights")
         held_arg, train_arg = held, train_w
         lr = config.lr
 
@@ -510,10 +526,14 @@ def _solve_one(
     ref_t = torch.as_tensor(reference, device=dev).permute(2, 0, 1)[None] if reference is not None else None
     latest: dict = {}
 
+    def estimate() -> torch.Tensor:
+        x = run.image()
+        return operator.keep_known(x, y) if keep_known else x
+
     def monitor(step: int) -> dict:
         latest.clear()
         if ref_t is not None:
-            latest["psnr"] = psnr(run.image(), ref_t)
+            latest["psnr"] = psnr(estimate(), ref_t)
         return dict(latest)
 
     def report(stage, step, total, info):
@@ -527,7 +547,7 @@ def _solve_one(
         stopper=stopper, monitor=monitor if ref_t is not None else None, progress=report,
         stage=f"{method} {task}", after_step=run.after_step, buffers=run.buffers,
     )
-    image = _to_hwc(run.image())
+    image = _to_hwc(estimate())
     best = int(res.best_step[0]) if stop.rule != "none" and res.history.get("val") else res.steps
     reason = res.reason
     if reason.startswith("validation stopped improving"):
@@ -541,9 +561,27 @@ def _solve_one(
         image=image, method=method, task=task, steps=res.steps, best_step=best, reason=reason,
         parameters=run.n_params, stop_rule=stop.rule, history=history,
         psnr=psnr(image, reference) if reference is not None else None,
+        weights=run.weights() if method == "dd" else None,
     )
     log.info("%s", result.summary)
     return result
+
+
+def _crop(hp: int, wp: int, h: int, w: int) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of an h × w image centred in a network output of hp × wp."""
+    return ((hp - h) // 2, (wp - w) // 2, h, w)
+
+
+def _deep_decoder(config: DDConfig, shape: tuple[int, int, int], seed: int, device):
+    """A run's Deep Decoder (depth fitted to the image), its fixed input and crop: all from ``seed`` alone, so that
+    :func:`decompress` rebuilds the same image from the weights."""
+    h, w, c = shape
+    config = _fit_depth(config, h, w)
+    with _seeded(seed):
+        net = DeepDecoder(c, config).to(device)
+    zh, zw = net.input_size(h, w)
+    z = dd_input(config, (zh, zw), generator=torch.Generator().manual_seed(seed), device=device)
+    return config, net, z, _crop(zh * 2 ** config.depth, zw * 2 ** config.depth, h, w)
 
 
 def _has_score(res: FitResult) -> bool:
@@ -618,8 +656,14 @@ def superresolve(small: np.ndarray, factor: int, *, method: Method = "dip", kern
 
 def inpaint(damaged: np.ndarray, mask: np.ndarray, *, method: Method = "dip", config=None, preset: str = "default",
             stop: StopConfig | None = None, iters: int | None = None, device="auto", seed: int = 0,
-            reference: np.ndarray | None = None, progress: Progress | None = None, runs: int = 1) -> ImageResult:
-    """Fill the missing pixels of ``damaged`` (H, W, C); mask (H, W) bool, True = known pixel."""
+            reference: np.ndarray | None = None, progress: Progress | None = None, runs: int = 1,
+            keep_known: bool = True) -> ImageResult:
+    """Fill the missing pixels of ``damaged`` (H, W, C); mask (H, W) bool, True = known pixel.
+
+    keep_known: the result keeps the known pixels exactly, as ``skimage.restoration.inpaint_biharmonic`` does, and
+                the network fills only the missing ones; False returns the network's output everywhere (for known
+                pixels that carry noise)
+    """
     img = _common(damaged, "damaged image", method, "inpaint")
     m = np.asarray(mask)
     if m.shape != img.shape[:2]:
@@ -630,25 +674,46 @@ def inpaint(damaged: np.ndarray, mask: np.ndarray, *, method: Method = "dip", co
         raise InputError("the mask marks no pixel as known")
     op = ops.Mask(m)
     y = op(_to_nchw(img, "cpu"))
-    return solve(y, op, img.shape, method=method, task="inpaint", config=config, preset=preset, stop=stop,
-                 iters=iters, device=device, seed=seed, reference=reference, progress=progress, runs=runs)
+    res = solve(y, op, img.shape, method=method, task="inpaint", config=config, preset=preset, stop=stop,
+                iters=iters, device=device, seed=seed, reference=reference, progress=progress, runs=runs,
+                keep_known=keep_known)
+    res.extra["keep_known"] = keep_known
+    return res
 
 
 def compress(image: np.ndarray, *, channels: int = 64, depth: int = 5, config: DDConfig | None = None,
              iters: int | None = None, device="auto", seed: int = 0, progress: Progress | None = None) -> ImageResult:
     """Represent an image (H, W, C) by the weights of a Deep Decoder (k = ``channels``, d = ``depth``).
 
-    The code is the weights (the input noise is regenerated from ``seed``); ``extra`` holds ``ratio``
-    = pixel values / weights and ``bits_per_pixel`` at 32-bit weights. Runs to the cap (no early stopping).
+    The code is the weights (``result.weights``; the input noise is regenerated from ``seed``):
+    ``decompress(result.weights, image.shape, config, seed=seed)`` gives ``result.image`` back. The weights are
+    averaged along the run (``DDConfig.average = "weights"``, forced here: an average of the outputs would be no
+    network's output). ``extra`` holds ``ratio`` = pixel values / weights and ``bits_per_pixel`` at 32-bit weights.
+    Runs to the cap (no early stopping).
     """
     img = _common(image, "image", "dd", "compress")
-    cfg = config or DDConfig(channels=channels, depth=depth)
+    cfg = dataclasses.replace(config or DDConfig(channels=channels, depth=depth), average="weights")
     res = solve(_to_nchw(img, "cpu"), ops.Identity(), img.shape, method="dd", task="compress", config=cfg,
                 stop=StopConfig(rule="none"), iters=iters, device=device, seed=seed, reference=img,
                 progress=progress)
     h, w, c = img.shape
     res.extra.update(ratio=h * w * c / res.parameters, bits_per_pixel=32 * res.parameters / (h * w))
     return res
+
+
+def decompress(weights: dict, shape: tuple[int, int, int], config: DDConfig, *, seed: int = 0,
+               device="cpu") -> np.ndarray:
+    """The (H, W, C) image of a Deep Decoder with these weights (:func:`compress`'s ``result.weights``, the same
+    ``config`` and ``seed``)."""
+    dev = pick_device(device)
+    _, net, z, (oy, ox, h, w) = _deep_decoder(config, tuple(int(s) for s in shape), seed, dev)
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as e:
+        raise InputError(f"these weights are not a Deep Decoder of k = {config.channels}, d = {config.depth} for "
+                         f"{shape[2]} channel(s): {str(e).splitlines()[0]}") from None
+    with torch.no_grad():
+        return _to_hwc(net(z)[:, :, oy:oy + h, ox:ox + w])
 
 
 def make_cs_operator(shape: tuple[int, int, int], ratio: float, *, kind: Literal["gaussian", "fourier"] = "gaussian",
