@@ -300,9 +300,11 @@ class _ConvRun(_Run):
         self.n_params = count_parameters(net)
         self.last: torch.Tensor | None = None
         self.averaged = [p.detach().clone() for p in self.params] if ema > 0 and average_weights else []
-        with torch.no_grad():
-            self.ema = self.output(perturb=False).detach().clone()
-        self.buffers = self.averaged or ([self.ema] if ema > 0 else [])
+        self.ema: torch.Tensor | None = None  # the average of the outputs, when they are what is averaged
+        if ema > 0 and not self.averaged:
+            with torch.no_grad():
+                self.ema = self.output(perturb=False).detach().clone()
+        self.buffers = self.averaged or ([self.ema] if self.ema is not None else [])
 
     def output(self, perturb: bool, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
         z = self.z
@@ -323,7 +325,7 @@ class _ConvRun(_Run):
         if self.averaged:
             for avg, p in zip(self.averaged, self.params):
                 avg.lerp_(p.detach(), 1 - self.ema_factor)
-        elif self.ema_factor > 0:
+        elif self.ema is not None:
             self.ema.mul_(self.ema_factor).add_(self.last, alpha=1 - self.ema_factor)
         if self.wmv is not None:
             self.wmv.push(self.last)
@@ -332,7 +334,7 @@ class _ConvRun(_Run):
     def image(self) -> torch.Tensor:
         if self.averaged:
             return self.output(perturb=False, weights=self.averaged)
-        return self.ema if self.ema_factor > 0 else self.output(perturb=False)
+        return self.ema if self.ema is not None else self.output(perturb=False)
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The weights whose output :meth:`image` is (the averaged ones with ``average_weights``), on the CPU."""
