@@ -57,6 +57,10 @@ def _one_line_error(capsys):
         (["cs", "clean.png", "-o", "out.png", "--measurements", "x"], "not a number"),
         (["cs", "clean.png", "-o", "out.png", "--measurements", "0.5", "--block", "0", "--iters", "1"], None),
         (["compress", "clean.png", "-o", "out.png", "--channels", "0"], "must be >= 1"),
+        (["compress", "clean.png", "-o", "out.png", "--code", "code.txt"], "cannot write file type"),
+        (["decompress", "missing.npz", "-o", "out.png"], "no such file"),
+        (["decompress", "garbage.png", "-o", "out.png"], "not a geomprior code file"),
+        (["decompress", "garbage.png", "-o", "garbage.png"], "used both as CODE"),
         (["denoise", "noisy.png", "-o", "out.png", "--iters", "-3"], "must be >= 0"),
         (["denoise", "noisy.png", "-o", "out.png", "--runs", "0"], "must be >= 1"),
     ],
@@ -155,3 +159,31 @@ def test_inpaint_keeps_the_known_pixels_unless_told(images):
     assert _main([*base, "-o", "raw.png", "--no-keep-known"], images) == 0
     np.testing.assert_array_equal(read_image(images / "kept.png")[known], noisy[known])
     assert not np.array_equal(read_image(images / "raw.png")[known], noisy[known])
+
+
+def test_compress_code_and_decompress(images, capsys):
+    """compress --code writes the weights; decompress rebuilds the very image compress wrote from them alone."""
+    assert _main(["compress", "clean.png", "-o", "out.png", "--channels", "8", "--depth", "3", "--iters", "10",
+                  "--seed", "3", "--code", "code.npz"], images) == 0
+    capsys.readouterr()
+    assert (images / "code.npz").stat().st_size < 344 * 4 + 2000  # the weights at 4 bytes each, and a header
+    assert _main(["decompress", "code.npz", "-o", "back.png"], images) == 0
+    assert "decoded a 32x32x3 image from 344 weights (k = 8, d = 3, seed 3)" in capsys.readouterr().out
+    np.testing.assert_array_equal(read_image(images / "back.png"), read_image(images / "out.png"))
+    assert not [p for p in os.listdir(images) if p.startswith(".")]  # no temporary files left
+
+
+def test_gray_stays_gray(images, capsys):
+    """A grayscale file is one channel throughout: the decoder has one output channel and the ratio counts it."""
+    import imageio.v3 as iio
+
+    iio.imwrite(images / "gray.png", iio.imread(images / "clean.png")[:, :, 0])
+    assert _main(["compress", "gray.png", "-o", "out.png", "--channels", "8", "--depth", "3", "--iters", "5"],
+                 images) == 0
+    assert "parameters: 328 weights for 32x32x1 = 1024 pixel values" in capsys.readouterr().out  # 4·80 + 8·1
+    assert iio.imread(images / "out.png").ndim == 2
+    assert _main(["denoise", "gray.png", "-o", "den.png", "--method", "dd", "--channels", "8", "--iters", "3",
+                  "--reference", "clean.png"], images) == 2  # an RGB reference for a gray input
+    assert "reference is 32x32x3" in capsys.readouterr().err
+    assert _main(["denoise", "clean.png", "-o", "den.png", "--method", "dd", "--channels", "8", "--iters", "3",
+                  "--reference", "gray.png"], images) == 0  # a gray reference for an RGB input is repeated

@@ -1,4 +1,4 @@
-"""geomprior.image.io: gray/RGB/RGBA -> RGB floats, masks, atomic writes, one-line errors."""
+"""geomprior.image.io: gray stays gray, RGB/RGBA -> RGB floats, masks, atomic writes, one-line errors."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from geomprior.errors import InputError
-from geomprior.image.io import read_image, read_mask, write_image
+from geomprior.image.io import read_code, read_image, read_mask, write_code, write_image
 
 
-def test_gray_rgb_rgba_become_rgb(tmp_path, caplog):
+def test_gray_stays_gray_rgba_becomes_rgb(tmp_path, caplog):
     rgb = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
     iio.imwrite(tmp_path / "rgb.png", rgb)
     iio.imwrite(tmp_path / "gray.png", rgb[:, :, 0])
@@ -22,7 +22,10 @@ def test_gray_rgb_rgba_become_rgb(tmp_path, caplog):
     assert a.shape == (6, 5, 3) and a.dtype == np.float32
     np.testing.assert_allclose(a, rgb / 255, atol=1e-6)
     g = read_image(tmp_path / "gray.png")
-    np.testing.assert_allclose(g, np.repeat(rgb[:, :, :1], 3, 2) / 255, atol=1e-6)
+    assert g.shape == (6, 5, 1)
+    np.testing.assert_allclose(g, rgb[:, :, :1] / 255, atol=1e-6)
+    np.testing.assert_allclose(read_image(tmp_path / "gray.png", rgb=True), np.repeat(g, 3, 2))
+    np.testing.assert_allclose(read_image(tmp_path / "rgb.png", rgb=True), a)
     with caplog.at_level(logging.WARNING, logger="geomprior.image.io"):
         b = read_image(tmp_path / "rgba.png")
     np.testing.assert_allclose(b, a)
@@ -70,3 +73,25 @@ def test_write_rejects_unknown_extension_and_writes_nothing(tmp_path):
     with pytest.raises(InputError, match="cannot write file type"):
         write_image(tmp_path / "out.xyz", np.zeros((2, 2, 3)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_code_round_trip_and_damage(tmp_path):
+    from geomprior.image.decoder import DDConfig
+
+    rng = np.random.default_rng(2)
+    weights = {"net.0.weight": rng.random((4, 4, 1, 1)).astype(np.float32), "net.3.bias": rng.random(4)}
+    write_code(tmp_path / "c.npz", weights, shape=(8, 6, 1), config=DDConfig(channels=4, depth=2), seed=7)
+    code = read_code(tmp_path / "c.npz")
+    assert code["shape"] == (8, 6, 1) and code["seed"] == 7
+    assert code["config"] == {"channels": 4, "depth": 2, "input_scale": 0.1, "upsample": "bilinear"}
+    assert list(code["weights"]) == list(weights)
+    for name, w in weights.items():
+        np.testing.assert_array_equal(code["weights"][name], w.astype(np.float32))
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(InputError, match="not a geomprior code file"):
+        read_code(tmp_path / "other.npz")
+    with np.load(tmp_path / "c.npz") as npz:
+        header = npz["header"]
+    np.savez(tmp_path / "cut.npz", header=header, weights=np.zeros(5, np.float32))
+    with pytest.raises(InputError, match="damaged code file"):
+        read_code(tmp_path / "cut.npz")

@@ -1,4 +1,4 @@
-"""``geomprior image ...``: fit, denoise, superres, inpaint, compress, cs (registered by :mod:`geomprior.cli`).
+"""``geomprior image ...``: fit, denoise, superres, inpaint, compress, decompress, cs (registered by :mod:`geomprior.cli`).
 
 Thin, like the rest of the command line: check everything cheap first (inputs readable, outputs writable, option
 ranges), run the library, print where it stopped and why, publish the outputs together (atomic writes).
@@ -101,6 +101,15 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=_int_at_least(1), default=64, metavar="K", help="channels k (default: 64)")
     p.add_argument("--depth", type=_int_at_least(0), default=5, metavar="D",
                    help="number of x2 upsamplings d (default: 5)")
+    p.add_argument("--code", metavar="CODE.npz", help="also write the code: the weights and what rebuilds the "
+                                                       "decoder's input (geomprior image decompress reads it)")
+
+    p = tasks.add_parser("decompress", parents=[common], help="Rebuild an image from a code of compress --code.",
+                         description="Rebuild an image from a code written by geomprior image compress --code.")
+    p.add_argument("input", metavar="CODE.npz", help="code file of geomprior image compress --code")
+    p.add_argument("-o", "--output", metavar="OUTPUT", required=True, help="image: .png .jpg .bmp .tif")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks CUDA when available")
+    p.set_defaults(func=_decompress)
 
     p = task("cs", "Compressed sensing: simulate measurements of an image and recover it from them alone.",
              ("dd", "dip"), "dd", reference=False)
@@ -121,6 +130,8 @@ def _run(args: argparse.Namespace) -> int:
     # 1. everything cheap first
     input_path = Path(args.input)
     outputs = {"output": io.check_writable(args.output, extensions=iio.WRITE_EXTENSIONS)}
+    if getattr(args, "code", None):
+        outputs["code"] = io.check_writable(args.code, extensions=(".npz",))
     if args.history:
         outputs["history"] = io.check_writable(args.history, extensions=(".json",))
     if args.plot:
@@ -137,7 +148,8 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError(f"{path}: used both as {seen[path.resolve()]} and as the {key}")
         seen[path.resolve()] = key
     image = iio.read_image(input_path)
-    reference = iio.read_image(args.reference) if getattr(args, "reference", None) else None
+    reference = (iio.read_image(args.reference, rgb=image.shape[2] == 3)  # a gray reference for a colour input
+                 if getattr(args, "reference", None) else None)
     mask = iio.read_mask(args.mask, image.shape[:2]) if name == "inpaint" else None
 
     from geomprior.image import tasks
@@ -188,6 +200,10 @@ def _run(args: argparse.Namespace) -> int:
     # 3. outputs, published together
     with contextlib.ExitStack() as stack:
         iio.write_image(stack.enter_context(io.atomic_path(outputs["output"])), res.image, atomic=False)
+        if "code" in outputs:
+            iio.write_code(stack.enter_context(io.atomic_path(outputs["code"])), res.weights, shape=image.shape,
+                           config=tasks.DDConfig(channels=args.channels, depth=args.depth), seed=args.seed,
+                           atomic=False)
         if "history" in outputs:
             io.write_json(stack.enter_context(io.atomic_path(outputs["history"])),
                           {"command": f"image {name}", "input": str(input_path), **res.to_json()})
@@ -213,4 +229,27 @@ def _run(args: argparse.Namespace) -> int:
         print(f"parameters: {res.parameters}")
     for key, path in outputs.items():
         print(f"{key}: {path}")
+    return 0
+
+
+def _decompress(args: argparse.Namespace) -> int:
+    from geomprior import io
+    from geomprior.image import io as iio
+
+    code_path = Path(args.input)
+    output = io.check_writable(args.output, extensions=iio.WRITE_EXTENSIONS)
+    if output.resolve() == code_path.resolve():
+        raise InputError(f"{output}: used both as CODE and as the output")
+    code = iio.read_code(code_path)
+    from geomprior.image import tasks
+
+    tasks.pick_device(args.device)
+    image = tasks.decompress(code["weights"], code["shape"], tasks.DDConfig(**code["config"]), seed=code["seed"],
+                             device=args.device)
+    iio.write_image(output, image)
+    h, w, c = image.shape
+    n = sum(int(a.size) for a in code["weights"].values())
+    print(f"decoded a {h}x{w}x{c} image from {n} weights (k = {code['config']['channels']}, "
+          f"d = {code['config']['depth']}, seed {code['seed']})")
+    print(f"output: {output}")
     return 0

@@ -1,7 +1,7 @@
 """Reading and writing images and masks as float arrays.
 
-Images are ``(H, W, 3) float32`` arrays in [0, 1] (RGB). Grayscale files are repeated into three channels,
-an alpha channel is dropped with a logged warning. Writers are atomic (:func:`geomprior.io.atomic_path`):
+Images are ``(H, W, C) float32`` arrays in [0, 1]: C = 1 for grayscale files, 3 for colour ones (``rgb=True``
+repeats gray into three channels); an alpha channel is dropped with a logged warning. Writers are atomic (:func:`geomprior.io.atomic_path`):
 a failure leaves no partial file. Every problem with a file is an :class:`InputError` naming it.
 """
 
@@ -64,13 +64,16 @@ def _read_raw(path: str | os.PathLike) -> tuple[Path, np.ndarray]:
     return path, arr
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB floats.
+def read_image(path: str | os.PathLike, *, rgb: bool = False) -> np.ndarray:
+    """Read an image file as floats.
+
+    rgb : repeat a grayscale image into three channels.
 
     Returns
     -------
-    image : (H, W, 3) float32 in [0, 1]
-        Grayscale is repeated into three channels; an alpha channel is dropped (with a logged warning).
+    image : (H, W, C) float32 in [0, 1]
+        C = 1 for a grayscale file (3 with ``rgb``), 3 for a colour one; an alpha channel is dropped (with a logged
+        warning).
 
     Raises
     ------
@@ -85,7 +88,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         if float(img[:, :, -1].min()) < 1.0:
             log.warning("%s: dropping the alpha channel (transparency is ignored)", path)
         img = img[:, :, :-1]
-    if img.shape[2] == 1:
+    if rgb and img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
     log.debug("read %dx%d image from %s", img.shape[1], img.shape[0], path)
     return np.ascontiguousarray(img, dtype=np.float32)
@@ -152,3 +155,81 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, atomic: bool = Tr
         with atomic_path(path) as tmp:
             iio.imwrite(tmp, data, **kwargs)
     log.debug("wrote %dx%d image to %s", data.shape[1], data.shape[0], path)
+
+
+CODE_FORMAT = "geomprior deep decoder code"
+"""The ``format`` field of a code file's header (:func:`write_code`)."""
+_ARCHITECTURE = ("channels", "depth", "input_scale", "upsample")
+
+
+def write_code(path: str | os.PathLike, weights: dict, *, shape: tuple[int, int, int], config, seed: int,
+               atomic: bool = True) -> None:
+    """Write what rebuilds a compressed image: a Deep Decoder's weights (:func:`~geomprior.image.tasks.compress`'s
+    ``result.weights``), the image shape, the architecture of ``config`` (a ``DDConfig``) and the ``seed`` of the
+    fixed input.
+
+    The file is a ``.npz`` holding one float32 array (all weights, in order) and a JSON header, no pickles; its
+    size is about 4 bytes per weight. :func:`read_code` reads it back.
+    """
+    import json
+
+    from geomprior.io import atomic_path, check_writable
+
+    path = check_writable(path, extensions=(".npz",))
+    arrays = [np.asarray(w.detach().cpu() if hasattr(w, "detach") else w, dtype=np.float32) for w in weights.values()]
+    header = {"format": CODE_FORMAT, "version": 1, "shape": [int(s) for s in shape], "seed": int(seed),
+              "config": {name: getattr(config, name) for name in _ARCHITECTURE},
+              "weights": [[name, list(a.shape)] for name, a in zip(weights, arrays)]}
+    flat = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0, np.float32)
+
+    def write(target):
+        with open(target, "wb") as f:
+            np.savez(f, header=np.frombuffer(json.dumps(header).encode(), np.uint8), weights=flat)
+
+    if not atomic:
+        write(path)
+    else:
+        with atomic_path(path) as tmp:
+            write(tmp)
+    log.debug("wrote %d weights to %s", flat.size, path)
+
+
+def read_code(path: str | os.PathLike) -> dict:
+    """Read a code file of :func:`write_code`.
+
+    Returns
+    -------
+    dict with ``weights`` (name -> float32 array), ``shape`` (H, W, C), ``seed`` and ``config`` (the architecture:
+    keyword arguments of ``DDConfig``).
+
+    Raises
+    ------
+    InputError
+        Missing or empty file, not a code file, or a damaged one.
+    """
+    import json
+    import zipfile
+
+    path = check_file(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            header = json.loads(np.asarray(npz["header"], dtype=np.uint8).tobytes().decode())
+            flat = np.asarray(npz["weights"], dtype=np.float32)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # JSON and Unicode errors are ValueErrors
+        raise InputError(f"{path}: not a geomprior code file (geomprior image compress --code)") from None
+    if not isinstance(header, dict) or header.get("format") != CODE_FORMAT:
+        raise InputError(f"{path}: not a geomprior code file (geomprior image compress --code)")
+    if header.get("version") != 1:
+        raise InputError(f"{path}: code file version {header.get('version')!r}; this geomprior reads version 1")
+    try:
+        sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape in header["weights"]]
+        if sum(sizes) != flat.size:
+            raise ValueError
+        parts = np.split(flat, np.cumsum(sizes)[:-1]) if sizes else []
+        weights = {name: part.reshape(shape) for (name, shape), part in zip(header["weights"], parts)}
+        h, w, c = (int(s) for s in header["shape"])
+        config = {name: header["config"][name] for name in _ARCHITECTURE}
+        seed = int(header["seed"])
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{path}: damaged code file (its weights do not match its header)") from None
+    return {"weights": weights, "shape": (h, w, c), "seed": seed, "config": config}

@@ -706,11 +706,11 @@ def compress(image: np.ndarray, *, channels: int = 64, depth: int = 5, config: D
 def decompress(weights: dict, shape: tuple[int, int, int], config: DDConfig, *, seed: int = 0,
                device="cpu") -> np.ndarray:
     """The (H, W, C) image of a Deep Decoder with these weights (:func:`compress`'s ``result.weights``, the same
-    ``config`` and ``seed``)."""
+    ``config`` and ``seed``; or what :func:`geomprior.image.io.read_code` read from a code file)."""
     dev = pick_device(device)
     _, net, z, (oy, ox, h, w) = _deep_decoder(config, tuple(int(s) for s in shape), seed, dev)
     try:
-        net.load_state_dict(weights)
+        net.load_state_dict({name: torch.as_tensor(w) for name, w in weights.items()})
     except RuntimeError as e:
         raise InputError(f"these weights are not a Deep Decoder of k = {config.channels}, d = {config.depth} for "
                          f"{shape[2]} channel(s): {str(e).splitlines()[0]}") from None
