@@ -48,8 +48,9 @@ class DGPConfig:
     min_points: int = 16  # fewer members than this: the patch takes its nearest neighbours instead
     max_points: int = 384  # members per patch at most (the nearest ones)
     # drop input points with fewer than min_points others within a patch's reach (padding × radius; fewer than a
-    # quarter of the median count in scans sparser than that): they cannot carry a surface patch, and patches
-    # built on them (from their nearest neighbours) float off the surface
+    # quarter of the median count in scans sparser than that) unless their neighbours are as sparse as they are
+    # (a sparse region, see find_inliers): they cannot carry a surface patch, and patches built on them (from
+    # their nearest neighbours) float off the surface
     drop_outliers: bool = True
     # networks
     widths: tuple[int, ...] = (64, 64, 64)  # hidden layer widths of each patch MLP (the original: 128,256,512,512)
@@ -151,6 +152,26 @@ def check_points(points, normals=None) -> tuple[np.ndarray, np.ndarray | None]:
     if not (np.isfinite(nrm).all() and (length > 0).all()):
         return pts, None
     return pts, nrm / length
+
+
+def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 32,
+                 ratio: float = 1.5) -> np.ndarray:
+    """(N,) bool: the points that are not outliers.
+
+    A point is kept when it has at least min(``min_points``, a quarter of the median count) other points within
+    ``reach`` (so a uniformly sparse scan keeps its points), or when the distance to its ``k``-th neighbour is at
+    most ``ratio`` times the median of its ``k`` neighbours' own: a point in a sparse *region* of a scan is as
+    sparse as its neighbours, while a point off the surface is far sparser than the surface points around it.
+    """
+    tree = cKDTree(points)
+    others = tree.query_ball_point(points, reach, return_length=True, workers=-1) - 1
+    keep = others >= min(min_points, int(np.median(others)) // 4)
+    k = min(k, len(points) - 1)
+    if not keep.all() and k >= 1:
+        dist, near = tree.query(points, k + 1, workers=-1)
+        kth = dist[:, -1]
+        keep |= kth <= ratio * np.median(kth[near[:, 1:]], axis=1)
+    return keep
 
 
 def estimate_normals(points: np.ndarray, *, k: int = 30) -> np.ndarray:
@@ -314,15 +335,11 @@ def fit_dense(
     cfg.validate()
     dev = pick_device(device)
     pts, nrm = check_points(points, normals)
-    torch.set_flush_denormal(True)  # denormals appear as the MLPs converge and slow CPU training ~7×
     given_normals = nrm is not None
     n_input = len(pts)
     inliers = np.ones(n_input, dtype=bool)
     if cfg.drop_outliers:
-        reach = cfg.padding * cfg.radius * (diagonal or bbox_diagonal(pts))
-        others = cKDTree(pts).query_ball_point(pts, reach, return_length=True, workers=-1) - 1
-        need = min(cfg.min_points, int(np.median(others)) // 4)  # a sparse scan keeps its sparse points
-        inliers = others >= need
+        inliers = find_inliers(pts, cfg.padding * cfg.radius * (diagonal or bbox_diagonal(pts)), cfg.min_points)
         pts, nrm = pts[inliers], (None if nrm is None else nrm[inliers])
     if nrm is None:
         nrm = estimate_normals(pts)

@@ -23,6 +23,7 @@ from _scans import machine, scan
 from scipy.optimize import linear_sum_assignment
 
 from geomprior.dgp import PLANAR, DGPConfig, _PatchSurfaces
+from geomprior.fit import flush_denormal
 from geomprior.io import write_json
 from geomprior.patches import cover
 from geomprior.synthetic import torus_scan
@@ -46,6 +47,7 @@ def setup(noisy, cfg: DGPConfig, device, n_patches: int | None):
     return surf, uv, target, mask
 
 
+@flush_denormal()  # as in geomprior.fit.fit
 def batched(surf, uv, target, mask, steps, device, *, compiled=False, bf16=False):
     opt = torch.optim.Adam(surf.mlp.parameters(), lr=1e-3)
     w = mask.float() / mask.sum(1, keepdim=True)
@@ -78,6 +80,7 @@ def batched(surf, uv, target, mask, steps, device, *, compiled=False, bf16=False
     return (time.perf_counter() - t) / steps, t_match
 
 
+@flush_denormal()
 def loop(surf, uv, target, mask, steps, device):
     nets = [surf.mlp.network(p).to(device) for p in range(surf.mlp.n)]
     opts = [torch.optim.Adam(n.parameters(), lr=1e-3) for n in nets]
@@ -159,7 +162,6 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="out")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    torch.set_flush_denormal(True)
     n_patches = 12 if args.quick else None
     steps = 2 if args.quick else args.steps
     head = ["| setting | patches | points/patch | widths | batched step ms | loop step ms | step speed-up | "

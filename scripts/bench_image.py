@@ -55,7 +55,7 @@ from _bench import RowCache, header
 
 from geomprior.image import operators as ops
 from geomprior.image import tasks
-from geomprior.image.decoder import DDConfig, dd_parameter_count
+from geomprior.image.decoder import dd_parameter_count
 from geomprior.io import write_json
 
 SIGMA = 25 / 255
@@ -186,7 +186,7 @@ def cases(clean: np.ndarray, args) -> Iterator[Case]:
         depth = 2 if args.quick else 5
         n = dd_parameter_count(k, depth, clean.shape[2])
         yield Case("compress", "dd", lambda k=k, depth=depth: tasks.compress(
-            clean, config=DDConfig(channels=k, depth=depth), iters=args.iters, device=args.device, seed=args.seed),
+            clean, channels=k, depth=depth, iters=args.iters, device=args.device, seed=args.seed),
             variant=f"{ratio}x")
         yield Case("compress", "haar", lambda n=n: haar(clean, n), variant=f"{ratio}x", parameters=n)
 

@@ -153,3 +153,32 @@ def test_unknown_stop_mode():
         EarlyStopping(mode="never")
     for m in STOP_MODES:
         assert m in str(err.value)
+
+
+def test_denormals_flushed_only_during_the_fit():
+    """Inside the loop denormals are flushed (speed); after it the process-wide flag is off again (it makes scipy's
+    cKDTree crash on some inputs)."""
+    tiny = torch.tensor([1e-39])  # a float32 denormal
+    seen = []
+    w = torch.ones(1, requires_grad=True)
+
+    def loss_fn():
+        seen.append(float(tiny * 1.0))
+        return (w ** 2).sum()
+
+    fit([w], loss_fn, max_steps=2)
+    assert seen and all(v == 0.0 for v in seen)
+    assert float(tiny * 1.0) > 0.0
+
+
+def test_cosine_decay_halves_the_way_adam_travels():
+    """Adam moves a weight by about lr per step on a constant gradient; along a cosine decay to 0, by half that."""
+    travelled = {}
+    for decay in ("none", "cosine"):
+        w = torch.zeros(1, requires_grad=True)
+        fit([w], lambda: w.sum(), max_steps=200, lr=0.01, lr_decay=decay)
+        travelled[decay] = -float(w.detach())
+    assert travelled["none"] == pytest.approx(2.0, rel=0.02)
+    assert travelled["cosine"] == pytest.approx(1.0, rel=0.02)
+    with pytest.raises(ValueError, match="lr_decay"):
+        fit([w], lambda: w.sum(), max_steps=2, lr_decay="linear")

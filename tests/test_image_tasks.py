@@ -211,6 +211,8 @@ def test_compress_code_is_the_weights(clean):
         tasks.decompress(res.weights, clean.shape, DDConfig(channels=9, depth=3))
     with pytest.raises(InputError, match="average"):
         DDConfig(average="median")
+    with pytest.raises(InputError, match="lr_decay"):
+        DDConfig(lr_decay="linear")
 
 
 def test_method_not_offered_for_task(clean):

@@ -31,6 +31,7 @@ class DDConfig:
     input_scale: float = 0.1  # z ~ U(0, 1) × input_scale
     ema: float = 0.99  # output = exponential moving average of the outputs (0 = last output)
     lr: float = 0.005  # Adam learning rate (0.01 oscillates, see DESIGN.md §5)
+    lr_decay: Literal["none", "cosine"] = "none"  # cosine: the rate falls to 0 at the cap (compress uses it)
     upsample: Literal["bilinear", "nearest"] = "bilinear"
     average: Literal["outputs", "weights"] = "outputs"  # what the EMA averages; "weights": the result is g(EMA of θ)
 
@@ -39,6 +40,8 @@ class DDConfig:
             raise InputError(f"channels must be >= 1 and depth >= 0, got {self.channels}, {self.depth}")
         if not 0 <= self.ema < 1:
             raise InputError(f"ema must be in [0, 1), got {self.ema}")
+        if self.lr_decay not in ("none", "cosine"):
+            raise InputError(f"lr_decay must be 'none' or 'cosine', got {self.lr_decay!r}")
         if self.average not in ("outputs", "weights"):
             raise InputError(f"average must be 'outputs' or 'weights', got {self.average!r}")
 
