@@ -295,17 +295,19 @@ def test_outliers_are_dropped_and_indices_refer_to_the_input(sphere_with_outlier
 
 
 def test_inliers_keep_a_sparse_region_and_drop_points_off_the_surface():
-    """Half a plane 10× sparser than the other half is a sparse region, not outliers; isolated points above the
-    plane (farther from it than from each other's reach) are outliers."""
+    """Half a plane 10× sparser than the other half is a sparse region, not outliers; points above the plane are
+    outliers, even where they are as sparse as each other (a cloud that fills a volume, not a surface)."""
     rng = np.random.default_rng(0)
     dense = np.c_[rng.uniform(0, 0.5, 8000), rng.uniform(0, 1, 8000), np.zeros(8000)]
     sparse = np.c_[rng.uniform(0.5, 1, 800), rng.uniform(0, 1, 800), np.zeros(800)]
-    off = rng.uniform([0, 0, 0.3], [1, 1, 0.6], size=(20, 3))
+    off = rng.uniform([0, 0, 0.2], [1, 1, 0.4], size=(40, 3))
     points = np.concatenate([dense, sparse, off])
     keep = dgp.find_inliers(points, reach=0.04, min_points=16)
     assert keep[:8000].all() and keep[8000:8800].mean() > 0.9 and not keep[8800:].any()
     by_count = dgp.find_inliers(points, reach=0.04, min_points=16, ratio=0)  # the neighbour count alone
     assert by_count[:8000].all() and by_count[8000:8800].mean() < 0.1 and not by_count[8800:].any()
+    not_flat = dgp.find_inliers(points, reach=0.04, min_points=16, flatness=1.0)  # sparseness alone
+    assert not_flat[8800:].any()  # keeps part of the outlier cloud
 
 
 def test_outlier_filter_keeps_the_mesh_on_the_surface(sphere_with_outliers):
