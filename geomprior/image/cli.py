@@ -1,4 +1,5 @@
-"""``geomprior image ...``: fit, denoise, superres, inpaint, compress, decompress, cs (registered by :mod:`geomprior.cli`).
+"""``geomprior image ...``: fit, denoise, superres, inpaint, compress, decompress, cs (registered by
+:mod:`geomprior.cli`).
 
 Thin, like the rest of the command line: check everything cheap first (inputs readable, outputs writable, option
 ranges), run the library, print where it stopped and why, publish the outputs together (atomic writes).

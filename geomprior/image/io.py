@@ -1,8 +1,9 @@
 """Reading and writing images and masks as float arrays.
 
 Images are ``(H, W, C) float32`` arrays in [0, 1]: C = 1 for grayscale files, 3 for colour ones (``rgb=True``
-repeats gray into three channels); an alpha channel is dropped with a logged warning. Writers are atomic (:func:`geomprior.io.atomic_path`):
-a failure leaves no partial file. Every problem with a file is an :class:`InputError` naming it.
+repeats gray into three channels); an alpha channel is dropped with a logged warning. Writers are atomic
+(:func:`geomprior.io.atomic_path`): a failure leaves no partial file. Every problem with a file is an
+:class:`InputError` naming it.
 """
 
 from __future__ import annotations
