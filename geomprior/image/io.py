@@ -216,10 +216,10 @@ def read_code(path: str | os.PathLike) -> dict:
         with np.load(path, allow_pickle=False) as npz:
             header = json.loads(np.asarray(npz["header"], dtype=np.uint8).tobytes().decode())
             flat = np.asarray(npz["weights"], dtype=np.float32)
+        if not isinstance(header, dict) or header.get("format") != CODE_FORMAT:
+            raise ValueError("another format")
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # JSON and Unicode errors are ValueErrors
         raise InputError(f"{path}: not a geomprior code file (geomprior image compress --code)") from None
-    if not isinstance(header, dict) or header.get("format") != CODE_FORMAT:
-        raise InputError(f"{path}: not a geomprior code file (geomprior image compress --code)")
     if header.get("version") != 1:
         raise InputError(f"{path}: code file version {header.get('version')!r}; this geomprior reads version 1")
     try:
