@@ -144,34 +144,62 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Progress:
-    """tqdm bars for the library's progress callback: one bar per stage, on stderr."""
+    """The library's progress callback on stderr: a tqdm bar per stage on a terminal; elsewhere (a log file, a
+    pipe, a batch job) one plain line per stage every ``interval`` seconds and where the stage ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, interval: float = 60.0, clock=None) -> None:
+        import time
+
         self.bar = None
         self.stage: str | None = None
+        self.interval = interval
+        self.clock = clock or time.monotonic
+        self.lines = not sys.stderr.isatty()
+        self.last: tuple | None = None  # (step, total, info) of the last call, for the stage's closing line
+        self.started = self.printed = 0.0
 
     def __call__(self, stage: str, step: int, total: int, info: dict) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage, self.started = stage, self.clock()
+            self.printed = self.started
+        self.last = (step, total, info)
+        if self.lines:
+            if self.clock() - self.printed >= self.interval:
+                self._line()
+            return
         from tqdm import tqdm
 
-        if stage != self.stage or self.bar is None:
-            self.close()
-            self.stage = stage
-            # disable=None: no bar when stderr is not a terminal (logs, pipes, tests)
-            self.bar = tqdm(total=total, desc=stage, file=sys.stderr, disable=None,
-                            dynamic_ncols=True, leave=True)
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=stage, file=sys.stderr, dynamic_ncols=True, leave=True)
         bar = self.bar
         if total != bar.total:
             bar.total = total
         bar.n = step
         if info:
-            bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()},
-                            refresh=False)
+            bar.set_postfix(_postfix(info), refresh=False)
         bar.refresh()
+
+    def _line(self) -> None:
+        from tqdm import tqdm
+
+        step, total, info = self.last
+        self.printed = self.clock()
+        meter = tqdm.format_meter(step, total, self.printed - self.started, ncols=0, prefix=self.stage,
+                                  postfix=", ".join(f"{k}={v}" for k, v in _postfix(info).items()) or None)
+        print(f"{PROG}: {meter}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        elif self.lines and self.last is not None:
+            self._line()
+        self.last = None
+
+
+def _postfix(info: dict) -> dict:
+    return {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()}
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:

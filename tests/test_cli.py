@@ -182,6 +182,25 @@ def test_reconstruct_writes_all_outputs(tmp_path, scan, fake_dgp, capsys):
     assert "fit stopped at step 3 (fake)" in out_text and str(out) in out_text
 
 
+def test_progress_without_a_terminal_prints_plain_lines(tmp_path, scan, fake_dgp, capsys):
+    # stderr is captured (not a terminal): each stage ends with one line, no tqdm bar ("\r")
+    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply")]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if "it/s" in line]
+    assert len(lines) == 2 and "local fit" in lines[0] and "3/3" in lines[0] and "loss=0.1667" in lines[0]
+    assert "consistency" in lines[1] and "1/1" in lines[1]
+    # a long stage also prints every interval: 30 steps one second apart, every 10 s -> 3 lines + the last
+    clock = [0.0]
+    progress = cli._Progress(interval=10, clock=lambda: clock[0])
+    for step in range(1, 31):
+        clock[0] = float(step)
+        progress("fit", step, 40, {"loss": 1.0 / step})
+    progress.close()
+    steps = [line.split()[3] for line in capsys.readouterr().err.splitlines()]
+    assert steps == ["11/40", "21/40", "30/40"]
+
+
 def test_reconstruct_defaults_keep_preset(tmp_path, scan, fake_dgp):
     assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply")]) == 0
     assert fake_dgp["config"] == FakeConfig(name="default")
@@ -200,8 +219,9 @@ def test_failure_while_writing_publishes_nothing(tmp_path, scan, fake_dgp, monke
                      str(tmp_path / "d.ply"), "--history", str(tmp_path / "h.json"),
                      "--render", str(tmp_path / "m.png")])
     assert code == 2
-    assert capsys.readouterr().err.strip() == "geomprior: error: cannot render: broken on purpose"
-    assert os.listdir(tmp_path) == ["scan.ply"]
+    err = capsys.readouterr().err  # the fit's progress lines, then the error
+    assert err.strip().splitlines()[-1] == "geomprior: error: cannot render: broken on purpose"
+    assert "Traceback" not in err and os.listdir(tmp_path) == ["scan.ply"]
 
 
 def test_core_input_error_is_one_line(tmp_path, scan, monkeypatch, capsys):
