@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--no-consistency", action="store_true", help="skip the consistency refit")
     rec.add_argument("--keep-outliers", action="store_true",
                      help="fit every input point (default: drop points with too few neighbours to carry a patch)")
+    rec.add_argument("--thin-parts", action="store_true",
+                     help="the scan has thin parts (sheets, blades): estimate the normals so that the two sides of a "
+                          "part do not get the same orientation (only when the input has no normals)")
     rec.add_argument("--history", metavar="RUN.json", help="write the run history as JSON")
     rec.add_argument("--render", metavar="PNG", help="render the mesh and the input points to a PNG")
     rec.add_argument("--plot", metavar="PNG", help="plot the local fit's training and validation loss per "
@@ -250,6 +253,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         changes["consistency"] = False
     if args.keep_outliers:
         changes["drop_outliers"] = False
+    if args.thin_parts:
+        changes["thin_parts"] = True
     cfg = dataclasses.replace(cfg, **changes)
 
     # 2. the fit

@@ -52,6 +52,9 @@ class DGPConfig:
     # (a sparse region, see find_inliers): they cannot carry a surface patch, and patches built on them (from
     # their nearest neighbours) float off the surface
     drop_outliers: bool = True
+    # estimate the normals for thin parts (see estimate_normals): a plate scanned at 0.5 % noise otherwise gets both
+    # sides oriented alike, and its patches straddle it (scripts/bench_surfaces.py, ablation "thin-part normals")
+    thin_parts: bool = False
     # networks
     widths: tuple[int, ...] = (64, 64, 64)  # hidden layer widths of each patch MLP (the original: 128,256,512,512)
     planar_skip: bool = True  # φ = MLP + a flat square in the patch plane (start flat, avoid folds)
@@ -182,13 +185,28 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     return keep
 
 
-def estimate_normals(points: np.ndarray, *, k: int = 30) -> np.ndarray:
-    """(N, 3) unit normals by PCA over k neighbours, oriented consistently (open3d's tangent-plane MST)."""
+def estimate_normals(points: np.ndarray, *, k: int = 30, thin_parts: bool = False) -> np.ndarray:
+    """(N, 3) unit normals by PCA over k neighbours, oriented consistently (open3d's tangent-plane MST).
+
+    thin_parts: for scans of thin parts (a plate, a blade) whose two sides are only a few noise levels apart, where
+                the orientation leaks from one side to the other and both sides end up facing the same way (then
+                every patch straddles the part): the normals are estimated on the points projected once onto the
+                plane of their k nearest neighbours (less noise; the sides stay apart as long as they are farther
+                apart than those neighbours reach), and the orientation propagates only within a cone around each
+                normal (open3d's ``cos_alpha_tol`` = 0.5, after Piazza, Valentini and Varetti 2023).
+    """
     import open3d as o3d
 
+    if thin_parts and len(points) > k:
+        _, near = cKDTree(points).query(points, k, workers=-1)
+        around = points[near]
+        mean = around.mean(1)
+        centred = around - mean[:, None]
+        normal = np.linalg.eigh(np.einsum("nki,nkj->nij", centred, centred))[1][:, :, 0]
+        points = points - np.einsum("ni,ni->n", points - mean, normal)[:, None] * normal
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     pc.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(k))
-    pc.orient_normals_consistent_tangent_plane(15)
+    pc.orient_normals_consistent_tangent_plane(15, 0.0, 0.5 if thin_parts else 1.0)
     return np.asarray(pc.normals).copy()
 
 
@@ -350,7 +368,7 @@ def fit_dense(
         inliers = find_inliers(pts, cfg.padding * cfg.radius * (diagonal or bbox_diagonal(pts)), cfg.min_points)
         pts, nrm = pts[inliers], (None if nrm is None else nrm[inliers])
     if nrm is None:
-        nrm = estimate_normals(pts)
+        nrm = estimate_normals(pts, thin_parts=cfg.thin_parts)
     patches = cover(pts, radius=cfg.radius, padding=cfg.padding, min_points=cfg.min_points,
                     max_points=cfg.max_points, normals=nrm, diagonal=diagonal, origin=origin)
     gen = torch.Generator().manual_seed(seed)

@@ -35,6 +35,20 @@ def test_scans_are_deterministic_and_have_their_variants(bench):
         assert isinstance(kitten_ref, tuple) and kitten.shape == kitten_ref[0].shape
 
 
+def test_rows_from_before_a_new_config_field_stay_valid(bench):
+    import dataclasses
+
+    from geomprior.dgp import DGPConfig
+
+    now = bench._config_json(DGPConfig.preset("fast"))
+    before = {k: v for k, v in now.items() if k != "thin_parts"}  # a row cached before the field existed
+    assert bench._same_config(before, now) and bench._same_config(now, now)
+    assert not bench._same_config(before, bench._config_json(dataclasses.replace(DGPConfig.preset("fast"),
+                                                                                  thin_parts=True)))
+    assert not bench._same_config({**now, "widths": [1]}, now) and not bench._same_config(None, now)
+    assert bench._same_config(None, None)  # a baseline row
+
+
 def test_a_row_runs_in_a_fresh_process(bench, tmp_path):
     job = bench._job("sphere", 0.005, "", "poisson8", 1000, 2000)
     cache = bench.RowCache(tmp_path, {"x": 1})

@@ -126,6 +126,7 @@ class FakeConfig:
     max_epochs: int = 400
     consistency: bool = True
     drop_outliers: bool = True
+    thin_parts: bool = False
     name: str = "default"
 
     @classmethod
@@ -164,12 +165,14 @@ def test_reconstruct_writes_all_outputs(tmp_path, scan, fake_dgp, capsys):
     out = tmp_path / "mesh.obj"
     args = ["reconstruct", str(scan), "-o", str(out), "--points", str(tmp_path / "dense.ply"),
             "--history", str(tmp_path / "run.json"), "--preset", "fast", "--device", "cpu",
-            "--seed", "5", "--radius", "0.1", "--max-epochs", "7", "--no-consistency", "--keep-outliers"]
+            "--seed", "5", "--radius", "0.1", "--max-epochs", "7", "--no-consistency", "--keep-outliers",
+            "--thin-parts"]
     if can_render:
         args += ["--render", str(tmp_path / "mesh.png")]
     assert cli.main(args) == 0
     cfg = fake_dgp["config"]
-    assert (cfg.name, cfg.radius, cfg.max_epochs, cfg.consistency, cfg.drop_outliers) == ("fast", 0.1, 7, False, False)
+    assert (cfg.name, cfg.radius, cfg.max_epochs, cfg.consistency, cfg.drop_outliers, cfg.thin_parts) == (
+        "fast", 0.1, 7, False, False, True)
     assert fake_dgp["device"] == "cpu" and fake_dgp["seed"] == 5
     assert fake_dgp["points"].shape == (200, 3) and fake_dgp["normals"] is None
     assert len(read_mesh(out).triangles) > 0

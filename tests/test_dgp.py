@@ -201,6 +201,28 @@ def test_estimated_normals_flag(cheap_rec):
     assert cheap_rec.history["normals_given"] is False
 
 
+def test_thin_part_normals_face_away_from_each_other():
+    # a 1 x 1 x 0.04 plate at 0.5 % noise: the plain tangent-plane orientation leaks across it and turns both sides
+    # the same way (so every patch would straddle the plate); the thin-part estimate keeps them opposite
+    import open3d as o3d
+
+    plate = o3d.geometry.TriangleMesh.create_box(1.0, 1.0, 0.04).subdivide_midpoint(4)
+    points = noisy_scan(plate, 20000, 0.005, seed=0)
+    inner = (np.abs(points[:, :2] - 0.5) < 0.4).all(1)
+    top, bottom = inner & (points[:, 2] > 0.02), inner & (points[:, 2] < 0.02)
+
+    def sides_opposite(normals):  # share of each side facing the way the top side's majority faces, and away
+        up = np.sign(np.median(normals[top, 2]))
+        return min(np.mean(normals[top, 2] * up > 0), np.mean(normals[bottom, 2] * up < 0))
+
+    assert sides_opposite(dgp.estimate_normals(points)) < 0.1
+    assert sides_opposite(dgp.estimate_normals(points, thin_parts=True)) > 0.95
+    # and on a closed smooth surface it still orients every normal consistently
+    sphere = noisy_scan(sphere_mesh(resolution=40), 5000, 0.005, seed=0)
+    radial = np.einsum("ij,ij->i", dgp.estimate_normals(sphere, thin_parts=True), sphere)
+    assert max(np.mean(radial > 0), np.mean(radial < 0)) > 0.99
+
+
 def _good_points(n=200):
     rng = np.random.default_rng(0)
     d = rng.normal(size=(n, 3))
