@@ -201,6 +201,14 @@ def test_estimated_normals_flag(cheap_rec):
     assert cheap_rec.history["normals_given"] is False
 
 
+def test_thin_parts_setting_reaches_the_normal_estimate(sphere, monkeypatch):
+    seen = []
+    plain = dgp.estimate_normals
+    monkeypatch.setattr(dgp, "estimate_normals", lambda p, **kw: seen.append(kw) or plain(p, **kw))
+    reconstruct(sphere[1], config=dataclasses.replace(CHEAP, thin_parts=True), device="cpu", seed=0)
+    assert seen == [{"thin_parts": True}]
+
+
 def test_thin_part_normals_face_away_from_each_other():
     # a 1 x 1 x 0.04 plate at 0.5 % noise: the plain tangent-plane orientation leaks across it and turns both sides
     # the same way (so every patch would straddle the plate); the thin-part estimate keeps them opposite
