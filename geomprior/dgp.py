@@ -178,11 +178,16 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     kth = dist[:, -1]
     few = np.flatnonzero(~keep)
     sparse_alike = kth[few] <= ratio * np.median(kth[near[few, 1:]], axis=1)
-    around = points[near[few, :min(flat_k, k) + 1]]
-    centred = around - around.mean(1, keepdims=True)
-    eig = np.linalg.eigvalsh(np.einsum("nki,nkj->nij", centred, centred))
+    eig = np.linalg.eigvalsh(_scatter(points[near[few, :min(flat_k, k) + 1]])[1])
     keep[few] = sparse_alike & (eig[:, 0] <= flatness * eig[:, 1])
     return keep
+
+
+def _scatter(around: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbourhoods (n, k, 3) -> their means (n, 3) and scatter matrices (n, 3, 3)."""
+    mean = around.mean(1)
+    centred = around - mean[:, None]
+    return mean, np.einsum("nki,nkj->nij", centred, centred)
 
 
 def estimate_normals(points: np.ndarray, *, k: int = 30, thin_parts: bool = False) -> np.ndarray:
@@ -199,10 +204,8 @@ def estimate_normals(points: np.ndarray, *, k: int = 30, thin_parts: bool = Fals
 
     if thin_parts and len(points) > k:
         _, near = cKDTree(points).query(points, k, workers=-1)
-        around = points[near]
-        mean = around.mean(1)
-        centred = around - mean[:, None]
-        normal = np.linalg.eigh(np.einsum("nki,nkj->nij", centred, centred))[1][:, :, 0]
+        mean, scatter = _scatter(points[near])
+        normal = np.linalg.eigh(scatter)[1][:, :, 0]  # the smallest eigenvalue's vector
         points = points - np.einsum("ni,ni->n", points - mean, normal)[:, None] * normal
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     pc.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(k))
