@@ -84,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--no-consistency", action="store_true", help="skip the consistency refit")
     rec.add_argument("--keep-outliers", action="store_true",
                      help="fit every input point (default: drop points with too few neighbours to carry a patch)")
-    rec.add_argument("--thin-parts", action="store_true",
-                     help="the scan has thin parts (sheets, blades): estimate the normals so that the two sides of a "
-                          "part do not get the same orientation (only when the input has no normals)")
+    rec.add_argument("--thin-parts", nargs="?", const="on", choices=("auto", "on", "off"),
+                     help="normals for thin parts (sheets, blades), so that the two sides of a part do not get the "
+                          "same orientation (only when the input has no normals): on, off, or auto (default: "
+                          "estimate both ways, take the thin-part normals where the two disagree widely)")
     rec.add_argument("--history", metavar="RUN.json", help="write the run history as JSON")
     rec.add_argument("--render", metavar="PNG", help="render the mesh and the input points to a PNG")
     rec.add_argument("--plot", metavar="PNG", help="plot the local fit's training and validation loss per "
@@ -253,8 +254,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         changes["consistency"] = False
     if args.keep_outliers:
         changes["drop_outliers"] = False
-    if args.thin_parts:
-        changes["thin_parts"] = True
+    if args.thin_parts is not None:
+        changes["thin_parts"] = {"on": True, "off": False}.get(args.thin_parts, "auto")
     cfg = dataclasses.replace(cfg, **changes)
 
     # 2. the fit

@@ -53,8 +53,9 @@ class DGPConfig:
     # their nearest neighbours) float off the surface
     drop_outliers: bool = True
     # estimate the normals for thin parts (see estimate_normals): a plate scanned at 0.5 % noise otherwise gets both
-    # sides oriented alike, and its patches straddle it (scripts/bench_surfaces.py, ablation "thin-part normals")
-    thin_parts: bool = False
+    # sides oriented alike, and its patches straddle it (scripts/bench_surfaces.py, ablations "thin-part normals",
+    # "plain normals"). "auto": estimate both ways, take the thin-part normals when the two disagree widely
+    thin_parts: bool | Literal["auto"] = "auto"
     # networks
     widths: tuple[int, ...] = (64, 64, 64)  # hidden layer widths of each patch MLP (the original: 128,256,512,512)
     planar_skip: bool = True  # φ = MLP + a flat square in the patch plane (start flat, avoid folds)
@@ -113,9 +114,9 @@ class DGPConfig:
         if bad:
             raise InputError(f"invalid setting {bad[0]}={getattr(self, bad[0])!r}")
         for name, valid in (("loss", ("assignment", "sinkhorn")), ("matching", ("exact", "sinkhorn")),
-                            ("early_stop", ("run", "item", "none"))):
+                            ("early_stop", ("run", "item", "none")), ("thin_parts", (True, False, "auto"))):
             if getattr(self, name) not in valid:
-                raise InputError(f"invalid {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
+                raise InputError(f"invalid {name} {getattr(self, name)!r}; valid: {', '.join(map(str, valid))}")
 
 
 @dataclass
@@ -190,7 +191,10 @@ def _scatter(around: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.einsum("nki,nkj->nij", centred, centred)
 
 
-def estimate_normals(points: np.ndarray, *, k: int = 30, thin_parts: bool = False) -> np.ndarray:
+THIN_PART_SWITCH = 0.1  # thin_parts="auto": the share of points on which the two orientations may disagree
+
+
+def estimate_normals(points: np.ndarray, *, k: int = 30, thin_parts: bool | Literal["auto"] = False) -> np.ndarray:
     """(N, 3) unit normals by PCA over k neighbours, oriented consistently (open3d's tangent-plane MST).
 
     thin_parts: for scans of thin parts (a plate, a blade) whose two sides are only a few noise levels apart, where
@@ -199,17 +203,33 @@ def estimate_normals(points: np.ndarray, *, k: int = 30, thin_parts: bool = Fals
                 plane of their k nearest neighbours (less noise; the sides stay apart as long as they are farther
                 apart than those neighbours reach), and the orientation propagates only within a cone around each
                 normal (open3d's ``cos_alpha_tol`` = 0.5, after Piazza, Valentini and Varetti 2023).
+                "auto": both estimates; the plain one unless they disagree (up to one global flip) on more than
+                ``THIN_PART_SWITCH`` of the points. Where a leak turns a side, they disagree on that whole side
+                (47-50 % on the plates of scripts/normals_study.py with a turned side); on scans without thin parts
+                on a few points at most (0.0-2.7 % on its bunny, fandisk, kitten, sphere and torus scans).
     """
+    if thin_parts != "auto":
+        return _oriented_normals(points, k, thin=bool(thin_parts))
+    plain, thin = _oriented_normals(points, k, thin=False), _oriented_normals(points, k, thin=True)
+    agree = float(np.mean(np.einsum("ij,ij->i", plain, thin) > 0))
+    disagree = min(agree, 1 - agree)
+    use_thin = disagree > THIN_PART_SWITCH
+    log.info("normals: the plain and thin-part orientations disagree on %.1f%% of the points: %s", 100 * disagree,
+             "thin part, using the thin-part normals" if use_thin else "using the plain normals")
+    return thin if use_thin else plain
+
+
+def _oriented_normals(points: np.ndarray, k: int, thin: bool) -> np.ndarray:
     import open3d as o3d
 
-    if thin_parts and len(points) > k:
+    if thin and len(points) > k:
         _, near = cKDTree(points).query(points, k, workers=-1)
         mean, scatter = _scatter(points[near])
         normal = np.linalg.eigh(scatter)[1][:, :, 0]  # the smallest eigenvalue's vector
         points = points - np.einsum("ni,ni->n", points - mean, normal)[:, None] * normal
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     pc.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(k))
-    pc.orient_normals_consistent_tangent_plane(15, 0.0, 0.5 if thin_parts else 1.0)
+    pc.orient_normals_consistent_tangent_plane(15, 0.0, 0.5 if thin else 1.0)
     return np.asarray(pc.normals).copy()
 
 
@@ -339,6 +359,23 @@ def reconstruct(
     return Reconstruction(mesh, out.points, out.normals, history, summary, out.patches)
 
 
+def prepare_points(points, normals=None, config: DGPConfig | None = None, *, diagonal: float | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The points and normals a fit uses: checked, outliers dropped (``config.drop_outliers``), normals estimated
+    when not given (``config.thin_parts``). Returns (points (M, 3), unit normals (M, 3), inliers (N,) bool,
+    whether the normals were given)."""
+    cfg = config or DGPConfig()
+    pts, nrm = check_points(points, normals)
+    given = nrm is not None
+    inliers = np.ones(len(pts), dtype=bool)
+    if cfg.drop_outliers:
+        inliers = find_inliers(pts, cfg.padding * cfg.radius * (diagonal or bbox_diagonal(pts)), cfg.min_points)
+        pts, nrm = pts[inliers], (None if nrm is None else nrm[inliers])
+    if nrm is None:
+        nrm = estimate_normals(pts, thin_parts=cfg.thin_parts)
+    return pts, nrm, inliers, given
+
+
 def fit_dense(
     points,
     normals=None,
@@ -363,15 +400,8 @@ def fit_dense(
     cfg = config or DGPConfig()
     cfg.validate()
     dev = pick_device(device)
-    pts, nrm = check_points(points, normals)
-    given_normals = nrm is not None
-    n_input = len(pts)
-    inliers = np.ones(n_input, dtype=bool)
-    if cfg.drop_outliers:
-        inliers = find_inliers(pts, cfg.padding * cfg.radius * (diagonal or bbox_diagonal(pts)), cfg.min_points)
-        pts, nrm = pts[inliers], (None if nrm is None else nrm[inliers])
-    if nrm is None:
-        nrm = estimate_normals(pts, thin_parts=cfg.thin_parts)
+    pts, nrm, inliers, given_normals = prepare_points(points, normals, cfg, diagonal=diagonal)
+    n_input = len(inliers)
     patches = cover(pts, radius=cfg.radius, padding=cfg.padding, min_points=cfg.min_points,
                     max_points=cfg.max_points, normals=nrm, diagonal=diagonal, origin=origin)
     gen = torch.Generator().manual_seed(seed)

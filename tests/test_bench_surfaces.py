@@ -40,13 +40,39 @@ def test_rows_from_before_a_new_config_field_stay_valid(bench):
 
     from geomprior.dgp import DGPConfig
 
-    now = bench._config_json(DGPConfig.preset("fast"))
+    fast = DGPConfig.preset("fast")
+    now, plain = bench._config_json(fast), bench._config_json(dataclasses.replace(fast, thin_parts=False))
     before = {k: v for k, v in now.items() if k != "thin_parts"}  # a row cached before the field existed
-    assert bench._same_config(before, now) and bench._same_config(now, now)
-    assert not bench._same_config(before, bench._config_json(dataclasses.replace(DGPConfig.preset("fast"),
-                                                                                  thin_parts=True)))
+    assert bench._same_config(before, plain) and bench._same_config(now, now)
+    # thin_parts' default changed from False to "auto": such a row ran with False, which differs in the normals only
+    assert not bench._same_config(before, now) and bench._normals_only(before, now)
+    assert not bench._normals_only({**before, "widths": [1]}, now) and not bench._normals_only(None, now)
     assert not bench._same_config({**now, "widths": [1]}, now) and not bench._same_config(None, now)
     assert bench._same_config(None, None)  # a baseline row
+
+
+def test_a_row_with_other_normals_settings_is_reused_only_with_the_same_normals(bench, tmp_path, monkeypatch):
+    import dataclasses
+
+    job = bench._job("sphere", 0.005, "", "fast", 1000, 2000, max_epochs=5)
+    old = bench._config_json(dataclasses.replace(bench._config("fast", {}, 5), thin_parts=False))
+    metrics = dict(chamfer_l1=0.5, hausdorff=0.5, normal_consistency=0.5, fscore=0.5, seconds=1.0, peak_mb=1.0)
+    cached = {**job, "config": old, **metrics}
+    cache = bench.RowCache(tmp_path, {"x": 1})
+    cache.put(job["key"], cached)
+    assert bench.run_rows([job], cache, reuse=False, cached_only=True) == ([], [job])  # no check computed there
+    # a sphere gets the same normals with "auto": the row is reused as it is, and keeps the check
+    (row,), _ = bench.run_rows([job], cache, reuse=True, fresh_process=False)
+    assert row["chamfer_l1"] == 0.5 and row["normals_check"]["same"] and row["normals_check"]["thin_parts"] == "auto"
+    assert bench.run_rows([job], cache, reuse=False, cached_only=True) == ([row], [])
+    table = "\n".join(bench._quality_table([row], "method"))
+    assert "1.0† (" in table and "1 rows ran with thin_parts=False" in table
+    # other normals: the row is computed again
+    monkeypatch.setattr(bench, "_normals_check", lambda job, saved: {"thin_parts": "auto", "same": False,
+                                                                     "extra_seconds": 0.0})
+    cache.put(job["key"], cached)
+    (row,), _ = bench.run_rows([job], cache, reuse=True, fresh_process=False)
+    assert row["chamfer_l1"] < 0.05 and "normals_check" not in row and row["config"]["thin_parts"] == "auto"
 
 
 def test_a_row_runs_in_a_fresh_process(bench, tmp_path):
@@ -83,3 +109,14 @@ def test_cached_only_computes_nothing_and_lists_the_missing_rows(bench, tmp_path
     assert summary["matrix"] == [] and summary["scaling"] == []
     text = (tmp_path / "bench_surfaces_quick.md").read_text()
     assert "Not measured yet (2 rows):\n\n- sphere 0.5% plain (1,000 points): fast, poisson8\n" in text
+
+
+def test_normals_study_quick(tmp_path):
+    study = load_script("normals_study")
+    assert study.main(["--quick", "--out", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "normals_study_quick.json").read_text())
+    # a sphere: both estimates face the right way everywhere, agree, and "auto" keeps the plain one
+    assert row["plain_facing"] > 0.99 and row["thin_facing"] > 0.99 and row["disagree"] < 0.01
+    assert row["auto"] == "plain"
+    text = (tmp_path / "normals_study_quick.md").read_text()
+    assert "Machine:" in text and "| sphere 0.5% plain seed 0 | 2000 |" in text

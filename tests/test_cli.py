@@ -70,11 +70,12 @@ def _bad_inputs(tmp_path):
         ["reconstruct", "scan.ply", "-o", "out.ply", "--history", "no_such_dir/run.json"],
         ["reconstruct", "scan.ply", "-o", "scan.ply"],
         ["reconstruct", "scan.ply", "-o", "out.ply", "--radius", "-1"],
+        ["reconstruct", "scan.ply", "-o", "out.ply", "--thin-parts", "maybe"],
         ["eval", "missing.ply", "scan.ply"],
     ],
     ids=["missing", "empty", "garbage", "unknown-ext", "nan", "unwritable-output", "output-ext",
          "unknown-preset", "points-ext", "unwritable-history", "output-is-input", "bad-radius",
-         "eval-missing"],
+         "bad-thin-parts", "eval-missing"],
 )
 def test_reconstruct_bad_input_is_one_line(tmp_path, scan, args):
     _bad_inputs(tmp_path)
@@ -126,7 +127,7 @@ class FakeConfig:
     max_epochs: int = 400
     consistency: bool = True
     drop_outliers: bool = True
-    thin_parts: bool = False
+    thin_parts: object = "auto"
     name: str = "default"
 
     @classmethod
@@ -208,6 +209,13 @@ def test_reconstruct_defaults_keep_preset(tmp_path, scan, fake_dgp):
     assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply")]) == 0
     assert fake_dgp["config"] == FakeConfig(name="default")
     assert fake_dgp["device"] == "auto" and fake_dgp["seed"] == 0
+
+
+@pytest.mark.parametrize("flag, value", [(["--thin-parts"], True), (["--thin-parts", "on"], True),
+                                         (["--thin-parts", "off"], False), (["--thin-parts", "auto"], "auto")])
+def test_thin_parts_flag(tmp_path, scan, fake_dgp, flag, value):
+    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), *flag]) == 0
+    assert fake_dgp["config"].thin_parts == value
 
 
 def test_failure_while_writing_publishes_nothing(tmp_path, scan, fake_dgp, monkeypatch, capsys):

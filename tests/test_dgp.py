@@ -224,11 +224,20 @@ def test_thin_part_normals_face_away_from_each_other():
         return min(np.mean(normals[top, 2] * up > 0), np.mean(normals[bottom, 2] * up < 0))
 
     assert sides_opposite(dgp.estimate_normals(points)) < 0.1
-    assert sides_opposite(dgp.estimate_normals(points, thin_parts=True)) > 0.95
+    thin = dgp.estimate_normals(points, thin_parts=True)
+    assert sides_opposite(thin) > 0.95
+    np.testing.assert_array_equal(dgp.estimate_normals(points, thin_parts="auto"), thin)  # "auto" sees the leak
     # and on a closed smooth surface it still orients every normal consistently
     sphere = noisy_scan(sphere_mesh(resolution=40), 5000, 0.005, seed=0)
     radial = np.einsum("ij,ij->i", dgp.estimate_normals(sphere, thin_parts=True), sphere)
     assert max(np.mean(radial > 0), np.mean(radial < 0)) > 0.99
+    # where nothing is thin, "auto" gives exactly the plain normals
+    np.testing.assert_array_equal(dgp.estimate_normals(sphere, thin_parts="auto"), dgp.estimate_normals(sphere))
+
+
+def test_bad_thin_parts_setting_is_input_error(sphere):
+    with pytest.raises(InputError, match="thin_parts"):
+        reconstruct(sphere[1], config=dataclasses.replace(CHEAP, thin_parts="yes"), device="cpu")
 
 
 def _good_points(n=200):
