@@ -221,7 +221,7 @@ def _normals_check(job: dict, saved: dict) -> dict:
             "extra_seconds": seconds[1] - seconds[0]}
 
 
-def _checked(row: dict, job: dict, current: dict, cache: RowCache, compute: bool) -> dict | None:
+def _reusable(row: dict, job: dict, current: dict, cache: RowCache, compute: bool) -> dict | None:
     """The cached row if its settings differ from the current ones in thin_parts alone and its scan gets the same
     normals either way (the check is computed once if ``compute``, and kept in the row), else None."""
     if not _normals_only(row.get("config"), current):
@@ -235,11 +235,10 @@ def _checked(row: dict, job: dict, current: dict, cache: RowCache, compute: bool
 
 
 def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool = True,
-             cached_only: bool = False, check_normals: bool = True) -> tuple[list[dict], list[dict]]:
+             cached_only: bool = False) -> tuple[list[dict], list[dict]]:
     """Each job's row, from the cache or computed (in a fresh process unless ``fresh_process`` is False), and the
     jobs left out (``cached_only``: rows not in the cache are not computed). A cached geomprior row is
-    reused only if it ran with the settings the code gives that job now, or (``check_normals``) with settings
-    that differ in thin_parts alone when its scan gets the same normals either way (``_normals_check``: run
+    reused only if it ran with the settings the code gives that job now, or with settings that differ in thin_parts alone when its scan gets the same normals either way (``_normals_check``: run
     once, kept in the row as "normals_check"; not under ``cached_only``, which computes nothing)."""
     ctx = multiprocessing.get_context("spawn")
     out, missing = [], []
@@ -247,7 +246,7 @@ def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool
         row = cache.get(job["key"]) if reuse or cached_only else None
         current = _config_json(_config(job["method"], job.get("overrides", {}), job.get("max_epochs")))
         if row is not None and not _same_config(row.get("config"), current):
-            row = _checked(row, job, current, cache, compute=not cached_only) if check_normals else None
+            row = _reusable(row, job, current, cache, compute=not cached_only)
         if row is None and cached_only:
             missing.append(job)
             continue
@@ -323,16 +322,25 @@ def _quality_table(rows: list[dict], label) -> list[str]:
         lines.append(f"| {r['shape']} | {r['noise'] * 100:g}% | {r['variant'] or '-'} | "
                      f"{r.get('ablation', r['method'])} | {_fmt(r['chamfer_l1'])} | {_fmt(r['hausdorff'], '.5f')} | "
                      f"{_fmt(r['normal_consistency'], '.4f')} | {_fmt(r['fscore'], '.4f')} | {r['seconds']:.1f}"
-                     f"{'†' if 'normals_check' in r else ''} ({r.get('threads', '-')}, {_fmt(r.get('load'), '.1f')}) "
+                     f"{_checked(r)} ({r.get('threads', '-')}, {_fmt(r.get('load'), '.1f')}) "
                      f"| {r['peak_mb']:.0f} |")
+    return lines + _checked_note(rows)
+
+
+def _checked(r: dict) -> str:
+    return "†" if "normals_check" in r else ""
+
+
+def _checked_note(rows: list[dict]) -> list[str]:
+    """The footnote on the rows reused through ``_normals_check`` (marked † by ``_checked``)."""
     checks = [r["normals_check"] for r in rows if "normals_check" in r]
-    if checks:
-        extra = [c["extra_seconds"] for c in checks]
-        lines += ["", f"† {len(checks)} rows ran with thin_parts={FIRST_DEFAULTS['thin_parts']!r}, before "
-                  f"thin_parts={checks[0]['thin_parts']!r} became the default: their scans get exactly the same normals "
-                  "either way (checked), so the fit is the same, but their time leaves out the longer normal estimate "
-                  f"of today's setting ({min(extra):.1f} to {max(extra):.1f} s here, measured with the check)."]
-    return lines
+    if not checks:
+        return []
+    extra = [c["extra_seconds"] for c in checks]
+    return ["", f"† {len(checks)} rows ran with thin_parts={FIRST_DEFAULTS['thin_parts']!r}, before "
+            f"thin_parts={checks[0]['thin_parts']!r} became the default: their scans get exactly the same normals "
+            "either way (checked), so the fit is the same, but their time leaves out the longer normal estimate "
+            f"of today's setting ({min(extra):.1f} to {max(extra):.1f} s here, measured with the check)."]
 
 
 def winners(rows: list[dict]) -> list[str]:
@@ -371,7 +379,7 @@ def scaling_report(rows: list[dict], out: Path) -> list[str]:
         t = np.array([r["seconds"] for r in rs])
         m = np.array([r["peak_mb"] for r in rs])
         for r in rs:
-            lines.append(f"| {method} | {r['n_input']} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | "
+            lines.append(f"| {method} | {r['n_input']} | {r['seconds']:.1f}{_checked(r)} | {r['peak_mb']:.0f} | "
                          f"{_fmt(r['chamfer_l1'])} |")
         label = "geomprior fast" if method == "fast" else "open3d Poisson d9"
         if len(rs) > 1:
@@ -392,7 +400,8 @@ def scaling_report(rows: list[dict], out: Path) -> list[str]:
     with atomic_path(str(out)) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
-    return [*lines, "", "Fitted exponents (least squares on the log-log points): " + "; ".join(fits) + "."]
+    return [*lines, *_checked_note(rows), "", "Fitted exponents (least squares on the log-log points): "
+            + "; ".join(fits) + "."]
 
 
 def main(argv=None) -> int:
@@ -432,9 +441,8 @@ def main(argv=None) -> int:
     sections, summary = [], {}
 
     def measure(jobs: list[dict], suite: str) -> tuple[list[dict], list[dict]]:
-        # the scaling suite measures time: a row whose time leaves out part of today's work is not reused there
         return run_rows(jobs, RowCache(out / f"{suite}{suffix}", settings), args.reuse, fresh_process=not args.quick,
-                        cached_only=args.cached_only, check_normals=suite != "scaling")
+                        cached_only=args.cached_only)
 
     if "matrix" in args.suite:
         rows, missing = measure(matrix_jobs(args), "matrix")
