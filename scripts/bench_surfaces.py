@@ -238,8 +238,9 @@ def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool
              cached_only: bool = False) -> tuple[list[dict], list[dict]]:
     """Each job's row, from the cache or computed (in a fresh process unless ``fresh_process`` is False), and the
     jobs left out (``cached_only``: rows not in the cache are not computed). A cached geomprior row is
-    reused only if it ran with the settings the code gives that job now, or with settings that differ in thin_parts alone when its scan gets the same normals either way (``_normals_check``: run
-    once, kept in the row as "normals_check"; not under ``cached_only``, which computes nothing)."""
+    reused only if it ran with the settings the code gives that job now, or with settings that differ in
+    thin_parts alone when its scan gets the same normals either way (``_normals_check``: run once, kept in the
+    row as "normals_check"; not under ``cached_only``, which computes nothing)."""
     ctx = multiprocessing.get_context("spawn")
     out, missing = [], []
     for job in jobs:
