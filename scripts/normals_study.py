@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
-    write_json(str(out / f"normals_study{suffix}.json"), rows)
+    write_json(str(out / f"normals_study{suffix}.json"), {"scans": rows})
     (out / f"normals_study{suffix}.md").write_text(text)
     return 0
 

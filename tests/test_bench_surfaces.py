@@ -114,7 +114,7 @@ def test_cached_only_computes_nothing_and_lists_the_missing_rows(bench, tmp_path
 def test_normals_study_quick(tmp_path):
     study = load_script("normals_study")
     assert study.main(["--quick", "--out", str(tmp_path)]) == 0
-    (row,) = json.loads((tmp_path / "normals_study_quick.json").read_text())
+    (row,) = json.loads((tmp_path / "normals_study_quick.json").read_text())["scans"]
     # a sphere: both estimates face the right way everywhere, agree, and "auto" keeps the plain one
     assert row["plain_facing"] > 0.99 and row["thin_facing"] > 0.99 and row["disagree"] < 0.01
     assert row["auto"] == "plain"
