@@ -211,12 +211,17 @@ def estimate_normals(points: np.ndarray, *, k: int = 30, thin_parts: bool | Lite
     if thin_parts != "auto":
         return _oriented_normals(points, k, thin=bool(thin_parts))
     plain, thin = _oriented_normals(points, k, thin=False), _oriented_normals(points, k, thin=True)
-    agree = float(np.mean(np.einsum("ij,ij->i", plain, thin) > 0))
-    disagree = min(agree, 1 - agree)
+    disagree = orientation_disagreement(plain, thin)
     use_thin = disagree > THIN_PART_SWITCH
     log.info("normals: the plain and thin-part orientations disagree on %.1f%% of the points: %s", 100 * disagree,
              "thin part, using the thin-part normals" if use_thin else "using the plain normals")
     return thin if use_thin else plain
+
+
+def orientation_disagreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of the points whose normals in ``a`` and ``b`` (N, 3) face opposite ways, up to one global flip."""
+    same = float(np.mean(np.einsum("ij,ij->i", a, b) > 0))
+    return min(same, 1 - same)
 
 
 def _oriented_normals(points: np.ndarray, k: int, thin: bool) -> np.ndarray:

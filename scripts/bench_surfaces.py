@@ -227,11 +227,13 @@ def _reusable(row: dict, job: dict, current: dict, cache: RowCache, compute: boo
     if not _normals_only(row.get("config"), current):
         return None
     check = row.get("normals_check")
-    if compute and (check is None or check["thin_parts"] != current["thin_parts"]):
-        row = {**row, "normals_check": _normals_check(job, row["config"])}
+    if check is not None and check["thin_parts"] != current["thin_parts"]:
+        check = None  # checked against another setting
+    if check is None and compute:
+        check = _normals_check(job, row["config"])
+        row = {**row, "normals_check": check}
         cache.put(job["key"], row)
-        check = row["normals_check"]
-    return row if check is not None and check["thin_parts"] == current["thin_parts"] and check["same"] else None
+    return row if check is not None and check["same"] else None
 
 
 def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool = True,

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 from _bench import header
-from bench_surfaces import SHAPES, VARIANTS, make_scan
+from bench_surfaces import SHAPES, VARIANTS, _mesh, make_scan
 from scipy.spatial import cKDTree
 
-from geomprior.dgp import THIN_PART_SWITCH, DGPConfig, estimate_normals, prepare_points
+from geomprior.dgp import THIN_PART_SWITCH, DGPConfig, estimate_normals, orientation_disagreement, prepare_points
 from geomprior.io import write_json
 from geomprior.metrics import sample_surface
 from geomprior.synthetic import noisy_scan
@@ -33,23 +33,18 @@ PLATE_NOISE = (0.003, 0.004, 0.005, 0.006, 0.007, 0.008)
 PLATE_SEEDS = (0, 1, 2)
 
 
-def _facing(normals: np.ndarray, reference: np.ndarray) -> float:
-    """Share of the normals facing the reference ones' way, up to one global flip (0.5 to 1)."""
-    same = float(np.mean(np.einsum("ij,ij->i", normals, reference) > 0))
-    return max(same, 1 - same)
-
-
 def study(reference, points: np.ndarray) -> dict:
     """Both orientations of the points a default fit uses, against the reference surface and each other."""
-    pts = prepare_points(points, config=dataclasses.replace(DGPConfig(), thin_parts=False))[0]
+    pts, plain = prepare_points(points, config=dataclasses.replace(DGPConfig(), thin_parts=False))[:2]
     if isinstance(reference, tuple):
         ref_pts, ref_nrm = reference
     else:
         ref_pts, ref_nrm = sample_surface(reference, 200_000, seed=np.random.default_rng(1))
     truth = ref_nrm[cKDTree(ref_pts).query(pts, workers=-1)[1]]
-    plain, thin = estimate_normals(pts, thin_parts=False), estimate_normals(pts, thin_parts=True)
-    disagree = 1 - _facing(plain, thin)
-    return {"points": len(pts), "plain_facing": _facing(plain, truth), "thin_facing": _facing(thin, truth),
+    thin = estimate_normals(pts, thin_parts=True)
+    disagree = orientation_disagreement(plain, thin)
+    return {"points": len(pts), "plain_facing": 1 - orientation_disagreement(plain, truth),
+            "thin_facing": 1 - orientation_disagreement(thin, truth),
             "disagree": disagree, "auto": "thin-part" if disagree > THIN_PART_SWITCH else "plain"}
 
 
@@ -65,8 +60,6 @@ def scans(points: int, quick: bool):
         for noise, variant in [(n, "") for n in (0.0025, 0.005, 0.01)] + [(0.005, v) for v in VARIANTS]:
             reference, noisy = make_scan(shape, noise, variant, points)
             yield f"{shape} {noise * 100:g}% {variant or 'plain'} seed 0", reference, noisy
-    from bench_surfaces import _mesh
-
     plate = _mesh("plate")
     for noise in PLATE_NOISE:
         for seed in PLATE_SEEDS:
