@@ -7,7 +7,7 @@ Also the original DGP width (2→128→256→512→512→3), and variants of the
 and, on a GPU, bfloat16 autocast.
 
     python scripts/bench_dgp.py [--steps 10] [--device cpu|cuda] [--original-patches 24] [--variants]
-                                [--out out/]
+                                [--out benchmarks/]
     python scripts/bench_dgp.py --quick        # 12 patches, 2 steps: checks that it runs (a test)
 """
 
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     parser.add_argument("--scan", choices=("bunny", "torus"), default="bunny",
                         help="bunny: the acceptance scan (needs ../shared); torus: 20k analytic samples, 0.5%% noise")
     parser.add_argument("--quick", action="store_true", help="torus, 12 patches, 2 steps: checks that the script runs")
-    parser.add_argument("--out", default="out")
+    parser.add_argument("--out", default="benchmarks")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     n_patches = 12 if args.quick else None

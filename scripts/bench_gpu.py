@@ -7,7 +7,7 @@ dense oriented points is reported. Quality of the dense points: mean distance to
 against the noisy input's.
 
     python scripts/bench_gpu.py [--device cuda] [--points 100000] [--preset default] [--image-size 512]
-                                [--dip-iters 3000] [--out out/gpu]
+                                [--dip-iters 3000] [--out benchmarks/gpu]
     python scripts/bench_gpu.py --quick --device cpu     # 3,000 points, 64² image, few steps: checks that it runs
 """
 
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, default=512)
     p.add_argument("--dip-preset", default="quality", help="DIP preset (quality = the reference 128 channels)")
     p.add_argument("--dip-iters", type=int, default=3000)
-    p.add_argument("--out", default="out/gpu")
+    p.add_argument("--out", default="benchmarks/gpu")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     max_epochs = None

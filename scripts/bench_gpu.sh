@@ -3,12 +3,12 @@
 # (scripts/bench_dgp.py, batched vs per-patch loop, torch.compile and bfloat16 variants), a 100k-point
 # reconstruction and DIP on a 512² image (scripts/bench_gpu.py). About 5 minutes on one H100-class GPU; each
 # step has its own time limit so the whole stays under 8 minutes. Writes OUT/bench_gpu.{json,md,log}.
-#   bash scripts/bench_gpu.sh [OUT]        (default OUT: out/gpu)
+#   bash scripts/bench_gpu.sh [OUT]        (default OUT: benchmarks/gpu)
 # Needs torch with CUDA, numpy, scipy, scikit-image, geomloss; open3d and ../shared are NOT needed (the scans are
 # analytic; without open3d the Poisson step is skipped and reported as such).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out="${1:-out/gpu}"
+out="${1:-benchmarks/gpu}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 {

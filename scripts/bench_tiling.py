@@ -14,7 +14,7 @@ make_big_scan's ``suggested_radius`` for the point count unless ``--radius`` is 
     python scripts/bench_tiling.py --quick     # 3000 points, a few steps: checks that the script runs (a test does)
 
 Options: --tile-size F (default 0.2 of the diagonal: 16 tiles of this terrain), --preset (default fast), --radius, --samples, --out DIR
-(default out/tiling; the scan is made there once and reused), --no-render (else OUT/<run>.png of every mesh).
+(default benchmarks/tiling; the scan is made there once and reused), --no-render (else OUT/<run>.png of every mesh).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=300_000)
     parser.add_argument("--no-untiled", action="store_true")
     parser.add_argument("--no-render", action="store_true")
-    parser.add_argument("--out", default="out/tiling")
+    parser.add_argument("--out", default="benchmarks/tiling")
     parser.add_argument("--reuse", action="store_true",
                         help="take a run's time, memory and mesh from an earlier table of the same settings when "
                              "its mesh is still there (e.g. tiled and untiled runs made separately, one table)")

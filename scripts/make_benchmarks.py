@@ -3,9 +3,11 @@
 Each script writes a Markdown fragment that names its machine, date, command and conventions; this script puts
 the fragments in order, copies the pictures they show into docs/benchmarks/ (links ``docs/benchmarks/NAME.png``
 in a fragment: NAME.png beside it; renders listed in the fragment's JSON rows: embedded below it), and says which
-fragments are missing and how to make them.
+fragments are missing and how to make them. A table (``### `` title) of the current BENCHMARKS.md that no fragment
+replaces is kept as it is, with its own machine, date and command, so one table can be remeasured without the
+rows of the others (a GPU table on a machine without one; ``--fresh``: the fragments alone).
 
-    python scripts/make_benchmarks.py [--out out] [--output BENCHMARKS.md]
+    python scripts/make_benchmarks.py [--out benchmarks] [--output BENCHMARKS.md] [--fresh]
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ FRAGMENTS = [
     ("Large scans (tiling)", "tiling/bench_tiling_[0-9]*.md", "python scripts/bench_tiling.py"),
     ("Images", "bench_image/bench_image.md", "python scripts/bench_image.py --reuse"),
     ("Images on a GPU", "gpu_image/bench_image*.md",
-     "python scripts/bench_image.py --device cuda --out out/gpu_image --reuse [--preset quality]"),
+     "python scripts/bench_image.py --device cuda --out benchmarks/gpu_image --reuse [--preset quality]"),
     ("GPU", "gpu/bench_gpu.md", "bash scripts/bench_gpu.sh"),
 ]
 LINK = re.compile(r"\(docs/benchmarks/([\w.-]+\.png)\)")
@@ -44,36 +46,69 @@ def _copy(src: Path, docs: Path) -> None:
     shutil.copyfile(src, docs / src.name)
 
 
-def build(out: Path, docs: Path) -> str:
+def _blocks(text: str) -> list[tuple[str, str]]:
+    """The tables of a section: (``### `` title, its text up to the next title)."""
+    found = re.split(r"^(?=### )", text, flags=re.M)
+    return [(b.splitlines()[0], b.strip() + "\n") for b in found if b.startswith("### ")]
+
+
+def published(text: str) -> dict[str, list[tuple[str, str]]]:
+    """An assembled BENCHMARKS.md split back into its sections (``## `` headings) and their tables."""
+    found = re.split(r"^## (.+)$", text, flags=re.M)
+    return {name.strip(): _blocks(body) for name, body in zip(found[1::2], found[2::2])}
+
+
+def _merge(old: list[tuple[str, str]], new: list[tuple[str, str]]) -> list[str]:
+    """Fresh tables replace the published ones of the same title (in order, for repeated titles) and the rest
+    follow; a published table that no fresh one replaces is kept as it was, with its own machine, date and
+    command (its rows may be gone: an earlier checkout, or a GPU that this machine lacks)."""
+    fresh = list(new)
+    merged = []
+    for title, text in old:
+        i = next((k for k, (t, _) in enumerate(fresh) if t == title), None)
+        merged.append(text if i is None else fresh.pop(i)[1])
+    return merged + [text for _, text in fresh]
+
+
+def _fragment(path: Path, docs: Path) -> str:
+    text = path.read_text().strip()
+    for name in LINK.findall(text):
+        if (path.parent / name).exists():
+            _copy(path.parent / name, docs)
+    rendered = path.with_suffix(".json")
+    renders = json.loads(rendered.read_text()).get("rows", []) if rendered.exists() else []
+    for row in renders:
+        src = Path(row.get("render") or "")
+        if src.suffix == ".png" and src.exists():
+            _copy(src, docs)
+            text += f"\n\n![{row.get('run', src.stem)}](docs/benchmarks/{src.name})"
+    return text + "\n"
+
+
+def build(out: Path, docs: Path, previous: str = "") -> str:
+    """BENCHMARKS.md from the fragments under ``out``, keeping the tables of ``previous`` (the file as it was) that
+    no fragment replaces."""
+    kept = published(previous)
     parts = [INTRO]
     for section, pattern, command in FRAGMENTS:
         parts.append(f"## {section}\n")
-        paths = sorted(out.glob(pattern))
-        if not paths:
-            parts.append(f"Not measured yet: run `{command}`, then `python scripts/make_benchmarks.py`.\n")
-        for path in paths:
-            text = path.read_text().strip()
-            for name in LINK.findall(text):
-                if (path.parent / name).exists():
-                    _copy(path.parent / name, docs)
-            rendered = path.with_suffix(".json")
-            renders = json.loads(rendered.read_text()).get("rows", []) if rendered.exists() else []
-            for row in renders:
-                src = Path(row.get("render") or "")
-                if src.suffix == ".png" and src.exists():
-                    _copy(src, docs)
-                    text += f"\n\n![{row.get('run', src.stem)}](docs/benchmarks/{src.name})"
-            parts.append(text + "\n")
+        fresh = [b for path in sorted(out.glob(pattern)) for b in _blocks(_fragment(path, docs))]
+        tables = _merge(kept.get(section, []), fresh)
+        parts += tables or [f"Not measured yet: run `{command}`, then `python scripts/make_benchmarks.py`.\n"]
     return "\n".join(parts)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(REPO / "out"), help="where the scripts wrote their tables")
+    p.add_argument("--out", default=str(REPO / "benchmarks"), help="where the scripts wrote their tables")
     p.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
+    p.add_argument("--fresh", action="store_true",
+                   help="only the fragments present (else the tables no fragment replaces are kept)")
     p.add_argument("--docs", default=str(REPO / "docs" / "benchmarks"), help="where the pictures are copied")
     args = p.parse_args(argv)
-    text = build(Path(args.out), Path(args.docs))
+    target = Path(args.output)
+    previous = "" if args.fresh or not target.exists() else target.read_text()
+    text = build(Path(args.out), Path(args.docs), previous)
     tmp = Path(args.output).with_suffix(".md.tmp")
     tmp.write_text(text)
     tmp.replace(args.output)

@@ -7,7 +7,7 @@ scan: the share of each estimate that faces the way the reference surface's norm
 faces (up to one global flip; 0.5 = half the surface turned), the share on which the two disagree (up to one global
 flip), and which one "auto" takes (the thin-part one above THIN_PART_SWITCH).
 
-    python scripts/normals_study.py [--points 20000] [--out out/] [--quick]
+    python scripts/normals_study.py [--points 20000] [--out benchmarks/] [--quick]
 
 Writes normals_study.json and normals_study.md in --out.
 """
@@ -69,7 +69,7 @@ def scans(points: int, quick: bool):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--points", type=int, default=20_000)
-    p.add_argument("--out", default="out")
+    p.add_argument("--out", default="benchmarks")
     p.add_argument("--quick", action="store_true", help="one 2,000-point sphere scan: checks that it runs")
     args = p.parse_args(argv)
     if args.quick:

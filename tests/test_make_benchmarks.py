@@ -26,3 +26,24 @@ def test_assembles_fragments_and_pictures(tmp_path):
     assert "![tiled_100_local](docs/benchmarks/tiled_100_local.png)" in text
     assert text.count("Not measured yet") == len(mod.FRAGMENTS) - 2
     assert (docs / "scaling.png").read_bytes() == b"png" and (docs / "tiled_100_local.png").read_bytes() == b"render"
+
+
+def test_keeps_the_published_tables_no_fragment_replaces(tmp_path):
+    mod = load_script("make_benchmarks")
+    out, target, docs = tmp_path / "out", tmp_path / "BENCHMARKS.md", tmp_path / "docs"
+    (out / "bench_surfaces").mkdir(parents=True)
+    (out / "bench_surfaces" / "bench_surfaces.md").write_text(
+        "### Surfaces: ablations\n\nMachine: new.\n\n| b |\n\n### Surfaces: another\n\n| c |\n")
+    target.write_text("# Benchmarks\n\nintro\n\n## Surfaces\n\n### Surfaces: matrix\n\nMachine: old.\n\n| a |\n\n"
+                      "### Surfaces: ablations\n\nMachine: old.\n\n| stale |\n\n## GPU\n\n### GPU subset\n\n| gpu |\n")
+    assert mod.main(["--out", str(out), "--output", str(target), "--docs", str(docs)]) == 0
+    text = target.read_text()
+    surfaces = text[text.index("## Surfaces"):text.index("## Normal")]
+    assert surfaces.index("### Surfaces: matrix") < surfaces.index("### Surfaces: ablations") < surfaces.index(
+        "### Surfaces: another")  # published order kept, the new table after it
+    assert "| a |" in surfaces and "| b |" in surfaces and "| c |" in surfaces and "stale" not in text
+    assert "### GPU subset\n\n| gpu |" in text and text.count("Not measured yet") == len(mod.FRAGMENTS) - 2
+    assert mod.main(["--out", str(out), "--output", str(target), "--docs", str(docs)]) == 0
+    assert target.read_text() == text  # assembling again changes nothing
+    assert mod.main(["--out", str(out), "--output", str(target), "--docs", str(docs), "--fresh"]) == 0
+    assert "| a |" not in target.read_text() and "| gpu |" not in target.read_text()
