@@ -444,12 +444,13 @@ def main(argv=None) -> int:
         "included). geomprior runs on the CPU with automatic stopping.")
     sections, summary = [], {}
 
+    caches = {suite: RowCache(out / f"{suite}{suffix}", settings) for suite in args.suite}
+
     def measure(jobs: list[dict], suite: str) -> tuple[list[dict], list[dict]]:
-        return run_rows(jobs, RowCache(out / f"{suite}{suffix}", settings), args.reuse, fresh_process=not args.quick,
-                        cached_only=args.cached_only)
+        return run_rows(jobs, caches[suite], args.reuse, fresh_process=not args.quick, cached_only=args.cached_only)
 
     if args.cached_only:  # a suite with no row yet is left out (make_benchmarks keeps its published table)
-        empty = [s for s in args.suite if not RowCache(out / f"{s}{suffix}", settings).rows()]
+        empty = [s for s in args.suite if not caches[s].rows()]
         args.suite = [s for s in args.suite if s not in empty]
         if empty:
             print(f"no rows yet, left out: {', '.join(empty)}", file=sys.stderr)

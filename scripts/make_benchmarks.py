@@ -109,9 +109,9 @@ def main(argv=None) -> int:
     target = Path(args.output)
     previous = "" if args.fresh or not target.exists() else target.read_text()
     text = build(Path(args.out), Path(args.docs), previous)
-    tmp = Path(args.output).with_suffix(".md.tmp")
+    tmp = target.with_suffix(".md.tmp")
     tmp.write_text(text)
-    tmp.replace(args.output)
+    tmp.replace(target)
     print(f"wrote {args.output}")
     return 0
 
