@@ -37,7 +37,9 @@ class EarlyStopping:
     tolerance : the basin: scores within ``tolerance × (peak − best)`` of the best so far. Validation curves
                 are flat near their minimum and fall earlier than the true error, so the weights kept are the
                 LATEST ones in the basin, not the first minimum
-    warmup    : no stop before this step (early validation can rise while the fit leaves its start)
+    warmup    : evaluations before this step are ignored: no stop and no weights kept before it (validation can
+                rise while the fit leaves its start, and be lowest at the start for a while; a noisy sparse scan
+                stopped at step 50 keeping its untrained start when those evaluations counted)
     """
 
     mode: StopMode = "run"
@@ -61,13 +63,13 @@ class EarlyStopping:
         """Feed per-item scores (P,); returns (P,) bool: items whose current weights are to be kept.
 
         All-NaN scores mean "no score yet" (e.g. a criterion whose window is still filling): they are ignored,
-        nothing is kept and no patience is used up.
+        nothing is kept and no patience is used up; so are the scores of steps before ``warmup``.
         """
         s = scores.detach().double().cpu()
         if self.mode == "run":
             s = s.sum(0, keepdim=True)
         self.step = step
-        if bool(torch.isnan(s).all()):
+        if step < self.warmup or bool(torch.isnan(s).all()):
             return torch.zeros(scores.shape[0], dtype=torch.bool)
         self.ema = s if self.ema is None else self.smoothing * self.ema + (1 - self.smoothing) * s
         if self.best is None:

@@ -51,6 +51,31 @@ def test_rows_from_before_a_new_config_field_stay_valid(bench):
     assert bench._same_config(None, None)  # a baseline row
 
 
+def test_a_row_from_before_the_surface_score_counts_as_the_transport_ablation(bench):
+    import dataclasses
+
+    from geomprior.dgp import DGPConfig
+
+    default = DGPConfig.preset("default")
+    # a default row cached before val_score existed: the transport score with the tolerance it had then
+    before = {k: v for k, v in bench._config_json(dataclasses.replace(default, tolerance=0.01)).items()
+              if k != "val_score"}
+    transport = dataclasses.replace(default, **bench.ABLATIONS["transport validation (the former score)"])
+    assert bench._same_config(before, bench._config_json(transport))
+    assert not bench._same_config(before, bench._config_json(default))
+
+
+def test_ablations_option_picks_the_rows_and_their_point_counts(bench):
+    import argparse
+
+    args = argparse.Namespace(quick=False, shapes=["bunny00", "kitten"], points=20_000, samples=1000, max_epochs=None,
+                              ablations=["default", "default, 5,000 points"])
+    jobs = bench.ablation_jobs(args)
+    assert [(j["shape"], j["ablation"], j["points"]) for j in jobs] == [
+        ("bunny00", "default", 20_000), ("bunny00", "default, 5,000 points", 5_000)]
+    assert len({j["key"] for j in jobs}) == 2
+
+
 def test_a_row_with_other_normals_settings_is_reused_only_with_the_same_normals(bench, tmp_path, monkeypatch):
     import dataclasses
 
