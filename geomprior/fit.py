@@ -90,6 +90,15 @@ class EarlyStopping:
             return torch.zeros(1, dtype=torch.bool)
         return self.waited >= self.patience
 
+    def replay(self, steps, scores) -> tuple[int | None, int | None]:
+        """Feed a recorded curve (one summed score per evaluation step) as a fit would; returns the step the rule
+        stops at (None: it ran to the end) and the step whose weights it keeps (None: no score counted)."""
+        for step, score in zip(steps, scores):
+            self.update(step, torch.tensor([float(score)]))
+            if bool(self.stopped().all()):
+                return step, int(self.best_step[0])
+        return None, None if self.best_step is None else int(self.best_step[0])
+
 
 @dataclass
 class FitResult:

@@ -50,6 +50,7 @@ NOISE = (0.0025, 0.005, 0.01)
 VARIANTS = ("outliers", "nonuniform")  # at 0.5 % noise
 METHODS = ("fast", "default", "quality", "poisson8", "poisson9", "poisson10", "bpa")
 SCALING_POINTS = (5_000, 20_000, 80_000, 320_000)
+TRANSPORT = {"val_score": "transport", "tolerance": 0.01}  # the former validation score, with its basin
 ABLATIONS = {
     "default": {},
     "fixed 400 epochs (no early stop)": {"early_stop": "none", "max_epochs": 400},
@@ -64,9 +65,9 @@ ABLATIONS = {
     "outliers kept, 2 % outliers": {"drop_outliers": False},
     "thin-part normals": {"thin_parts": True},
     "plain normals": {"thin_parts": False},
-    "transport validation (the former score)": {"val_score": "transport", "tolerance": 0.01},
+    "transport validation (the former score)": TRANSPORT,
     "default, 5,000 points": {},
-    "transport validation, 5,000 points": {"val_score": "transport", "tolerance": 0.01},
+    "transport validation, 5,000 points": TRANSPORT,
     "Sinkhorn-divergence loss": {"loss": "sinkhorn"},  # last: seconds per step on a CPU
 }
 ON_PLATE = ("default", "thin-part normals", "plain normals")  # the ablations also run on the thin plate

@@ -19,7 +19,6 @@ import dataclasses
 import time
 
 import numpy as np
-import torch
 from _scans import machine, scan
 
 from geomprior.dgp import DGPConfig, reconstruct
@@ -49,15 +48,9 @@ def study(name: str, n_points: int, epochs: int, *, noise: float = 0.005, config
     h = rec.history["local"]
     rule = EarlyStopping(mode="run", patience=base.patience, smoothing=base.smoothing, tolerance=base.tolerance,
                          warmup=base.min_epochs)
-    stop = best = None
-    for step, val in zip(h["step"], h["val"]):
-        rule.update(step, torch.tensor([val]))
-        if bool(rule.stopped().all()):
-            stop, best = step, int(rule.best_step[0])
-            break
+    stop, best = rule.replay(h["step"], h["val"])
     dist = dict(zip(h["step"], h["true_distance"]))
     oracle_step = min(dist, key=dist.get)
-    best = best if best is not None else int(rule.best_step[0])
     return {
         "shape": name, "points": n_points, "noise": noise, "patches": rec.history["patches"],
         "val_score": base.val_score, "seconds": time.perf_counter() - t,

@@ -116,16 +116,10 @@ def test_warmup_ignores_the_evaluations_before_it():
     """Scores lowest at the start: without warmup the rule keeps step 0 and stops; with it, it keeps a later
     step and uses no patience before the warmup ends."""
     curve = {0: 1.0, 10: 1.2, 20: 1.3, 30: 1.25, 40: 1.1, 50: 1.05, 60: 1.02, 70: 1.03, 80: 1.04, 90: 1.05}
-
-    def replay(rule):
-        for step, score in curve.items():
-            rule.update(step, torch.tensor([score]))
-            if bool(rule.stopped().all()):
-                return step, int(rule.best_step[0])
-        return None, int(rule.best_step[0])
-
-    assert replay(EarlyStopping(mode="run", patience=3, smoothing=0.0)) == (30, 0)
-    assert replay(EarlyStopping(mode="run", patience=3, smoothing=0.0, warmup=50)) == (90, 60)
+    steps, scores = list(curve), list(curve.values())
+    assert EarlyStopping(mode="run", patience=3, smoothing=0.0).replay(steps, scores) == (30, 0)
+    assert EarlyStopping(mode="run", patience=3, smoothing=0.0, warmup=50).replay(steps, scores) == (90, 60)
+    assert EarlyStopping(mode="run", patience=3, warmup=100).replay(steps, scores) == (None, None)  # none counted
     # a fit shorter than the warmup keeps its last weights (nothing to restore)
     toy = Toy()
     res = toy.run(EarlyStopping(mode="run", patience=3, smoothing=0.0, warmup=100), max_steps=23)
