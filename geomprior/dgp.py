@@ -38,6 +38,10 @@ PRESETS = ("fast", "default", "quality")
 PLANAR = math.sqrt(math.pi) / 2  # the planar skip maps [0,1]² onto a square of the unit disc's area
 
 
+# the stopping rule's basin (DGPConfig.tolerance) that suits each validation score (DGPConfig.val_score)
+SCORE_TOLERANCE = {"surface": 0.0, "transport": 0.01}
+
+
 @dataclass(frozen=True)
 class DGPConfig:
     """Settings of a reconstruction. Use ``DGPConfig.preset(name)`` and ``dataclasses.replace`` to change fields."""
@@ -85,7 +89,7 @@ class DGPConfig:
     smoothing: float = 0.5  # EMA on the validation curve
     # basin: within this share of (peak − minimum) of the minimum; the latest weights in it are kept. 0: the minimum
     # itself (the "surface" score's minimum lies near the true error's; "transport" needed 0.01, as it bottoms early)
-    tolerance: float = 0.0
+    tolerance: float = SCORE_TOLERANCE["surface"]
     min_epochs: int = 50  # no stop before this step
     # consistency stage
     consistency: bool = True  # refit all patches to the mean of overlapping predictions

@@ -43,6 +43,7 @@ import numpy as np
 from _bench import RowCache, header
 from _scans import SHAPES
 
+from geomprior.dgp import SCORE_TOLERANCE
 from geomprior.io import write_json
 
 SHAPE_NAMES = ("bunny00", "fandisk", "kitten", "sphere", "torus", "plate")
@@ -50,7 +51,7 @@ NOISE = (0.0025, 0.005, 0.01)
 VARIANTS = ("outliers", "nonuniform")  # at 0.5 % noise
 METHODS = ("fast", "default", "quality", "poisson8", "poisson9", "poisson10", "bpa")
 SCALING_POINTS = (5_000, 20_000, 80_000, 320_000)
-TRANSPORT = {"val_score": "transport", "tolerance": 0.01}  # the former validation score, with its basin
+TRANSPORT = {"val_score": "transport", "tolerance": SCORE_TOLERANCE["transport"]}  # the former score, its basin
 ABLATIONS = {
     "default": {},
     "fixed 400 epochs (no early stop)": {"early_stop": "none", "max_epochs": 400},

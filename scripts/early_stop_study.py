@@ -21,14 +21,11 @@ import time
 import numpy as np
 from _scans import machine, scan
 
-from geomprior.dgp import DGPConfig, reconstruct
+from geomprior.dgp import SCORE_TOLERANCE, DGPConfig, reconstruct
 from geomprior.fit import EarlyStopping
 from geomprior.io import write_json
 from geomprior.metrics import point_to_mesh_distance
 from geomprior.patches import bbox_diagonal
-
-
-TOLERANCE = {"surface": 0.0, "transport": 0.01}  # the stopping rule's basin for each validation score
 
 
 def study(name: str, n_points: int, epochs: int, *, noise: float = 0.005, config: DGPConfig | None = None,
@@ -94,14 +91,14 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=["bunny00", "fandisk"])
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--epochs", type=int, default=400)
-    parser.add_argument("--val-score", choices=tuple(TOLERANCE), default=DGPConfig.val_score)
+    parser.add_argument("--val-score", choices=tuple(SCORE_TOLERANCE), default=DGPConfig.val_score)
     parser.add_argument("--out", default="out")
     args = parser.parse_args()
     import os
 
     os.makedirs(args.out, exist_ok=True)
     config = dataclasses.replace(DGPConfig.preset("default"), val_score=args.val_score,
-                                 tolerance=TOLERANCE[args.val_score])
+                                 tolerance=SCORE_TOLERANCE[args.val_score])
     results = [study(s, args.points, args.epochs, config=config) for s in args.shapes]
     print(f"machine: {machine()}; validation score: {args.val_score}")
     print("| shape | rule stops at | keeps step | oracle step | dist @ kept | dist @ oracle | dist @ cap | noisy input |")
