@@ -114,6 +114,12 @@ class DGPConfig:
                        grid=14)
         return cls()
 
+    def stopper(self, mode: str | None = None) -> EarlyStopping:
+        """The early-stopping rule of the local fit (``mode``: this config's ``early_stop`` unless given; "run"
+        replays a recorded curve as a run-wide stop would)."""
+        return EarlyStopping(mode=mode or self.early_stop, patience=self.patience, smoothing=self.smoothing,
+                             tolerance=self.tolerance, warmup=self.min_epochs)
+
     def validate(self) -> None:
         """Raise InputError naming the first bad field."""
         checks = {
@@ -483,10 +489,8 @@ def fit_dense(
 
     fit_monitor = (lambda step: monitor(*dense()[:2])) if monitor is not None else None
 
-    stopper = EarlyStopping(mode=cfg.early_stop, patience=cfg.patience, smoothing=cfg.smoothing,
-                            tolerance=cfg.tolerance, warmup=cfg.min_epochs)
     local = _local_fit(surf, uv, target, train, val, cfg, stage="local fit", epochs=cfg.max_epochs, lr=cfg.lr,
-                       stopper=stopper, progress=progress, monitor=fit_monitor)
+                       stopper=cfg.stopper(), progress=progress, monitor=fit_monitor)
     history = {"config": dataclasses.asdict(cfg), "device": str(dev), "seed": seed, "matching": cfg.matching,
                "patches": len(patches), "points": n_input, "outliers_dropped": int(n_input - len(pts)),
                "normals_given": given_normals,

@@ -18,7 +18,7 @@ reconstruction only (not making the scan, not evaluating). Metrics: geomprior.me
 Chamfer-L1, Hausdorff, normal consistency, F-score@1 %, distances relative to the reference's diagonal, 100k
 samples). Rows are cached under ``--out``; ``--reuse`` skips rows already computed with the same settings (for geomprior
 rows: the same DGPConfig the code gives them now), so the tables can be built over several runs (select with
-``--shapes``, ``--noise``, ``--methods``).
+``--shapes``, ``--noise``, ``--methods``; the 0.5 % variants come with a ``--noise`` list that holds 0.005).
 
     python scripts/bench_surfaces.py [--suite matrix scaling ablations] [--shapes ...] [--noise 0.005 ...]
                                      [--methods ...] [--points 20000] [--out benchmarks/bench_surfaces] [--reuse]
@@ -299,7 +299,9 @@ def _job(shape, noise, variant, method, points, samples, **extra) -> dict:
 def matrix_jobs(args) -> list[dict]:
     jobs = []
     for shape in args.shapes:
-        scans = [(n, "") for n in args.noise] + ([(0.005, v) for v in VARIANTS] if not args.quick else [])
+        # the variants are 0.5 % scans: they run with --noise lists that hold 0.005
+        with_variants = 0.005 in args.noise and not args.quick
+        scans = [(n, "") for n in args.noise] + ([(0.005, v) for v in VARIANTS] if with_variants else [])
         for noise, variant in scans:
             for method in args.methods:
                 jobs.append(_job(shape, noise, variant, method, args.points, args.samples, max_epochs=args.max_epochs))

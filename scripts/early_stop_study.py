@@ -22,7 +22,6 @@ import numpy as np
 from _scans import machine, scan
 
 from geomprior.dgp import SCORE_TOLERANCE, DGPConfig, reconstruct
-from geomprior.fit import EarlyStopping
 from geomprior.io import write_json
 from geomprior.metrics import point_to_mesh_distance
 from geomprior.patches import bbox_diagonal
@@ -43,9 +42,7 @@ def study(name: str, n_points: int, epochs: int, *, noise: float = 0.005, config
     t = time.perf_counter()
     rec = reconstruct(noisy, config=cfg, monitor=oracle, device="cpu", seed=seed)
     h = rec.history["local"]
-    rule = EarlyStopping(mode="run", patience=base.patience, smoothing=base.smoothing, tolerance=base.tolerance,
-                         warmup=base.min_epochs)
-    stop, best = rule.replay(h["step"], h["val"])
+    stop, best = base.stopper("run").replay(h["step"], h["val"])
     dist = dict(zip(h["step"], h["true_distance"]))
     oracle_step = min(dist, key=dist.get)
     return {

@@ -76,6 +76,19 @@ def test_ablations_option_picks_the_rows_and_their_point_counts(bench):
     assert len({j["key"] for j in jobs}) == 2
 
 
+def test_noise_option_picks_the_matrix_scans(bench):
+    import argparse
+
+    def scans(noise):
+        args = argparse.Namespace(quick=False, shapes=["sphere"], noise=noise, methods=["fast"], points=1000,
+                                  samples=1000, max_epochs=None)
+        return [(j["noise"], j["variant"]) for j in bench.matrix_jobs(args)]
+
+    # the outlier and non-uniform variants are 0.5 % scans: they come with 0.005 only
+    assert scans([0.01]) == [(0.01, "")]
+    assert scans([0.0025, 0.005]) == [(0.0025, ""), (0.005, ""), (0.005, "outliers"), (0.005, "nonuniform")]
+
+
 def test_a_row_with_other_normals_settings_is_reused_only_with_the_same_normals(bench, tmp_path, monkeypatch):
     import dataclasses
 

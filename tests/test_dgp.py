@@ -14,7 +14,6 @@ pytest.importorskip("open3d")
 import geomprior.dgp as dgp  # noqa: E402
 from geomprior.dgp import DGPConfig, reconstruct  # noqa: E402
 from geomprior.errors import InputError  # noqa: E402
-from geomprior.fit import EarlyStopping  # noqa: E402
 from geomprior.metrics import point_to_mesh_distance  # noqa: E402
 from geomprior.synthetic import noisy_scan, sphere_mesh, torus_mesh  # noqa: E402
 
@@ -417,9 +416,7 @@ def test_automatic_stop_keeps_a_step_near_the_oracle(sphere):
         return {"true": float(point_to_mesh_distance(dense, truth).mean())}
 
     local = reconstruct(points, config=cfg, device="cpu", seed=0, monitor=oracle).history["local"]
-    rule = EarlyStopping(mode="run", patience=BASE.patience, smoothing=BASE.smoothing, tolerance=BASE.tolerance,
-                         warmup=BASE.min_epochs)
-    stop, kept = rule.replay(local["step"], local["val"])
+    stop, kept = BASE.stopper("run").replay(local["step"], local["val"])
     true = dict(zip(local["step"], local["true"]))
     assert stop is not None, "the stop did not fire before the cap"
     assert true[kept] <= 1.05 * min(true.values()), (kept, true)
