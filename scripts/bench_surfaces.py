@@ -43,13 +43,13 @@ import numpy as np
 from _bench import RowCache, header
 from _scans import SHAPES
 
-from geomprior.dgp import SCORE_TOLERANCE
+from geomprior.dgp import PRESETS, SCORE_TOLERANCE
 from geomprior.io import write_json
 
 SHAPE_NAMES = ("bunny00", "fandisk", "kitten", "sphere", "torus", "plate")
 NOISE = (0.0025, 0.005, 0.01)
 VARIANTS = ("outliers", "nonuniform")  # at 0.5 % noise
-METHODS = ("fast", "default", "quality", "poisson8", "poisson9", "poisson10", "bpa")
+METHODS = (*PRESETS, "poisson8", "poisson9", "poisson10", "bpa")
 SCALING_POINTS = (5_000, 20_000, 80_000, 320_000)
 TRANSPORT = {"val_score": "transport", "tolerance": SCORE_TOLERANCE["transport"]}  # the former score, its basin
 ABLATIONS = {
@@ -136,7 +136,7 @@ def make_scan(shape: str, noise: float, variant: str, n_points: int, seed: int =
 
 def _config(method: str, overrides: dict, max_epochs: int | None):
     """The DGPConfig a geomprior row runs with (None for the baselines)."""
-    from geomprior.dgp import PRESETS, DGPConfig
+    from geomprior.dgp import DGPConfig
 
     if method not in PRESETS:
         return None
@@ -356,19 +356,41 @@ def _checked_note(rows: list[dict]) -> list[str]:
 
 
 def winners(rows: list[dict]) -> list[str]:
-    """Per scan, which method has the lowest Chamfer-L1 and the highest normal consistency."""
+    """Per scan, which method has the lowest Chamfer-L1 and the highest normal consistency, and geomprior's best
+    preset against the best peer on Chamfer-L1; then the scans where a peer wins."""
     scans: dict[tuple, list[dict]] = {}
     for r in rows:
         scans.setdefault((r["shape"], r["noise"], r["variant"]), []).append(r)
-    out = ["| shape | noise | variant | best Chamfer-L1 | best normal consistency |", "|---|---|---|---|---|"]
+    out = ["| shape | noise | variant | best Chamfer-L1 | best normal consistency | geomprior vs best peer |",
+           "|---|---|---|---|---|---|"]
+    compared, lost, lost_default = 0, [], []
     for (shape, noise, variant), rs in scans.items():
         ok = [r for r in rs if not math.isnan(r["chamfer_l1"])]
         if not ok:
             continue
         c = min(ok, key=lambda r: r["chamfer_l1"])
         n = max(ok, key=lambda r: r["normal_consistency"])
+        ours = [r for r in ok if r["method"] in PRESETS]
+        peers = [r for r in ok if r["method"] not in PRESETS]
+        versus = "-"
+        if ours and peers:
+            g, p = min(ours, key=lambda r: r["chamfer_l1"]), min(peers, key=lambda r: r["chamfer_l1"])
+            versus = f"{g['method']} {100 * (g['chamfer_l1'] / p['chamfer_l1'] - 1):+.1f} % vs {p['method']}"
+            scan = f"{shape} {noise * 100:g}% {variant or 'plain'}"
+            compared += 1
+            if g["chamfer_l1"] >= p["chamfer_l1"]:
+                lost.append(f"{scan} ({p['method']})")
+            default = next((r for r in ours if r["method"] == "default"), None)
+            if default is not None and default["chamfer_l1"] >= p["chamfer_l1"]:
+                lost_default.append(f"{scan} ({p['method']})")
         out.append(f"| {shape} | {noise * 100:g}% | {variant or '-'} | {c['method']} ({c['chamfer_l1']:.6f}) | "
-                   f"{n['method']} ({n['normal_consistency']:.4f}) |")
+                   f"{n['method']} ({n['normal_consistency']:.4f}) | {versus} |")
+    if compared:
+        out += ["", f"geomprior vs best peer: Chamfer-L1 of geomprior's best preset relative to the best of "
+                    f"{', '.join(m for m in METHODS if m not in PRESETS)} (negative: geomprior lower). A peer wins "
+                    f"{len(lost)} of {compared} scans" + (f": {'; '.join(lost)}" if lost else "")
+                + f". Against the default preset alone a peer wins {len(lost_default)}"
+                + (f": {'; '.join(lost_default)}." if lost_default else ".")]
     return out
 
 

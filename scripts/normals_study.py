@@ -7,7 +7,11 @@ scan: the share of each estimate that faces the way the reference surface's norm
 faces (up to one global flip; 0.5 = half the surface turned), the share on which the two disagree (up to one global
 flip), and which one "auto" takes (the thin-part one above THIN_PART_SWITCH).
 
-    python scripts/normals_study.py [--points 20000] [--out benchmarks/] [--quick]
+A second table follows the bunny at 0.5 % noise as the scan grows denser (``--dense`` point counts): the normals
+from a fixed 30 neighbours against those from geomprior.dgp.normal_neighbours (30, or the points within 0.3 patch
+radii on a dense scan), as the mean |cos| to the reference normal and the share facing the right way.
+
+    python scripts/normals_study.py [--points 20000] [--dense 20000 80000 320000] [--out benchmarks/] [--quick]
 
 Writes normals_study.json and normals_study.md in --out.
 """
@@ -24,7 +28,16 @@ from _bench import header
 from bench_surfaces import SHAPES, VARIANTS, _mesh, make_scan
 from scipy.spatial import cKDTree
 
-from geomprior.dgp import THIN_PART_SWITCH, DGPConfig, estimate_normals, orientation_disagreement, prepare_points
+from geomprior.dgp import (
+    NORMAL_K,
+    THIN_PART_SWITCH,
+    DGPConfig,
+    estimate_normals,
+    normal_neighbours,
+    orientation_disagreement,
+    prepare_points,
+)
+from geomprior.patches import bbox_diagonal
 from geomprior.io import write_json
 from geomprior.metrics import sample_surface
 from geomprior.synthetic import noisy_scan
@@ -36,16 +49,34 @@ PLATE_SEEDS = (0, 1, 2)
 def study(reference, points: np.ndarray) -> dict:
     """Both orientations of the points a default fit uses, against the reference surface and each other."""
     pts, plain = prepare_points(points, config=dataclasses.replace(DGPConfig(), thin_parts=False))[:2]
-    if isinstance(reference, tuple):
-        ref_pts, ref_nrm = reference
-    else:
-        ref_pts, ref_nrm = sample_surface(reference, 200_000, seed=np.random.default_rng(1))
-    truth = ref_nrm[cKDTree(ref_pts).query(pts, workers=-1)[1]]
+    truth = _truth(reference, pts)
     thin = estimate_normals(pts, thin_parts=True)
     disagree = orientation_disagreement(plain, thin)
     return {"points": len(pts), "plain_facing": 1 - orientation_disagreement(plain, truth),
             "thin_facing": 1 - orientation_disagreement(thin, truth),
             "disagree": disagree, "auto": "thin-part" if disagree > THIN_PART_SWITCH else "plain"}
+
+
+def _truth(reference, points: np.ndarray) -> np.ndarray:
+    """The reference normal at the nearest of 200,000 reference samples (or of the kitten's own points)."""
+    if isinstance(reference, tuple):
+        ref_pts, ref_nrm = reference
+    else:
+        ref_pts, ref_nrm = sample_surface(reference, 200_000, seed=np.random.default_rng(1))
+    return ref_nrm[cKDTree(ref_pts).query(points, workers=-1)[1]]
+
+
+def dense(shape: str, points: int) -> dict:
+    """Plain normals of one 0.5 % scan from NORMAL_K neighbours and from as many as normal_neighbours gives."""
+    reference, noisy = make_scan(shape, 0.005, "", points)
+    truth = _truth(reference, noisy)
+    k = normal_neighbours(noisy, DGPConfig().radius * bbox_diagonal(noisy))
+    row = {"scan": f"{shape} 0.5% plain", "points": points, "neighbours": k}
+    for name, kk in (("fixed", NORMAL_K), ("adapted", k)):
+        n = estimate_normals(noisy, k=kk)
+        row[f"{name}_cos"] = float(np.abs(np.einsum("ij,ij->i", n, truth)).mean())
+        row[f"{name}_facing"] = 1 - orientation_disagreement(n, truth)
+    return row
 
 
 def scans(points: int, quick: bool):
@@ -70,10 +101,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--points", type=int, default=20_000)
     p.add_argument("--out", default="benchmarks")
+    p.add_argument("--dense", type=int, nargs="*", default=[20_000, 80_000, 320_000],
+                   help="point counts of the bunny for the table of normals against density")
     p.add_argument("--quick", action="store_true", help="one 2,000-point sphere scan: checks that it runs")
     args = p.parse_args(argv)
     if args.quick:
-        args.points = 2000
+        args.points, args.dense = 2000, [2000]
     rows = []
     lines = ["| scan | points | plain: facing right | thin-part: facing right | disagree | auto takes |",
              "|---|---|---|---|---|---|"]
@@ -89,12 +122,28 @@ def main(argv=None) -> int:
                    "the surface turned). Disagree: the share on which the two estimates face opposite ways, up to "
                    f"one global flip; \"auto\" takes the thin-part estimate above {100 * THIN_PART_SWITCH:g}%. "
                    "Points: those a default fit uses (outliers dropped). Scans as in bench_surfaces.py.")
+    dense_rows, dense_lines = [], [
+        f"| scan | points | neighbours | mean abs cos, {NORMAL_K} | mean abs cos, adapted | facing right, {NORMAL_K} | "
+        "facing right, adapted |", "|---|---|---|---|---|---|---|"]
+    for n in args.dense:
+        row = dense("sphere" if args.quick else "bunny00", n)
+        dense_rows.append(row)
+        dense_lines.append(f"| {row['scan']} | {n} | {row['neighbours']} | {row['fixed_cos']:.3f} | "
+                           f"{row['adapted_cos']:.3f} | {row['fixed_facing']:.3f} | {row['adapted_facing']:.3f} |")
+        print(dense_lines[-1], flush=True)
+    dense_conventions = (
+        f"Plain normals (no outlier filter, no thin-part estimate) of the whole scan from {NORMAL_K} neighbours and "
+        "from geomprior.dgp.normal_neighbours' count (neighbours: the median number of points within 0.3 patch "
+        f"radii, at least {NORMAL_K}); mean abs cos: to the reference normal at the nearest of 200,000 reference "
+        "samples; facing right as above. Scans as in bench_surfaces.py (its scaling suite).")
     text = "\n".join([header("Normal orientation: plain against thin-part estimate", conventions, __file__, argv),
-                      *lines, ""])
+                      *lines, "",
+                      header("Normal estimate: neighbours against density", dense_conventions, __file__, argv),
+                      *dense_lines, ""])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
-    write_json(str(out / f"normals_study{suffix}.json"), {"scans": rows})
+    write_json(str(out / f"normals_study{suffix}.json"), {"scans": rows, "dense": dense_rows})
     (out / f"normals_study{suffix}.md").write_text(text)
     return 0
 

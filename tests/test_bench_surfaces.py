@@ -89,6 +89,21 @@ def test_noise_option_picks_the_matrix_scans(bench):
     assert scans([0.0025, 0.005]) == [(0.0025, ""), (0.005, ""), (0.005, "outliers"), (0.005, "nonuniform")]
 
 
+def test_winners_names_the_scans_a_peer_wins(bench):
+    def row(shape, method, chamfer):
+        return {"shape": shape, "noise": 0.005, "variant": "", "method": method, "chamfer_l1": chamfer,
+                "normal_consistency": 0.9}
+
+    rows = [row("sphere", "fast", 0.002), row("sphere", "default", 0.003), row("sphere", "poisson9", 0.0025),
+            row("plate", "default", 0.004), row("plate", "bpa", 0.003), row("plate", "poisson8", float("nan"))]
+    text = "\n".join(bench.winners(rows))
+    assert "| sphere | 0.5% | - | fast (0.002000) | fast (0.9000) | fast -20.0 % vs poisson9 |" in text
+    assert "| plate | 0.5% | - | bpa (0.003000) | default (0.9000) | default +33.3 % vs bpa |" in text
+    assert "A peer wins 1 of 2 scans: plate 0.5% plain (bpa)." in text
+    assert ("Against the default preset alone a peer wins 2: sphere 0.5% plain (poisson9); plate 0.5% plain (bpa)."
+            in text)
+
+
 def test_a_row_with_other_normals_settings_is_reused_only_with_the_same_normals(bench, tmp_path, monkeypatch):
     import dataclasses
 
@@ -162,5 +177,8 @@ def test_normals_study_quick(tmp_path):
     # a sphere: both estimates face the right way everywhere, agree, and "auto" keeps the plain one
     assert row["plain_facing"] > 0.99 and row["thin_facing"] > 0.99 and row["disagree"] < 0.01
     assert row["auto"] == "plain"
+    (dense,) = json.loads((tmp_path / "normals_study_quick.json").read_text())["dense"]
+    assert dense["neighbours"] == 30 and dense["fixed_cos"] == dense["adapted_cos"] > 0.9  # sparse: the same 30
     text = (tmp_path / "normals_study_quick.md").read_text()
     assert "Machine:" in text and "| sphere 0.5% plain seed 0 | 2000 |" in text
+    assert "### Normal estimate: neighbours against density" in text and "| sphere 0.5% plain | 2000 | 30 |" in text
