@@ -37,9 +37,9 @@ from geomprior.dgp import (
     orientation_disagreement,
     prepare_points,
 )
-from geomprior.patches import bbox_diagonal
 from geomprior.io import write_json
 from geomprior.metrics import sample_surface
+from geomprior.patches import bbox_diagonal
 from geomprior.synthetic import noisy_scan
 
 PLATE_NOISE = (0.003, 0.004, 0.005, 0.006, 0.007, 0.008)
