@@ -30,6 +30,7 @@ from scipy.spatial import cKDTree
 
 from geomprior.dgp import (
     NORMAL_K,
+    NORMAL_REACH,
     THIN_PART_SWITCH,
     DGPConfig,
     estimate_normals,
@@ -39,7 +40,6 @@ from geomprior.dgp import (
 )
 from geomprior.io import write_json
 from geomprior.metrics import sample_surface
-from geomprior.patches import bbox_diagonal
 from geomprior.synthetic import noisy_scan
 
 PLATE_NOISE = (0.003, 0.004, 0.005, 0.006, 0.007, 0.008)
@@ -70,7 +70,7 @@ def dense(shape: str, points: int) -> dict:
     """Plain normals of one 0.5 % scan from NORMAL_K neighbours and from as many as normal_neighbours gives."""
     reference, noisy = make_scan(shape, 0.005, "", points)
     truth = _truth(reference, noisy)
-    k = normal_neighbours(noisy, DGPConfig().radius * bbox_diagonal(noisy))
+    k = normal_neighbours(noisy)  # at the default patch radius
     row = {"scan": f"{shape} 0.5% plain", "points": points, "neighbours": k}
     for name, kk in (("fixed", NORMAL_K), ("adapted", k)):
         n = estimate_normals(noisy, k=kk)
@@ -133,8 +133,8 @@ def main(argv=None) -> int:
         print(dense_lines[-1], flush=True)
     dense_conventions = (
         f"Plain normals (no outlier filter, no thin-part estimate) of the whole scan from {NORMAL_K} neighbours and "
-        "from geomprior.dgp.normal_neighbours' count (neighbours: the median number of points within 0.3 patch "
-        f"radii, at least {NORMAL_K}); mean abs cos: to the reference normal at the nearest of 200,000 reference "
+        "from geomprior.dgp.normal_neighbours' count (neighbours: the median number of points within "
+        f"{NORMAL_REACH:g} patch radii, at least {NORMAL_K}); mean abs cos: to the reference normal at the nearest of 200,000 reference "
         "samples; facing right as above. Scans as in bench_surfaces.py (its scaling suite).")
     text = "\n".join([header("Normal orientation: plain against thin-part estimate", conventions, __file__, argv),
                       *lines, "",
