@@ -69,11 +69,13 @@ def test_ablations_option_picks_the_rows_and_their_point_counts(bench):
     import argparse
 
     args = argparse.Namespace(quick=False, shapes=["bunny00", "kitten"], points=20_000, samples=1000, max_epochs=None,
-                              ablations=["default", "default, 5,000 points"])
+                              ablations=["default", "default, 5,000 points",
+                                         "Sinkhorn-divergence loss, 5,000 points"])
     jobs = bench.ablation_jobs(args)
     assert [(j["shape"], j["ablation"], j["points"]) for j in jobs] == [
-        ("bunny00", "default", 20_000), ("bunny00", "default, 5,000 points", 5_000)]
-    assert len({j["key"] for j in jobs}) == 2
+        ("bunny00", "default", 20_000), ("bunny00", "default, 5,000 points", 5_000),
+        ("bunny00", "Sinkhorn-divergence loss, 5,000 points", 5_000)]
+    assert len({j["key"] for j in jobs}) == 3
 
 
 def test_noise_option_picks_the_matrix_scans(bench):
