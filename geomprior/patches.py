@@ -15,6 +15,10 @@ from .errors import InputError
 
 log = logging.getLogger(__name__)
 
+# a patch with more than SPREAD × max_points members within its reach takes max_points of them spread over the whole
+# reach instead of the nearest ones (see cover)
+SPREAD = 2.0
+
 
 @dataclass
 class Patches:
@@ -95,12 +99,14 @@ def cover(
     max_angle: float = 90.0,
     diagonal: float | None = None,
     origin: np.ndarray | None = None,
+    spread: float = SPREAD,
 ) -> Patches:
     """Cover ``points`` with patches.
 
     points  : (N, 3) float
     radius  : patch radius as a fraction of the bounding-box diagonal
-    padding : members are the points within padding × radius of the centre (the nearest ``max_points`` of them)
+    padding : members are the points within padding × radius of the centre (the nearest ``max_points`` of them,
+              unless there are more than ``spread`` × max_points: see below)
     min_points : a patch with fewer members takes its ``min_points`` nearest neighbours instead
     spacing : centres are voxel representatives, voxel side = spacing × radius (≈ Poisson-disk spacing)
     normals : (N, 3) float, optional; orients each patch's third axis to agree with them, and keeps out of a
@@ -109,9 +115,16 @@ def cover(
     diagonal : the length ``radius`` is a fraction of (default: the points' bounding-box diagonal)
     origin  : (3,) corner of the centres' voxel grid (default: the points' minimum). A tile of a larger scan passes
               the scan's diagonal and minimum, so that its patches are the ones the whole scan would get there
+    spread  : on a scan so dense that a patch has more than ``spread`` × max_points members, the nearest max_points
+              would shrink it to a fraction of its radius, a scale at which it fits the noise, and multiply the
+              patches. Such a patch takes max_points members spread over its whole reach instead (every m-th in
+              order of distance from the centre) and counts all its members as covered: it keeps its scale, and
+              the patch count stays that of a sparser scan (``python scripts/bench_surfaces.py --suite scaling``
+              measures the effect). 0 switches it off
 
-    Every point is a member of at least one patch: where the first centres leave points uncovered (wide spacing,
-    or patches capped at max_points in dense regions), centres are added among them until none is left.
+    Every point is a member of at least one patch, or within the reach of a spread one: where the first centres
+    leave points uncovered (wide spacing, or patches capped at max_points in dense regions), centres are added among
+    them until none is left.
     """
     points = np.asarray(points, dtype=np.float64)
     n = len(points)
@@ -138,6 +151,8 @@ def cover(
         if normals is not None:
             facing = np.einsum("pki,pi->pk", normals[np.minimum(idx, n - 1)], normals[centers]) >= cos_max
             inside &= facing
+        if spread:
+            _spread_dense(points, tree, centers, idx, inside, covered, reach, spread * k, normals, cos_max)
         few = inside.sum(1) < min_points
         if few.any():  # sparse region: the nearest min_points instead, facing the centre's side first
             wide = min(n, 4 * min_points)
@@ -172,6 +187,23 @@ def cover(
     origin, scale, rotation = _frames(points, index, mask, normals)
     log.info("%d patches, %d-%d points each (radius %.4g)", len(centers), mask.sum(1).min(), mask.sum(1).max(), r)
     return Patches(points[centers], index, mask, origin, scale, rotation, r)
+
+
+def _spread_dense(points, tree, centers, idx, inside, covered, reach, most, normals, cos_max) -> None:
+    """Where a centre has more than ``most`` members within ``reach`` (facing its normal), replace the nearest ones
+    in ``idx``/``inside`` (P, k) by k members spread evenly over the distance order, and mark all of them covered."""
+    k = idx.shape[1]
+    within = tree.query_ball_point(points[centers], reach, return_length=True, workers=-1)
+    for p in np.flatnonzero(within > most):
+        members = np.asarray(tree.query_ball_point(points[centers[p]], reach))
+        if normals is not None:
+            members = members[normals[members] @ normals[centers[p]] >= cos_max]
+        if len(members) <= most:
+            continue
+        members = members[np.argsort(np.linalg.norm(points[members] - points[centers[p]], axis=1), kind="stable")]
+        covered[members] = True
+        idx[p] = members[np.linspace(0, len(members) - 1, k).round().astype(np.int64)]
+        inside[p] = True
 
 
 def _frames(points, index, mask, normals):

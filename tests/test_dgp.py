@@ -19,9 +19,9 @@ from geomprior.synthetic import noisy_scan, sphere_mesh, torus_mesh  # noqa: E40
 
 NOISE = 0.01  # noise std per coordinate, fraction of the diagonal
 
-# small problems: ~100 patches of <= 64 points, 2x32 hidden units
+# small problems: ~50 patches of <= 64 points, 2x32 hidden units
 BASE = dataclasses.replace(
-    DGPConfig.preset("fast"), radius=0.2, max_points=64, min_points=16, widths=(32, 32), eval_every=5, patience=3,
+    DGPConfig.preset("fast"), radius=0.1, max_points=64, min_points=16, widths=(32, 32), eval_every=5, patience=3,
     max_epochs=200, poisson_depth=6,
 )
 # even smaller, for checks that do not need a good fit (seeds, options, orientation)
@@ -300,7 +300,7 @@ def test_unknown_device_and_preset_are_input_errors():
 
 @pytest.mark.parametrize(
     "option",
-    [{"matching": "sinkhorn"}, {"loss": "sinkhorn", "blur": 0.05, "scaling": 0.5, "max_epochs": 20, "lr": 5e-3}],
+    [{"matching": "sinkhorn"}, {"loss": "sinkhorn", "blur": 0.05, "scaling": 0.5, "max_epochs": 40, "lr": 5e-3}],
     ids=["sinkhorn-plan", "sinkhorn-loss"],
 )
 def test_sinkhorn_schemes_improve_on_the_untrained_start(sphere, option):

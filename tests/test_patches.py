@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 from geomprior.errors import InputError
@@ -252,14 +253,41 @@ def test_max_points_below_min_points_is_input_error():
         cover(points, radius=0.1, min_points=16, max_points=8)
 
 
-def test_dense_cloud_small_cap_still_covers_everything():
+def dense_square(n: int = 3000) -> np.ndarray:
     rng = np.random.default_rng(7)
-    points = np.c_[rng.random((3000, 2)), 0.001 * rng.normal(size=3000)]
-    pt = cover(points, radius=0.15, min_points=8, max_points=16)
+    return np.c_[rng.random((n, 2)), 0.001 * rng.normal(size=n)]
+
+
+def test_dense_cloud_small_cap_still_covers_everything():
+    points = dense_square()
+    pt = cover(points, radius=0.15, min_points=8, max_points=16, spread=0)  # the nearest members only
     assert pt.counts.max() <= 16 and pt.counts.min() >= 8
     hit = np.bincount(pt.index[pt.mask], minlength=len(points))
     assert (hit >= 1).all()
     assert pt.counts.max() == 16  # the cap is active: ~370 points lie within reach of each centre
+
+
+def test_dense_patches_spread_over_their_reach():
+    """~370 points within reach of each centre, 16 kept: the nearest 16 span 0.15 of the reach, spread ones all
+    of it; every point lies within the reach of a patch, and there are far fewer patches."""
+    points = dense_square()
+    nearest = cover(points, radius=0.15, min_points=8, max_points=16, spread=0)
+    spread = cover(points, radius=0.15, min_points=8, max_points=16)
+    reach = 1.3 * spread.radius
+
+    def extent(pt):  # farthest member from its centre, per patch, in reaches
+        return np.linalg.norm(points[pt.index] - pt.centers[:, None], axis=2).max(1) / reach
+
+    assert (spread.counts == 16).all()
+    assert np.median(extent(spread)) > 0.9 and np.median(extent(nearest)) < 0.4
+    assert np.median(spread.scale) > 2 * np.median(nearest.scale)
+    assert len(spread) < len(nearest) / 5
+    d, _ = cKDTree(spread.centers).query(points)
+    assert (d <= reach).all()
+    for p in range(len(spread)):  # distinct members within reach
+        m = members(spread, p)
+        assert len(set(m.tolist())) == len(m)
+        assert (np.linalg.norm(points[m] - spread.centers[p], axis=1) <= reach).all()
 
 
 def test_deterministic(sphere):
