@@ -144,6 +144,7 @@ def cover(
     centers = _voxel_representatives(points, spacing * r, origin)
     covered = np.zeros(n, bool)
     blocks = []
+    n_spread = 0
     for _ in range(50):
         dist, idx = tree.query(points[centers], k=k, distance_upper_bound=reach, workers=-1)
         idx = idx.reshape(len(centers), k)
@@ -152,7 +153,7 @@ def cover(
             facing = np.einsum("pki,pi->pk", normals[np.minimum(idx, n - 1)], normals[centers]) >= cos_max
             inside &= facing
         if spread:
-            _spread_dense(points, tree, centers, idx, inside, covered, reach, spread * k, normals, cos_max)
+            n_spread += _spread_dense(points, tree, centers, idx, inside, covered, reach, spread * k, normals, cos_max)
         few = inside.sum(1) < min_points
         if few.any():  # sparse region: the nearest min_points instead, facing the centre's side first
             wide = min(n, 4 * min_points)
@@ -185,14 +186,16 @@ def cover(
     index = np.where(mask, index, index[:, :1])
 
     origin, scale, rotation = _frames(points, index, mask, normals)
-    log.info("%d patches, %d-%d points each (radius %.4g)", len(centers), mask.sum(1).min(), mask.sum(1).max(), r)
+    log.info("%d patches, %d-%d points each (radius %.4g)%s", len(centers), mask.sum(1).min(), mask.sum(1).max(), r,
+             f"; {n_spread} spread over their reach (a dense scan)" if n_spread else "")
     return Patches(points[centers], index, mask, origin, scale, rotation, r)
 
 
-def _spread_dense(points, tree, centers, idx, inside, covered, reach, most, normals, cos_max) -> None:
+def _spread_dense(points, tree, centers, idx, inside, covered, reach, most, normals, cos_max) -> int:
     """Where a centre has more than ``most`` members within ``reach`` (facing its normal), replace the nearest ones
-    in ``idx``/``inside`` (P, k) by k members spread evenly over the distance order, and mark all of them covered."""
-    k = idx.shape[1]
+    in ``idx``/``inside`` (P, k) by k members spread evenly over the distance order, and mark all of them covered.
+    Returns how many patches it spread."""
+    k, spread = idx.shape[1], 0
     within = tree.query_ball_point(points[centers], reach, return_length=True, workers=-1)
     for p in np.flatnonzero(within > most):
         members = np.asarray(tree.query_ball_point(points[centers[p]], reach))
@@ -204,6 +207,8 @@ def _spread_dense(points, tree, centers, idx, inside, covered, reach, most, norm
         covered[members] = True
         idx[p] = members[np.linspace(0, len(members) - 1, k).round().astype(np.int64)]
         inside[p] = True
+        spread += 1
+    return spread
 
 
 def _frames(points, index, mask, normals):

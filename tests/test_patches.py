@@ -267,12 +267,14 @@ def test_dense_cloud_small_cap_still_covers_everything():
     assert pt.counts.max() == 16  # the cap is active: ~370 points lie within reach of each centre
 
 
-def test_dense_patches_spread_over_their_reach():
+def test_dense_patches_spread_over_their_reach(caplog):
     """~370 points within reach of each centre, 16 kept: the nearest 16 span 0.15 of the reach, spread ones all
     of it; every point lies within the reach of a patch, and there are far fewer patches."""
     points = dense_square()
     nearest = cover(points, radius=0.15, min_points=8, max_points=16, spread=0)
-    spread = cover(points, radius=0.15, min_points=8, max_points=16)
+    with caplog.at_level("INFO", logger="geomprior.patches"):
+        spread = cover(points, radius=0.15, min_points=8, max_points=16)
+    assert f"{len(spread)} spread over their reach" in caplog.text
     reach = 1.3 * spread.radius
 
     def extent(pt):  # farthest member from its centre, per patch, in reaches
