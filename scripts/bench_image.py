@@ -26,7 +26,7 @@ Every row records PSNR and SSIM of the returned image, the iteration the rule ch
 the run (the oracle, from evaluations every 10 iterations), the PSNR at the last iteration, time and weights.
 The verdicts under the table are computed from the rows. Each finished row is cached under ``--out``/rows_<preset>;
 ``--reuse`` skips rows already computed with the same settings, so the table can be built over several runs
-(``--tasks``, ``--methods``, ``--images`` select rows).
+(``--tasks``, ``--methods``, ``--images``, ``--variants`` select rows).
 
     python scripts/bench_image.py [--size 256] [--preset default] [--images ...] [--tasks ...] [--methods ...]
                                   [--iters N] [--device cpu|cuda] [--out benchmarks/bench_image] [--reuse] [--extras]
@@ -268,7 +268,8 @@ def run(args) -> tuple[list[dict], list[str]]:
     for name in args.images:
         clean = load(name, args.size)
         for case in cases(clean, args):
-            if case.task not in args.tasks or (args.methods and case.method not in args.methods):
+            if (case.task not in args.tasks or (args.methods and case.method not in args.methods)
+                    or (args.variants and (case.variant or "plain") not in args.variants)):
                 continue
             key = "-".join(filter(None, (name, case.task, case.method, case.variant)))
             if (args.reuse or args.cached_only) and cache.get(key) is not None:
@@ -281,7 +282,8 @@ def run(args) -> tuple[list[dict], list[str]]:
                   flush=True)
             cache.put(key, row)
     order = {t: i for i, t in enumerate(TASKS)}
-    rows = [r for r in cache.rows() if r["image"] in args.images]
+    rows = [r for r in cache.rows() if r["image"] in args.images
+            and (not args.variants or (r["variant"] or "plain") in args.variants)]
     return sorted(rows, key=lambda r: (order[r["task"]], r["variant"], r["image"], r["method"] in CLASSICAL,
                                        r["method"])), missing
 
@@ -305,7 +307,9 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
         f"machine was shared and the time is inflated).")
     head = ("| image | task | method | input dB | PSNR dB | SSIM | oracle dB | last dB | rule | chosen | oracle it "
             "| ran | s (threads, load) | weights |")
-    lines = [header("Images: untrained priors vs classical methods", conventions, __file__, argv), head,
+    title = "Images: untrained priors vs classical methods" + (
+        f" (rows {', '.join(args.variants)})" if args.variants else "")
+    lines = [header(title, conventions, __file__, argv), head,
              "|" + "---|" * 14]
     for r in rows:
         task = r["task"] + (f" {r['variant']}" if r["variant"] else "")
@@ -317,7 +321,10 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
             f"{_fmt(r.get('parameters'), 'd')} |")
     if missing:
         lines += ["", f"Not measured yet ({len(missing)} rows): {', '.join(missing)}."]
-    return "\n".join([*lines, "", *verdicts(rows)])
+    for block in (verdicts(rows), peers(rows)):
+        if block:
+            lines += ["", *block]
+    return "\n".join(lines)
 
 
 def _dip_width(args) -> str:
@@ -388,7 +395,23 @@ def verdicts(rows: list[dict]) -> list[str]:
     check("MLP fits the clean image", "fit", "mlp", lambda im, r: (r["psnr"] >= 30, f"{r['psnr']:.2f} dB (need 30)"))
     check("MLP denoise (auto stop)", "denoise", "mlp",
           lambda im, r: (r["psnr"] > r["input_psnr"], f"{r['psnr']:.2f} vs noisy {r['input_psnr']:.2f}"))
-    return out
+    return out if len(out) > 1 else []
+
+
+def peers(rows: list[dict]) -> list[str]:
+    """Issue 5's wider rows (no acceptance threshold): each of ours against the best classical row of the same
+    image, task and variant."""
+    out = []
+    for r in rows:
+        if not r["variant"] or r["method"] in CLASSICAL:
+            continue
+        same = [c for c in rows if c["method"] in CLASSICAL
+                and (c["image"], c["task"], c["variant"]) == (r["image"], r["task"], r["variant"])]
+        if same:
+            best = max(same, key=lambda c: c["psnr"])
+            out.append(f"- {r['task']} {r['variant']} {r['method'].upper()} [{r['image']}]: {r['psnr']:.2f} vs best "
+                       f"classical {best['method']} {best['psnr']:.2f} ({r['psnr'] - best['psnr']:+.2f} dB)")
+    return ["Wider rows, ours against the best classical row of the same image, task and variant:", *out] if out else []
 
 
 def main(argv=None) -> int:
@@ -398,6 +421,8 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--methods", nargs="+", help="only these methods (ours: dip dd mlp; classical: nlm tv wavelet "
                                                  "bicubic biharmonic haar)")
+    p.add_argument("--variants", nargs="+", metavar="VARIANT",
+                   help="only rows of these variants (e.g. σ50 holes runs3 fourier3; 'plain': rows without one)")
     p.add_argument("--preset", default="default", choices=("fast", "default", "quality"),
                    help="our networks' preset (default: default, the 64-channel CPU width; the reference DIP width "
                         "is 'quality')")
@@ -422,6 +447,7 @@ def main(argv=None) -> int:
     text = table(rows, args, argv, missing)
     print(text)
     stem = "bench_image_quick" if args.quick else "bench_image" + ("" if args.preset == "default" else f"_{args.preset}")
+    stem += "".join(f"_{v}" for v in args.variants or ())
     write_json(os.path.join(args.out, f"{stem}.json"), {"rows": rows, **settings(args)})
     with open(os.path.join(args.out, f"{stem}.md"), "w") as f:
         f.write(text + "\n")

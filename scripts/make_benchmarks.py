@@ -26,7 +26,7 @@ FRAGMENTS = [
     ("Normal orientation (thin parts)", "normals_study.md", "python scripts/normals_study.py"),
     ("Speed of the core", "bench_dgp.md", "python scripts/bench_dgp.py --variants"),
     ("Large scans (tiling)", "tiling/bench_tiling_[0-9]*.md", "python scripts/bench_tiling.py"),
-    ("Images", "bench_image/bench_image.md", "python scripts/bench_image.py --reuse"),
+    ("Images", "bench_image/bench_image*.md", "python scripts/bench_image.py --reuse"),
     ("Images on a GPU", "gpu_image/bench_image*.md",
      "python scripts/bench_image.py --device cuda --out benchmarks/gpu_image --reuse [--preset quality]"),
     ("GPU", "gpu/bench_gpu.md", "bash scripts/bench_gpu.sh"),

@@ -100,3 +100,16 @@ def test_verdicts_judge_rows(bench):
     assert any("[a]" in line and line.endswith("PASS") for line in lines)
     assert any("DIP [b]" in line and line.endswith("FAIL") for line in lines)
     assert any("averaged [b]" in line and line.endswith("PASS") for line in lines)
+
+
+def test_bench_image_variants(bench, tmp_path):
+    """--variants keeps only those rows, in a table of its own (title and file named by them) that compares ours
+    with the best classical row of the same variant."""
+    assert bench.main(["--quick", "--extras", "--variants", "σ50", "--tasks", "denoise", "--methods", "dd", "nlm",
+                       "tv", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "bench_image_quick_σ50.json").read_text())["rows"]
+    assert {(r["method"], r["variant"]) for r in rows} == {("dd", "σ50"), ("nlm", "σ50"), ("tv", "σ50")}
+    text = (tmp_path / "bench_image_quick_σ50.md").read_text()
+    assert "(rows σ50)" in text and "Acceptance" not in text
+    best = max((r for r in rows if r["method"] != "dd"), key=lambda r: r["psnr"])
+    assert "denoise σ50 DD [astronaut]: " in text and f"best classical {best['method']} {best['psnr']:.2f}" in text
