@@ -260,6 +260,11 @@ def settings(args) -> dict:
                 quick=args.quick, torch=torch.__version__)
 
 
+def _chosen(variant: str, args) -> bool:
+    """Whether ``--variants`` (none: all) selects rows of this variant ('plain': rows without one)."""
+    return not args.variants or (variant or "plain") in args.variants
+
+
 def run(args) -> tuple[list[dict], list[str]]:
     """The rows of the selected cases (computed, or cached with ``--reuse``/``--cached-only``) and the keys of
     the cases left out (``--cached-only``: not in the cache)."""
@@ -269,7 +274,7 @@ def run(args) -> tuple[list[dict], list[str]]:
         clean = load(name, args.size)
         for case in cases(clean, args):
             if (case.task not in args.tasks or (args.methods and case.method not in args.methods)
-                    or (args.variants and (case.variant or "plain") not in args.variants)):
+                    or not _chosen(case.variant, args)):
                 continue
             key = "-".join(filter(None, (name, case.task, case.method, case.variant)))
             if (args.reuse or args.cached_only) and cache.get(key) is not None:
@@ -282,8 +287,7 @@ def run(args) -> tuple[list[dict], list[str]]:
                   flush=True)
             cache.put(key, row)
     order = {t: i for i, t in enumerate(TASKS)}
-    rows = [r for r in cache.rows() if r["image"] in args.images
-            and (not args.variants or (r["variant"] or "plain") in args.variants)]
+    rows = [r for r in cache.rows() if r["image"] in args.images and _chosen(r["variant"], args)]
     return sorted(rows, key=lambda r: (order[r["task"]], r["variant"], r["image"], r["method"] in CLASSICAL,
                                        r["method"])), missing
 
