@@ -150,7 +150,7 @@ def _config(method: str, overrides: dict, max_epochs: int | None):
     return cfg
 
 
-def _reconstruct(method: str, points: np.ndarray, cfg):
+def _reconstruct(method: str, points: np.ndarray, cfg, device: str = "cpu"):
     from geomprior.baselines import ball_pivoting, screened_poisson
     from geomprior.dgp import reconstruct
 
@@ -158,7 +158,7 @@ def _reconstruct(method: str, points: np.ndarray, cfg):
         return screened_poisson(points, depth=int(method[len("poisson"):])), None
     if method == "bpa":
         return ball_pivoting(points), None
-    rec = reconstruct(points, config=cfg, device="cpu")
+    rec = reconstruct(points, config=cfg, device=device)
     return rec.mesh, rec.history["local"]
 
 
@@ -168,7 +168,7 @@ def _row(job: dict) -> dict:
     reference, points = make_scan(job["shape"], job["noise"], job["variant"], job["points"])
     t = time.perf_counter()
     cfg = _config(job["method"], job.get("overrides", {}), job.get("max_epochs"))
-    mesh, local = _reconstruct(job["method"], points, cfg)
+    mesh, local = _reconstruct(job["method"], points, cfg, job.get("device", "cpu"))
     seconds = time.perf_counter() - t
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     import torch
@@ -176,6 +176,8 @@ def _row(job: dict) -> dict:
     row = {**{k: v for k, v in job.items() if k != "overrides"}, "n_input": len(points), "seconds": seconds,
            "peak_mb": peak_mb, "triangles": len(mesh.triangles), "threads": torch.get_num_threads(),
            "load": os.getloadavg()[0], "config": _config_json(cfg)}
+    if job.get("device", "cpu").startswith("cuda"):  # the fit ran on a GPU: the table names it beside the time
+        row["gpu"] = torch.cuda.get_device_name(torch.device(job["device"]))
     if local is not None:
         row.update(epochs=int(local["steps"]), kept_epoch=int(np.max(np.asarray(local["best_step"]))),
                    stop_reason=local["reason"])
@@ -337,9 +339,15 @@ def _quality_table(rows: list[dict], label) -> list[str]:
         lines.append(f"| {r['shape']} | {r['noise'] * 100:g}% | {r['variant'] or '-'} | "
                      f"{r.get('ablation', r['method'])} | {_fmt(r['chamfer_l1'])} | {_fmt(r['hausdorff'], '.5f')} | "
                      f"{_fmt(r['normal_consistency'], '.4f')} | {_fmt(r['fscore'], '.4f')} | {r['seconds']:.1f}"
-                     f"{_checked(r)} ({r.get('threads', '-')}, {_fmt(r.get('load'), '.1f')}) "
-                     f"| {r['peak_mb']:.0f} |")
+                     f"{_checked(r)} {_ran_on(r)} | {r['peak_mb']:.0f} |")
     return lines + _checked_note(rows)
+
+
+def _ran_on(r: dict) -> str:
+    """What a row's time was measured on: (torch threads, load) on the CPU, or the GPU's name."""
+    if "gpu" in r:
+        return f"({r['gpu']})"
+    return f"({r.get('threads', '-')}, {_fmt(r.get('load'), '.1f')})"
 
 
 def _checked(r: dict) -> str:
@@ -454,6 +462,8 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=100_000, help="surface samples per mesh for the metrics")
     p.add_argument("--sizes", nargs="+", type=int, default=list(SCALING_POINTS), help="point counts of the scaling suite")
     p.add_argument("--max-epochs", type=int, default=None, help=argparse.SUPPRESS)  # --quick caps the fits
+    p.add_argument("--device", default="cpu",
+                   help="where geomprior rows fit (cpu, cuda); a GPU row's time names the GPU in the table")
     p.add_argument("--out", default="benchmarks/bench_surfaces")
     p.add_argument("--reuse", action="store_true", help="skip rows already computed with the same settings")
     p.add_argument("--cached-only", action="store_true",
@@ -476,12 +486,15 @@ def main(argv=None) -> int:
         "Time: the reconstruction only, with the torch threads it ran on and the 1-minute load average when it ended "
         "(a load above the core count means a shared machine and an inflated time; '-': not recorded); peak MB: the "
         "peak resident memory of the process that ran it (each row runs in a fresh process: Python, torch and open3d "
-        "included). geomprior runs on the CPU with automatic stopping.")
+        "included). geomprior runs with automatic stopping, on the CPU unless the time names a GPU (its fit ran there; "
+        "normals, meshing and the metrics stay on the CPU of that machine).")
     sections, summary = [], {}
 
     caches = {suite: RowCache(out / f"{suite}{suffix}", settings) for suite in args.suite}
 
     def measure(jobs: list[dict], suite: str) -> tuple[list[dict], list[dict]]:
+        if args.device != "cpu":
+            jobs = [{**job, "device": args.device} for job in jobs]
         return run_rows(jobs, caches[suite], args.reuse, fresh_process=not args.quick, cached_only=args.cached_only)
 
     if args.cached_only:  # a suite with no row yet is left out (make_benchmarks keeps its published table)

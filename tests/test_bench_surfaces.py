@@ -139,6 +139,30 @@ def test_a_row_runs_in_a_fresh_process(bench, tmp_path):
     assert row["n_input"] == 1000 and row["chamfer_l1"] < 0.05 and row["peak_mb"] > 50
 
 
+def test_device_option_fits_there_and_the_table_names_the_gpu(bench, tmp_path, monkeypatch):
+    import torch
+
+    from geomprior.synthetic import sphere_mesh
+
+    seen = []
+
+    def fake_reconstruct(method, points, cfg, device="cpu"):
+        seen.append(device)
+        return sphere_mesh(resolution=20), {"steps": 7, "best_step": [5], "reason": "fake"}
+
+    monkeypatch.setattr(bench, "_reconstruct", fake_reconstruct)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU 80GB")
+    assert bench.main(["--quick", "--suite", "ablations", "--device", "cuda", "--out", str(tmp_path)]) == 0
+    assert seen and set(seen) == {"cuda"}
+    text = (tmp_path / "bench_surfaces_quick.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| sphere")]
+    assert rows and all("(Fake GPU 80GB) |" in line for line in rows)
+    cpu_row = {**json.loads((tmp_path / "bench_surfaces_quick.json").read_text())["ablations"][0], "threads": 2,
+               "load": 1.5}
+    del cpu_row["gpu"]
+    assert "(2, 1.5) |" in bench._quality_table([cpu_row], "setting")[2]
+
+
 def test_quick_runs_and_reuses(bench, tmp_path, capsys):
     assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "bench_surfaces_quick.json").read_text())
