@@ -70,8 +70,9 @@ ABLATIONS = {
     "default, 5,000 points": {},
     "transport validation, 5,000 points": TRANSPORT,
     "Sinkhorn-divergence loss, 5,000 points": {"loss": "sinkhorn"},  # what a CPU affords
-    # last: for a GPU; on the 2-core CPU one step over the 20,000-point bunny's 249 patches of <= 382 points takes
-    # about a minute (3 s over the 5,000-point scan's 213 patches of <= 114 points): hours a scan
+    # last: for a GPU (--device cuda: 70-80 s a row with the fit on one H100); on the 2-core CPU one step over the
+    # 20,000-point bunny's 249 patches of <= 382 points takes about a minute (3 s over the 5,000-point scan's 213
+    # patches of <= 114 points): hours a scan
     "Sinkhorn-divergence loss": {"loss": "sinkhorn"},
 }
 ON_PLATE = ("default", "thin-part normals", "plain normals")  # the ablations also run on the thin plate
