@@ -11,7 +11,8 @@ Suites (``--suite``, default all three):
 - ``scaling``: geomprior fast and Poisson depth 9 on the bunny at 5k, 20k, 80k and 320k points: time and peak
   memory against the point count, log-log plot, fitted exponent.
 - ``ablations``: the default preset against one change at a time on bunny00 and fandisk at 0.5 % noise (the
-  outlier filter on the 2 % outlier variant); the thin-part normals also on the plate.
+  outlier filter on the 2 % outlier variant); the thin-part normals also on the plate. The default also runs with
+  fit seeds 1 and 2 (same scan, same settings): their spread is the yardstick for the other rows' differences.
 
 Every row runs in a fresh process, so its peak memory (ru_maxrss) is its own; its time covers the
 reconstruction only (not making the scan, not evaluating). Metrics: geomprior.metrics.evaluate (DESIGN.md §6:
@@ -54,6 +55,8 @@ SCALING_POINTS = (5_000, 20_000, 80_000, 320_000)
 TRANSPORT = {"val_score": "transport", "tolerance": SCORE_TOLERANCE["transport"]}  # the former score, its basin
 ABLATIONS = {
     "default": {},
+    "default, fit seed 1": {},  # the spread of the default over the fit's own randomness (FIT_SEED)
+    "default, fit seed 2": {},
     "fixed 400 epochs (no early stop)": {"early_stop": "none", "max_epochs": 400},
     "fixed 150 epochs (no early stop)": {"early_stop": "none", "max_epochs": 150},
     "no consistency stage": {"consistency": False},
@@ -75,6 +78,7 @@ ABLATIONS = {
     # patches of <= 114 points): hours a scan
     "Sinkhorn-divergence loss": {"loss": "sinkhorn"},
 }
+FIT_SEED = {"default, fit seed 1": 1, "default, fit seed 2": 2}  # else 0: held-out points, uv samples, weights
 ON_PLATE = ("default", "thin-part normals", "plain normals")  # the ablations also run on the thin plate
 ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers"}  # else plain
 ABLATION_POINTS = {name: 5_000 for name in ABLATIONS if name.endswith(", 5,000 points")}  # else --points
@@ -151,7 +155,7 @@ def _config(method: str, overrides: dict, max_epochs: int | None):
     return cfg
 
 
-def _reconstruct(method: str, points: np.ndarray, cfg, device: str = "cpu"):
+def _reconstruct(method: str, points: np.ndarray, cfg, device: str = "cpu", seed: int = 0):
     from geomprior.baselines import ball_pivoting, screened_poisson
     from geomprior.dgp import reconstruct
 
@@ -159,7 +163,7 @@ def _reconstruct(method: str, points: np.ndarray, cfg, device: str = "cpu"):
         return screened_poisson(points, depth=int(method[len("poisson"):])), None
     if method == "bpa":
         return ball_pivoting(points), None
-    rec = reconstruct(points, config=cfg, device=device)
+    rec = reconstruct(points, config=cfg, device=device, seed=seed)
     return rec.mesh, rec.history["local"]
 
 
@@ -169,7 +173,7 @@ def _row(job: dict) -> dict:
     reference, points = make_scan(job["shape"], job["noise"], job["variant"], job["points"])
     t = time.perf_counter()
     cfg = _config(job["method"], job.get("overrides", {}), job.get("max_epochs"))
-    mesh, local = _reconstruct(job["method"], points, cfg, job.get("device", "cpu"))
+    mesh, local = _reconstruct(job["method"], points, cfg, job.get("device", "cpu"), job.get("seed", 0))
     seconds = time.perf_counter() - t
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     import torch
@@ -325,7 +329,8 @@ def ablation_jobs(args) -> list[dict]:
               [s for s in ("bunny00", "fandisk", "plate") if s in args.shapes] or ["bunny00"])
     names = [n for n in (list(ABLATIONS)[:2] if args.quick else list(ABLATIONS)) if n in args.ablations]
     return [_job(s, 0.005, ABLATION_VARIANT.get(name, ""), "default", ABLATION_POINTS.get(name, args.points),
-                 args.samples, overrides=ABLATIONS[name], ablation=name, max_epochs=args.max_epochs, tag=(name,))
+                 args.samples, overrides=ABLATIONS[name], ablation=name, max_epochs=args.max_epochs, tag=(name,),
+                 **({"seed": FIT_SEED[name]} if name in FIT_SEED else {}))
             for s in shapes for name in names if s != "plate" or name in ON_PLATE]
 
 

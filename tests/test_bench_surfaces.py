@@ -76,6 +76,11 @@ def test_ablations_option_picks_the_rows_and_their_point_counts(bench):
         ("bunny00", "default", 20_000), ("bunny00", "default, 5,000 points", 5_000),
         ("bunny00", "Sinkhorn-divergence loss, 5,000 points", 5_000)]
     assert len({j["key"] for j in jobs}) == 3
+    args.ablations = ["default", "default, fit seed 1", "default, fit seed 2"]
+    jobs = bench.ablation_jobs(args)
+    assert [j.get("seed") for j in jobs] == [None, 1, 2] and len({j["key"] for j in jobs}) == 3
+    configs = [bench._config_json(bench._config(j["method"], j["overrides"], None)) for j in jobs]
+    assert configs[0] == configs[1] == configs[2]  # the same DGPConfig: only the seed differs
 
 
 def test_noise_option_picks_the_matrix_scans(bench):
@@ -146,7 +151,7 @@ def test_device_option_fits_there_and_the_table_names_the_gpu(bench, tmp_path, m
 
     seen = []
 
-    def fake_reconstruct(method, points, cfg, device="cpu"):
+    def fake_reconstruct(method, points, cfg, device="cpu", seed=0):
         seen.append(device)
         return sphere_mesh(resolution=20), {"steps": 7, "best_step": [5], "reason": "fake"}
 
