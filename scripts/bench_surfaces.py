@@ -173,7 +173,8 @@ def _row(job: dict) -> dict:
     reference, points = make_scan(job["shape"], job["noise"], job["variant"], job["points"])
     t = time.perf_counter()
     cfg = _config(job["method"], job.get("overrides", {}), job.get("max_epochs"))
-    mesh, local = _reconstruct(job["method"], points, cfg, job.get("device", "cpu"), job.get("seed", 0))
+    device = job.get("device", "cpu")
+    mesh, local = _reconstruct(job["method"], points, cfg, device, job.get("seed", 0))
     seconds = time.perf_counter() - t
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     import torch
@@ -181,8 +182,8 @@ def _row(job: dict) -> dict:
     row = {**{k: v for k, v in job.items() if k != "overrides"}, "n_input": len(points), "seconds": seconds,
            "peak_mb": peak_mb, "triangles": len(mesh.triangles), "threads": torch.get_num_threads(),
            "load": os.getloadavg()[0], "config": _config_json(cfg)}
-    if job.get("device", "cpu").startswith("cuda"):  # the fit ran on a GPU: the table names it beside the time
-        row["gpu"] = torch.cuda.get_device_name(torch.device(job["device"]))
+    if device.startswith("cuda"):  # the fit ran on a GPU: the table names it beside the time
+        row["gpu"] = torch.cuda.get_device_name(torch.device(device))
     if local is not None:
         row.update(epochs=int(local["steps"]), kept_epoch=int(np.max(np.asarray(local["best_step"]))),
                    stop_reason=local["reason"])
