@@ -82,7 +82,7 @@ def dip(size: int, iters: int, device: str, preset: str) -> dict:
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, SIGMA, clean.shape), 0, 1).astype(np.float32)
     _sync(device)
     t0 = time.perf_counter()
-    res = tasks.denoise(noisy, method="dip", preset=preset, iters=iters, device=device, reference=clean)
+    res = tasks.denoise(noisy, method="dip", preset=preset, runs=1, iters=iters, device=device, reference=clean)
     _sync(device)
     seconds = time.perf_counter() - t0
     best = int(np.argmax(res.history["psnr"]))

@@ -28,10 +28,13 @@ def test_bench_image_quick(bench, tmp_path, capsys):
             assert 0 <= r["chosen"] <= r["steps"] <= 20 and r["oracle_psnr"] >= r["psnr"] - 1e-6
     runs = next(r for r in rows if r["variant"] == "runs3")  # DIP denoising averaged over 3 runs
     assert runs["method"] == "dip" and runs["steps"] <= 60 and runs["stop_gap"] >= 0
+    one = next(r for r in rows if r["variant"] == "run1")  # one full-width run, the default's comparator
+    assert one["method"] == "dip" and one["steps"] <= 20
     noisy = next(r["input_psnr"] for r in rows if r["task"] == "denoise")
     assert all(r["psnr"] > noisy for r in rows if r["method"] in ("nlm", "tv", "wavelet"))
     text = (tmp_path / "bench_image_quick.md").read_text()
-    assert "Acceptance" in text and "denoise DIP" in text and "denoise DIP, 3 runs averaged" in text
+    assert "Acceptance" in text and "denoise DIP" in text and "denoise DIP, 3 full-width runs averaged" in text
+    assert "denoise DIP, one full-width run" in text
     assert "denoise" in capsys.readouterr().out
     # rows are cached: a second run with --reuse computes nothing and gives the same table
     assert bench.main(["--quick", "--out", str(tmp_path), "--reuse"]) == 0

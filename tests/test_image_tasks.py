@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -107,6 +108,21 @@ def test_runs_average_independent_seeds(clean, noisy):
     assert "average of 2 runs (seeds 3-4)" in avg.summary
     with pytest.raises(InputError, match="runs"):
         tasks.denoise(noisy, runs=0, iters=1)
+
+
+def test_dip_denoise_default_averages_narrower_runs(noisy):
+    """Without a config or runs, DIP denoising averages DIP_DENOISE_RUNS runs 1/√runs of the preset's width; a
+    config (or runs) given explicitly is taken as it is."""
+    kw = dict(method="dip", preset="fast", iters=3, device="cpu", stop=tasks.StopConfig(rule="none"))
+    default = tasks.denoise(noisy, **kw)
+    assert tasks.DIP_DENOISE_RUNS == 2 and len(default.extra["runs"]) == 2
+    narrow = tasks.make_config("dip", "fast", channels=round(32 / math.sqrt(2)))
+    explicit = tasks.denoise(noisy, config=narrow, runs=2, **kw)
+    np.testing.assert_array_equal(default.image, explicit.image)
+    assert default.parameters == explicit.parameters
+    full = tasks.denoise(noisy, runs=1, **kw)  # one run of the preset's full width
+    assert "runs" not in full.extra and full.parameters > default.parameters
+    assert "runs" not in tasks.denoise(noisy, config=narrow, **kw).extra
 
 
 def test_deep_decoder_widens_for_exact_measurements():
