@@ -623,7 +623,7 @@ def dip_denoise_config(preset: str = "default") -> DIPConfig:
     """The network of each of the :data:`DIP_DENOISE_RUNS` default denoising runs: 1/√runs of the preset's width
     (the cost of a convolution goes with the square of its width)."""
     width = DIPConfig.preset(preset).channels_down[0]
-    return make_config("dip", preset, channels=max(1, round(width / math.sqrt(DIP_DENOISE_RUNS))))
+    return make_config("dip", preset, channels=round(width / math.sqrt(DIP_DENOISE_RUNS)))
 
 
 def denoise(noisy: np.ndarray, *, method: Method = "dip", sigma: float | None = None, config=None,
