@@ -2,10 +2,11 @@
 
 Each script writes a Markdown fragment that names its machine, date, command and conventions; this script puts
 the fragments in order, copies the pictures they show into docs/benchmarks/ (links ``docs/benchmarks/NAME.png``
-in a fragment: NAME.png beside it; renders listed in the fragment's JSON rows: embedded below it), and says which
-fragments are missing and how to make them. A table (``### `` title) of the current BENCHMARKS.md that no fragment
-replaces is kept as it is, with its own machine, date and command, so one table can be remeasured without the
-rows of the others (a GPU table on a machine without one; ``--fresh``: the fragments alone).
+in a fragment: NAME.png beside it; renders listed in the fragment's JSON rows: embedded below it, also when only
+the published copy is left, as in a fresh clone), and says which fragments are missing and how to make them. A
+table (``### `` title) of the current BENCHMARKS.md that no fragment replaces is kept as it is, with its own
+machine, date and command, so one table can be remeasured without the rows of the others (a GPU table on a machine
+without one; ``--fresh``: the fragments alone).
 
     python scripts/make_benchmarks.py [--out benchmarks] [--output BENCHMARKS.md] [--fresh]
 """
@@ -78,9 +79,12 @@ def _fragment(path: Path, docs: Path) -> str:
     rendered = path.with_suffix(".json")
     renders = json.loads(rendered.read_text()).get("rows", []) if rendered.exists() else []
     for row in renders:
-        src = Path(row.get("render") or "")
-        if src.suffix == ".png" and src.exists():
+        src = REPO / (row.get("render") or "")  # a relative path is the repository's
+        if src.suffix != ".png":
+            continue
+        if src.exists():
             _copy(src, docs)
+        if (docs / src.name).exists():  # published earlier: a clone has the copy, not the script's output
             text += f"\n\n![{row.get('run', src.stem)}](docs/benchmarks/{src.name})"
     return text + "\n"
 

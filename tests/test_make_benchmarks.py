@@ -26,6 +26,9 @@ def test_assembles_fragments_and_pictures(tmp_path):
     assert "![tiled_100_local](docs/benchmarks/tiled_100_local.png)" in text
     assert text.count("Not measured yet") == len(mod.FRAGMENTS) - 2
     assert (docs / "scaling.png").read_bytes() == b"png" and (docs / "tiled_100_local.png").read_bytes() == b"render"
+    (out / "tiling" / "tiled_100_local.png").unlink()  # a fresh clone: the render is gone, its copy is published
+    assert mod.main(["--out", str(out), "--output", str(target), "--docs", str(docs)]) == 0
+    assert target.read_text() == text
 
 
 def test_keeps_the_published_tables_no_fragment_replaces(tmp_path):
