@@ -6,9 +6,9 @@ Cases, on centre crops of astronaut, camera and coffee (grayscale stays one chan
   Deep Decoder (no stop, runs to its cap), tiled coordinate MLP (automatic stop) vs skimage NL-means, TV
   (Chambolle) and wavelet (BayesShrink), each given σ; NL-means' h and TV's weight are the best of a small grid
   judged against the clean image (an oracle tuning that favours the baselines). DIP's default averages
-  ``tasks.DIP_DENOISE_RUNS`` = 2 independent runs of networks 1/√2 of the preset's width (seeds 0-1, each with
-  its own automatic stop); also one run of the full width (row variant ``run1``, near the default's cost) and
-  the average of 3 full-width runs (seeds 0-2, ``runs3``, three times the cost);
+  ``tasks.DIP_DENOISE_RUNS`` = 4 independent runs of networks half the preset's width (seeds 0-3, each with its
+  own automatic stop); also one run of the full width (row variant ``run1``, half the default's time on a CPU)
+  and the average of 3 full-width runs (seeds 0-2, ``runs3``, three times run1's cost);
 - superres ×4: the low-resolution input is the clean crop downsampled by the Lanczos-2 operator; DIP vs bicubic
   upsampling (skimage ``resize(order=3)``);
 - inpaint: 50 % of the pixels missing at random; DIP and DD vs ``inpaint_biharmonic``; like biharmonic, ours keep

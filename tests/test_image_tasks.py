@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 
 import numpy as np
 import pytest
@@ -115,9 +114,9 @@ def test_dip_denoise_default_averages_narrower_runs(noisy):
     config (or runs) given explicitly is taken as it is."""
     kw = dict(method="dip", preset="fast", iters=3, device="cpu", stop=tasks.StopConfig(rule="none"))
     default = tasks.denoise(noisy, **kw)
-    assert tasks.DIP_DENOISE_RUNS == 2 and len(default.extra["runs"]) == 2
-    narrow = tasks.make_config("dip", "fast", channels=round(32 / math.sqrt(2)))
-    explicit = tasks.denoise(noisy, config=narrow, runs=2, **kw)
+    assert tasks.DIP_DENOISE_RUNS == 4 and len(default.extra["runs"]) == 4
+    narrow = tasks.make_config("dip", "fast", channels=16)  # 32 / √4
+    explicit = tasks.denoise(noisy, config=narrow, runs=4, **kw)
     np.testing.assert_array_equal(default.image, explicit.image)
     assert default.parameters == explicit.parameters
     full = tasks.denoise(noisy, runs=1, **kw)  # one run of the preset's full width

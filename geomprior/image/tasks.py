@@ -615,7 +615,7 @@ def fit_image(image: np.ndarray, *, config: MLPConfig | None = None, preset: str
                  reference=img, progress=progress)
 
 
-DIP_DENOISE_RUNS = 2
+DIP_DENOISE_RUNS = 4
 """DIP denoising without a ``config`` or ``runs``: this many runs, each 1/√runs of the preset's width, averaged."""
 
 
@@ -635,7 +635,7 @@ def denoise(noisy: np.ndarray, *, method: Method = "dip", sigma: float | None = 
     sigma : the noise standard deviation on the [0, 1] scale, if known; it enables ``StopConfig(rule="discrepancy")``
             (and is used by it when the StopConfig has no sigma of its own)
     runs  : independent runs averaged (see :func:`solve`); None: 1, except DIP without a ``config``, which runs
-            :data:`DIP_DENOISE_RUNS` networks of :func:`dip_denoise_config`: 1.2-1.4 times the time of one
+            :data:`DIP_DENOISE_RUNS` networks of :func:`dip_denoise_config`: about twice the time of one
             full-width run on a 2-core CPU, and better on every image of ``scripts/bench_image.py`` (rows ``plain``
             against ``run1``)
     """
