@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import imageio.v3 as iio
@@ -83,7 +84,8 @@ def test_code_round_trip_and_damage(tmp_path):
     write_code(tmp_path / "c.npz", weights, shape=(8, 6, 1), config=DDConfig(channels=4, depth=2), seed=7)
     code = read_code(tmp_path / "c.npz")
     assert code["shape"] == (8, 6, 1) and code["seed"] == 7
-    assert code["config"] == {"channels": 4, "depth": 2, "input_scale": 0.1, "upsample": "bilinear"}
+    assert code["config"] == {"channels": 4, "depth": 2, "input_scale": 0.1, "upsample": "bilinear",
+                              "input": "uniform", "norm_before_relu": False}
     assert list(code["weights"]) == list(weights)
     for name, w in weights.items():
         np.testing.assert_array_equal(code["weights"][name], w.astype(np.float32))
@@ -91,7 +93,12 @@ def test_code_round_trip_and_damage(tmp_path):
     with pytest.raises(InputError, match="not a geomprior code file"):
         read_code(tmp_path / "other.npz")
     with np.load(tmp_path / "c.npz") as npz:
-        header = npz["header"]
+        header, flat = npz["header"], npz["weights"]
+    old = json.loads(header.tobytes().decode())  # a file of the first format: no input, no norm_before_relu
+    for name in ("input", "norm_before_relu"):
+        del old["config"][name]
+    np.savez(tmp_path / "old.npz", header=np.frombuffer(json.dumps(old).encode(), np.uint8), weights=flat)
+    assert DDConfig(**read_code(tmp_path / "old.npz")["config"]) == DDConfig(channels=4, depth=2)
     np.savez(tmp_path / "cut.npz", header=header, weights=np.zeros(5, np.float32))
     with pytest.raises(InputError, match="damaged code file"):
         read_code(tmp_path / "cut.npz")

@@ -6,15 +6,35 @@ import pytest
 import torch
 
 from geomprior.fit import fit
-from geomprior.image.decoder import DDConfig, DeepDecoder, dd_parameter_count
+from geomprior.errors import InputError
+from geomprior.image.decoder import DDConfig, DeepDecoder, dd_input, dd_parameter_count
 from geomprior.image.dip import DIPConfig, SkipNet, count_parameters, padded_size
 from geomprior.image.mlp import CoordinateMLP, MLPConfig, Tiling, encode
 
 
+@pytest.mark.parametrize("norm_before_relu", [False, True])
 @pytest.mark.parametrize("k,d,c", [(64, 5, 3), (8, 2, 1), (16, 0, 3), (5, 3, 2)])
-def test_deep_decoder_parameter_count_formula(k, d, c):
-    net = DeepDecoder(c, DDConfig(channels=k, depth=d))
+def test_deep_decoder_parameter_count_formula(k, d, c, norm_before_relu):
+    net = DeepDecoder(c, DDConfig(channels=k, depth=d, norm_before_relu=norm_before_relu))
     assert count_parameters(net) == dd_parameter_count(k, d, c) == (d + 1) * (k * k + 2 * k) + k * c
+
+
+def test_deep_decoder_block_order_and_input():
+    """norm_before_relu swaps ReLU and normalisation in every block; the Gaussian input is zero-mean."""
+    kinds = [type(m).__name__ for m in DeepDecoder(1, DDConfig(channels=4, depth=1)).net]
+    assert kinds == ["Conv2d", "Upsample", "ReLU", "InstanceNorm2d", "Conv2d", "ReLU", "InstanceNorm2d", "Conv2d",
+                     "Sigmoid"]
+    kinds = [type(m).__name__ for m in DeepDecoder(1, DDConfig(channels=4, depth=1, norm_before_relu=True)).net]
+    assert kinds == ["Conv2d", "Upsample", "InstanceNorm2d", "ReLU", "Conv2d", "InstanceNorm2d", "ReLU", "Conv2d",
+                     "Sigmoid"]
+    uniform = dd_input(DDConfig(channels=8), (32, 32), generator=torch.Generator().manual_seed(0))
+    gauss = dd_input(DDConfig(channels=8, input="gaussian"), (32, 32), generator=torch.Generator().manual_seed(0))
+    assert uniform.shape == gauss.shape == (1, 8, 32, 32)
+    assert float(uniform.min()) >= 0 and float(uniform.max()) <= 0.1
+    assert float(gauss.min()) < 0 < float(gauss.max()) and abs(float(gauss.mean())) < 0.01
+    assert abs(float(gauss.std()) - 0.1) < 0.01
+    with pytest.raises(InputError, match="input must be"):
+        DDConfig(input="laplace")
 
 
 def test_deep_decoder_reference_size():

@@ -222,6 +222,11 @@ def test_compress_code_is_the_weights(clean):
     np.testing.assert_allclose(tasks.decompress(res.weights, clean.shape, config, seed=4), res.image, atol=1e-6)
     assert not np.allclose(tasks.decompress(res.weights, clean.shape, config, seed=5), res.image, atol=1e-3)
     json.dumps(res.to_json())  # the weights stay out of the history
+    default = tasks.compress(clean, channels=8, depth=3, iters=40, device="cpu", seed=4)  # compress_config
+    np.testing.assert_allclose(tasks.decompress(default.weights, clean.shape, tasks.compress_config(8, 3), seed=4),
+                               default.image, atol=1e-6)
+    with pytest.raises(InputError, match="not a Deep Decoder of k = 8"):  # its blocks are in the other order
+        tasks.decompress(default.weights, clean.shape, config, seed=4)
     with pytest.raises(InputError, match="not a Deep Decoder of k = 9"):
         tasks.decompress(res.weights, clean.shape, DDConfig(channels=9, depth=3))
     with pytest.raises(InputError, match="average"):

@@ -8,7 +8,8 @@ fit_image, solve). The names below load on first use, so ``import geomprior.imag
 
 _LAZY = {
     "read_image": "io", "write_image": "io", "read_mask": "io",
-    "denoise": "tasks", "superresolve": "tasks", "inpaint": "tasks", "compress": "tasks", "decompress": "tasks",
+    "denoise": "tasks", "superresolve": "tasks", "inpaint": "tasks", "compress": "tasks", "compress_config": "tasks",
+    "decompress": "tasks",
     "compressed_sensing": "tasks", "fit_image": "tasks", "solve": "tasks", "psnr": "tasks",
     "ImageResult": "tasks", "StopConfig": "tasks",
     "DIPConfig": "dip", "SkipNet": "dip", "DDConfig": "decoder", "DeepDecoder": "decoder",

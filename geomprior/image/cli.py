@@ -206,7 +206,7 @@ def _run(args: argparse.Namespace) -> int:
         iio.write_image(stack.enter_context(io.atomic_path(outputs["output"])), res.image, atomic=False)
         if "code" in outputs:
             iio.write_code(stack.enter_context(io.atomic_path(outputs["code"])), res.weights, shape=image.shape,
-                           config=tasks.DDConfig(channels=args.channels, depth=args.depth), seed=args.seed,
+                           config=tasks.compress_config(args.channels, args.depth), seed=args.seed,
                            atomic=False)
         if "history" in outputs:
             io.write_json(stack.enter_context(io.atomic_path(outputs["history"])),

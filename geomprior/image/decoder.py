@@ -4,6 +4,10 @@ d+1 blocks of 1×1 conv (k→k, no bias) → bilinear ×2 (all but the last bloc
 normalisation (per channel over the pixels, with a learned scale and shift), then a 1×1 conv (k→c_out, no bias)
 and a sigmoid. Input: fixed noise (1, k, H/2^d, W/2^d), U(0, 1) × 0.1. Weights:
 N = (d+1)(k² + 2k) + k·c_out  (k² per conv, 2k per normalisation's scale and shift, k·c_out for the output).
+
+Two knobs change neither the weights nor their count: ``input="gaussian"`` (zero-mean N(0, 1) × 0.1 noise) and
+``norm_before_relu`` (the reference code's ``bn_before_act``: normalise, then ReLU). Compression uses both
+(:func:`geomprior.image.tasks.compress_config`): they fit more of an image with the same weights.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class DDConfig:
     lr_decay: Literal["none", "cosine"] = "none"  # cosine: the rate falls to 0 at the cap (compress uses it)
     upsample: Literal["bilinear", "nearest"] = "bilinear"
     average: Literal["outputs", "weights"] = "outputs"  # what the EMA averages; "weights": the result is g(EMA of θ)
+    input: Literal["uniform", "gaussian"] = "uniform"  # z ~ U(0, 1) or N(0, 1), × input_scale
+    norm_before_relu: bool = False  # block order conv → up → norm → ReLU (default: conv → up → ReLU → norm)
 
     def __post_init__(self):
         if self.channels < 1 or self.depth < 0:
@@ -44,6 +50,8 @@ class DDConfig:
             raise InputError(f"lr_decay must be 'none' or 'cosine', got {self.lr_decay!r}")
         if self.average not in ("outputs", "weights"):
             raise InputError(f"average must be 'outputs' or 'weights', got {self.average!r}")
+        if self.input not in ("uniform", "gaussian"):
+            raise InputError(f"input must be 'uniform' or 'gaussian', got {self.input!r}")
 
     @classmethod
     def preset(cls, name: Preset = "default", **changes) -> "DDConfig":
@@ -80,7 +88,8 @@ class DeepDecoder(nn.Module):
             if i < d:
                 layers.append(nn.Upsample(scale_factor=2, mode=cfg.upsample,
                                           align_corners=False if cfg.upsample == "bilinear" else None))
-            layers += [nn.ReLU(), nn.InstanceNorm2d(k, affine=True)]  # channel-wise normalisation
+            block = [nn.ReLU(), nn.InstanceNorm2d(k, affine=True)]  # channel-wise normalisation
+            layers += block[::-1] if cfg.norm_before_relu else block
         layers += [nn.Conv2d(k, out_channels, 1, bias=False), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)
 
@@ -97,5 +106,6 @@ class DeepDecoder(nn.Module):
 
 def dd_input(config: DDConfig, size: tuple[int, int], *, generator: torch.Generator | None = None,
              device: torch.device | str | None = None) -> torch.Tensor:
-    """The fixed noise input z : (1, k, *size), U(0, 1) × input_scale."""
-    return (torch.rand(1, config.channels, *size, generator=generator) * config.input_scale).to(device)
+    """The fixed noise input z : (1, k, *size), U(0, 1) or N(0, 1) (``config.input``) × input_scale."""
+    draw = torch.randn if config.input == "gaussian" else torch.rand
+    return (draw(1, config.channels, *size, generator=generator) * config.input_scale).to(device)

@@ -161,6 +161,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, atomic: bool = Tr
 CODE_FORMAT = "geomprior deep decoder code"
 """The ``format`` field of a code file's header (:func:`write_code`)."""
 _ARCHITECTURE = ("channels", "depth", "input_scale", "upsample")
+_ARCHITECTURE_LATER = ("input", "norm_before_relu")  # absent from the first code files: DDConfig's defaults
 
 
 def write_code(path: str | os.PathLike, weights: dict, *, shape: tuple[int, int, int], config, seed: int,
@@ -179,7 +180,7 @@ def write_code(path: str | os.PathLike, weights: dict, *, shape: tuple[int, int,
     path = check_writable(path, extensions=(".npz",))
     arrays = [np.asarray(w.detach().cpu() if hasattr(w, "detach") else w, dtype=np.float32) for w in weights.values()]
     header = {"format": CODE_FORMAT, "version": 1, "shape": [int(s) for s in shape], "seed": int(seed),
-              "config": {name: getattr(config, name) for name in _ARCHITECTURE},
+              "config": {name: getattr(config, name) for name in _ARCHITECTURE + _ARCHITECTURE_LATER},
               "weights": [[name, list(a.shape)] for name, a in zip(weights, arrays)]}
     flat = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0, np.float32)
 
@@ -230,6 +231,7 @@ def read_code(path: str | os.PathLike) -> dict:
         weights = {name: part.reshape(shape) for (name, shape), part in zip(header["weights"], parts)}
         h, w, c = (int(s) for s in header["shape"])
         config = {name: header["config"][name] for name in _ARCHITECTURE}
+        config.update((name, header["config"][name]) for name in _ARCHITECTURE_LATER if name in header["config"])
         seed = int(header["seed"])
     except (KeyError, TypeError, ValueError):
         raise InputError(f"{path}: damaged code file (its weights do not match its header)") from None
