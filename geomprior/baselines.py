@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dgp import estimate_normals, poisson_mesh
+from .mesh import poisson_mesh
+from .normals import estimate_normals
 
 
 def screened_poisson(points: np.ndarray, *, depth: int = 9, density_trim: float = 0.02):

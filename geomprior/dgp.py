@@ -28,7 +28,9 @@ from .errors import InputError
 from .device import pick_device
 from .fit import EarlyStopping, FitResult, Progress, fit
 from .nets import BatchedMLP
-from .patches import Patches, bbox_diagonal, cover
+from .mesh import poisson_mesh
+from .normals import _scatter, estimate_normals
+from .patches import RADIUS, Patches, bbox_diagonal, cover
 from .transport import assign, sinkhorn_divergence
 from .uv import blue_noise
 
@@ -47,7 +49,7 @@ class DGPConfig:
     """Settings of a reconstruction. Use ``DGPConfig.preset(name)`` and ``dataclasses.replace`` to change fields."""
 
     # patches
-    radius: float = 0.05  # patch radius, fraction of the bounding-box diagonal
+    radius: float = RADIUS  # patch radius, fraction of the bounding-box diagonal
     padding: float = 1.3  # members lie within padding × radius of the centre
     min_points: int = 16  # fewer members than this: the patch takes its nearest neighbours instead
     max_points: int = 384  # members per patch at most (the nearest ones)
@@ -203,90 +205,6 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     eig = np.linalg.eigvalsh(_scatter(points[near[few, :min(flat_k, k) + 1]])[1])
     keep[few] = sparse_alike & (eig[:, 0] <= flatness * eig[:, 1])
     return keep
-
-
-def _scatter(around: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbourhoods (n, k, 3) -> their means (n, 3) and scatter matrices (n, 3, 3)."""
-    mean = around.mean(1)
-    centred = around - mean[:, None]
-    return mean, np.einsum("nki,nkj->nij", centred, centred)
-
-
-THIN_PART_SWITCH = 0.1  # thin_parts="auto": the share of points on which the two orientations may disagree
-NORMAL_K = 30  # the fewest neighbours a normal is estimated from ...
-NORMAL_REACH = 0.3  # ... or as many as lie within this share of the patch radius (the median over the points)
-NORMAL_K_MAX = 400
-
-
-def normal_neighbours(points: np.ndarray, scale: float | None = None) -> int:
-    """How many neighbours a point's normal is estimated from: ``NORMAL_K``, or more on a scan so dense that they
-    would lie within the noise: the median number of points within ``NORMAL_REACH`` patch radii, at most
-    ``NORMAL_K_MAX``. On the bunny at 0.5 % noise (``python scripts/normals_study.py``) 30 neighbours give normals
-    with mean |cos| 0.970 / 0.909 / 0.743 to the true ones at 20,000 / 80,000 / 320,000 points (7.7 % facing the
-    wrong way at 320,000), this count 0.970 / 0.974 / 0.988 (30 / 57 / 232 neighbours; 0.1 % facing the wrong way).
-    Every 20,000-point scan of scripts/bench_surfaces.py keeps 30, its non-uniform variants included.
-
-    scale: the patch radius (None: DGPConfig's default share of the bounding-box diagonal).
-    """
-    n = len(points)
-    if n <= NORMAL_K:
-        return NORMAL_K
-    if scale is None:
-        scale = DGPConfig.radius * bbox_diagonal(points)
-    sample = points[np.random.default_rng(0).choice(n, min(n, 2000), replace=False)]
-    within = cKDTree(points).query_ball_point(sample, NORMAL_REACH * scale, return_length=True)
-    return int(np.clip(np.median(within), NORMAL_K, min(NORMAL_K_MAX, n - 1)))
-
-
-def estimate_normals(points: np.ndarray, *, k: int | None = None, scale: float | None = None,
-                     thin_parts: bool | Literal["auto"] = False) -> np.ndarray:
-    """(N, 3) unit normals by PCA over k neighbours, oriented consistently (open3d's tangent-plane MST).
-
-    k: the neighbours (None: :func:`normal_neighbours` for this scan and ``scale``, the patch radius)
-    thin_parts: for scans of thin parts (a plate, a blade) whose two sides are only a few noise levels apart, where
-                the orientation leaks from one side to the other and both sides end up facing the same way (then
-                every patch straddles the part): the normals are estimated on the points projected once onto the
-                plane of their k nearest neighbours (less noise; the sides stay apart as long as they are farther
-                apart than those neighbours reach), and the orientation propagates only within a cone around each
-                normal (open3d's ``cos_alpha_tol`` = 0.5, after Piazza, Valentini and Varetti 2023).
-                "auto": both estimates; the plain one unless they disagree (up to one global flip) on more than
-                ``THIN_PART_SWITCH`` of the points. Where a leak turns a side, they disagree on that whole side
-                (47-50 % on the plates of scripts/normals_study.py with a turned side); on scans without thin parts
-                on a few points at most (0.0-2.7 % on its bunny, fandisk, kitten, sphere and torus scans).
-    """
-    if k is None:
-        k = normal_neighbours(points, scale)
-    if thin_parts != "auto":
-        return _oriented_normals(points, k, thin=bool(thin_parts))
-    plain, thin = _oriented_normals(points, k, thin=False), _oriented_normals(points, k, thin=True)
-    disagree = orientation_disagreement(plain, thin)
-    use_thin = disagree > THIN_PART_SWITCH
-    log.info("normals: the plain and thin-part orientations disagree on %.1f%% of the points: %s", 100 * disagree,
-             "thin part, using the thin-part normals" if use_thin else "using the plain normals")
-    return thin if use_thin else plain
-
-
-def orientation_disagreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Share of the points whose normals in ``a`` and ``b`` (N, 3) face opposite ways, up to one global flip."""
-    same = float(np.mean(np.einsum("ij,ij->i", a, b) > 0))
-    return min(same, 1 - same)
-
-
-def _oriented_normals(points: np.ndarray, k: int, thin: bool) -> np.ndarray:
-    import open3d as o3d
-
-    if thin and len(points) > k:
-        tree, projected = cKDTree(points), points.copy()
-        for start in range(0, len(points), 20_000):  # in chunks: (chunk, k, 3) neighbourhoods
-            rows = slice(start, start + 20_000)
-            mean, scatter = _scatter(points[tree.query(points[rows], k, workers=-1)[1]])
-            normal = np.linalg.eigh(scatter)[1][:, :, 0]  # the smallest eigenvalue's vector
-            projected[rows] -= np.einsum("ni,ni->n", points[rows] - mean, normal)[:, None] * normal
-        points = projected
-    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
-    pc.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(k))
-    pc.orient_normals_consistent_tangent_plane(15, 0.0, 0.5 if thin else 1.0)
-    return np.asarray(pc.normals).copy()
 
 
 class _PatchSurfaces:
@@ -585,35 +503,3 @@ def _dense_output(surf: _PatchSurfaces, grid, patches: Patches, normals: np.ndar
     _, near = tree.query(pts, k=8, workers=-1)
     nrm *= np.where(np.einsum("mi,mi->m", nrm, normals[near].mean(1)) < 0, -1.0, 1.0)[:, None]
     return pts, nrm, pid
-
-
-def poisson_mesh(
-    points: np.ndarray, normals: np.ndarray, *, depth: int = 9, density_trim: float = 0.0,
-    max_distance: float | None = None, threads: int = 1,
-):
-    """Screened Poisson surface (open3d) of oriented points (M, 3).
-
-    threads      : open3d's worker threads; 1 (the default) gives the same mesh on every run, more are
-                   faster but order vertices differently from run to run
-
-    density_trim : drop this share of the lowest-density vertices (open3d's usual recipe)
-    max_distance : drop vertices farther than this from every input point (removes the closing "balloon"
-                   over open boundaries without eating into well-sampled surface)
-    """
-    import open3d as o3d
-
-    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
-    pc.normals = o3d.utility.Vector3dVector(normals)
-    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
-        mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pc, depth=depth, n_threads=threads)
-    drop = np.zeros(len(mesh.vertices), bool)
-    dens = np.asarray(dens)
-    if density_trim > 0 and len(dens):
-        drop |= dens < np.quantile(dens, density_trim)
-    if max_distance is not None and len(drop):
-        dist, _ = cKDTree(points).query(np.asarray(mesh.vertices), workers=-1)
-        drop |= dist > max_distance
-    if drop.any():
-        mesh.remove_vertices_by_mask(drop)
-    mesh.compute_vertex_normals()
-    return mesh

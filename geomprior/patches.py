@@ -15,6 +15,7 @@ from .errors import InputError
 
 log = logging.getLogger(__name__)
 
+RADIUS = 0.05  # default patch radius, share of the scan's extent (its bounding-box diagonal)
 # a patch with more than SPREAD × max_points members within its reach takes max_points of them spread over the whole
 # reach instead of the nearest ones (see cover)
 SPREAD = 2.0

@@ -59,7 +59,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dgp import DGPConfig, fit_dense, poisson_mesh
+from .dgp import DGPConfig, fit_dense
+from .mesh import poisson_mesh
 from .errors import InputError
 from .executors import LocalExecutor, RayExecutor
 from .fit import Progress

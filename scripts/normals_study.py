@@ -2,13 +2,13 @@
 
 For each scan of scripts/bench_surfaces.py (six shapes; 0.25 / 0.5 / 1 % noise, 2 % outliers, uneven density) and
 for thin plates at more noise levels and seeds, the input points a fit uses (outliers dropped as the default preset
-drops them) get their normals both ways (geomprior.dgp.estimate_normals, thin_parts False and True). Printed per
+drops them) get their normals both ways (geomprior.normals.estimate_normals, thin_parts False and True). Printed per
 scan: the share of each estimate that faces the way the reference surface's normal at the nearest reference sample
 faces (up to one global flip; 0.5 = half the surface turned), the share on which the two disagree (up to one global
 flip), and which one "auto" takes (the thin-part one above THIN_PART_SWITCH).
 
 A second table follows the bunny at 0.5 % noise as the scan grows denser (``--dense`` point counts): the normals
-from a fixed 30 neighbours against those from geomprior.dgp.normal_neighbours (30, or the points within 0.3 patch
+from a fixed 30 neighbours against those from geomprior.normals.normal_neighbours (30, or the points within 0.3 patch
 radii on a dense scan), as the mean |cos| to the reference normal and the share facing the right way.
 
     python scripts/normals_study.py [--points 20000] [--dense 20000 80000 320000] [--out benchmarks/] [--quick]
@@ -28,15 +28,14 @@ from _bench import header
 from bench_surfaces import SHAPES, VARIANTS, _mesh, make_scan
 from scipy.spatial import cKDTree
 
-from geomprior.dgp import (
+from geomprior.dgp import DGPConfig, prepare_points
+from geomprior.normals import (
     NORMAL_K,
     NORMAL_REACH,
     THIN_PART_SWITCH,
-    DGPConfig,
     estimate_normals,
     normal_neighbours,
     orientation_disagreement,
-    prepare_points,
 )
 from geomprior.io import write_json
 from geomprior.metrics import sample_surface
@@ -133,7 +132,7 @@ def main(argv=None) -> int:
         print(dense_lines[-1], flush=True)
     dense_conventions = (
         f"Plain normals (no outlier filter, no thin-part estimate) of the whole scan from {NORMAL_K} neighbours and "
-        "from geomprior.dgp.normal_neighbours' count (neighbours: the median number of points within "
+        "from geomprior.normals.normal_neighbours' count (neighbours: the median number of points within "
         f"{NORMAL_REACH:g} patch radii, at least {NORMAL_K}); mean abs cos: to the reference normal at the nearest of 200,000 reference "
         "samples; facing right as above. Scans as in bench_surfaces.py (its scaling suite).")
     text = "\n".join([header("Normal orientation: plain against thin-part estimate", conventions, __file__, argv),

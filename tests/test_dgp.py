@@ -12,6 +12,7 @@ import torch
 pytest.importorskip("open3d")
 
 import geomprior.dgp as dgp  # noqa: E402
+import geomprior.normals as normals  # noqa: E402
 from geomprior.dgp import DGPConfig, reconstruct  # noqa: E402
 from geomprior.errors import InputError  # noqa: E402
 from geomprior.metrics import point_to_mesh_distance  # noqa: E402
@@ -134,7 +135,7 @@ def test_same_seed_same_output(sphere, cheap_rec):
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the race needs two threads")
 def test_same_seed_bit_identical_mesh(cheap_rec):
-    from geomprior.dgp import poisson_mesh
+    from geomprior.mesh import poisson_mesh
 
     rec = cheap_rec
     ref = np.asarray(rec.mesh.vertices)
@@ -215,13 +216,13 @@ def test_normals_of_a_dense_noisy_scan_reach_past_the_noise():
     # mostly noise; at a patch radius of 0.25 the estimate takes the ~300 points within 0.3 radii
     rng = np.random.default_rng(0)
     points = np.c_[rng.random((20000, 2)), rng.normal(scale=0.02, size=20000)]
-    assert dgp.normal_neighbours(points, 0.25) > 200
-    assert dgp.normal_neighbours(points[:1000], 0.25) == dgp.NORMAL_K  # a sparse scan keeps 30
-    up = {k: dgp.estimate_normals(points, k=k, scale=0.25)[:, 2] for k in (None, 30)}
+    assert normals.normal_neighbours(points, 0.25) > 200
+    assert normals.normal_neighbours(points[:1000], 0.25) == normals.NORMAL_K  # a sparse scan keeps 30
+    up = {k: normals.estimate_normals(points, k=k, scale=0.25)[:, 2] for k in (None, 30)}
     assert np.abs(up[None]).mean() > 0.99 and max(np.mean(up[None] > 0), np.mean(up[None] < 0)) > 0.999
     assert np.abs(up[30]).mean() < 0.8  # what the fixed 30 gave
     # the benchmark's 20,000-point scans keep 30 (their cached rows ran with it)
-    assert dgp.normal_neighbours(noisy_scan(sphere_mesh(resolution=40), 20000, 0.005, seed=0)) == dgp.NORMAL_K
+    assert normals.normal_neighbours(noisy_scan(sphere_mesh(resolution=40), 20000, 0.005, seed=0)) == normals.NORMAL_K
 
 
 def test_thin_part_normals_face_away_from_each_other():
@@ -238,16 +239,16 @@ def test_thin_part_normals_face_away_from_each_other():
         up = np.sign(np.median(normals[top, 2]))
         return min(np.mean(normals[top, 2] * up > 0), np.mean(normals[bottom, 2] * up < 0))
 
-    assert sides_opposite(dgp.estimate_normals(points)) < 0.1
-    thin = dgp.estimate_normals(points, thin_parts=True)
+    assert sides_opposite(normals.estimate_normals(points)) < 0.1
+    thin = normals.estimate_normals(points, thin_parts=True)
     assert sides_opposite(thin) > 0.95
-    np.testing.assert_array_equal(dgp.estimate_normals(points, thin_parts="auto"), thin)  # "auto" sees the leak
+    np.testing.assert_array_equal(normals.estimate_normals(points, thin_parts="auto"), thin)  # "auto" sees the leak
     # and on a closed smooth surface it still orients every normal consistently
     sphere = noisy_scan(sphere_mesh(resolution=40), 5000, 0.005, seed=0)
-    radial = np.einsum("ij,ij->i", dgp.estimate_normals(sphere, thin_parts=True), sphere)
+    radial = np.einsum("ij,ij->i", normals.estimate_normals(sphere, thin_parts=True), sphere)
     assert max(np.mean(radial > 0), np.mean(radial < 0)) > 0.99
     # where nothing is thin, "auto" gives exactly the plain normals
-    np.testing.assert_array_equal(dgp.estimate_normals(sphere, thin_parts="auto"), dgp.estimate_normals(sphere))
+    np.testing.assert_array_equal(normals.estimate_normals(sphere, thin_parts="auto"), normals.estimate_normals(sphere))
 
 
 def test_bad_thin_parts_setting_is_input_error(sphere):
