@@ -1,0 +1,171 @@
+"""What a scan is made of, measured from its points: their spacing, the clusters they form, which of them are stray
+returns set aside before a fit, the objects the rest form, and the extent every length of a reconstruction is a share
+of (the bounding box of the kept points: a few stray points far away do not inflate it).
+
+Clusters and objects are connected components of occupied voxels (26-neighbourhood), so that they cost a sort of the
+points, whatever their number: clusters on voxels of half ``LINK`` spacings (points chained by steps of a few
+spacings), objects on voxels of half a patch reach (a patch could span the gap).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+SPACING_K = 8  # the spacing of a scan: the median distance of a point to its SPACING_K-th nearest neighbour
+LINK = 8.0  # points chained by steps of about this many spacings form one cluster
+SMALL = 0.01  # a cluster with fewer than this share of the points is small; small clusters out of a patch's reach
+# of every large one are stray returns (a passer-by, a bird, multipath), not the scanned surface
+SAMPLE = 200_000  # the spacing is measured on at most this many points
+
+
+@dataclass
+class Layout:
+    """What ``layout`` found in a scan of N points.
+
+    objects  : (N,) int  the object each point belongs to (0..n_objects-1), -1 for points set aside
+    spacing  : float     median distance of a point to its ``SPACING_K``-th nearest neighbour
+    diagonal : float     extent of the scanned surface: the bounding-box diagonal of the points within reach of its
+                         large clusters (the unit of the patch radius; small clusters kept with ``keep_small`` do
+                         not count)
+    center   : (3,) float64 centre of that bounding box (a fit runs on the points minus it)
+    clusters : int       clusters found (steps of ``LINK`` spacings)
+    set_aside: list of dicts, one per cluster set aside: its points, and its distance from the kept points
+    """
+
+    objects: np.ndarray
+    spacing: float
+    diagonal: float
+    center: np.ndarray
+    clusters: int
+    set_aside: list[dict] = field(default_factory=list)
+
+    @property
+    def kept(self) -> np.ndarray:
+        """(N,) bool: the points a reconstruction fits."""
+        return self.objects >= 0
+
+    @property
+    def n_objects(self) -> int:
+        return int(self.objects.max()) + 1 if len(self.objects) else 0
+
+    def summary(self) -> dict:
+        """JSON-serialisable account (for a run's history)."""
+        return {"spacing": self.spacing, "extent": self.diagonal, "clusters": self.clusters,
+                "objects": self.n_objects, "set_aside_points": int((self.objects < 0).sum()),
+                "set_aside_clusters": self.set_aside}
+
+
+def spacing(points: np.ndarray, *, k: int = SPACING_K, sample: int = SAMPLE, seed: int = 0) -> float:
+    """Median distance of a point of ``points`` (N, 3) to its k-th nearest neighbour (measured on at most ``sample``
+    of them, against all). 0 when fewer than k + 1 points."""
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) <= k:
+        return 0.0
+    rows = np.random.default_rng(seed).choice(len(points), min(len(points), sample), replace=False)
+    dist, _ = cKDTree(points).query(points[rows], k + 1, workers=-1)
+    return float(np.median(dist[:, -1]))
+
+
+def voxel_components(points: np.ndarray, size: float) -> np.ndarray:
+    """(N,) int: connected components of the voxels of side ``size`` that hold points (26-neighbourhood), numbered
+    by their first point. Two points in one component are joined by steps shorter than 2√3 × size; points farther
+    apart than that in every step are in different components."""
+    cells = np.floor((points - points.min(0)) / size).astype(np.int64) + 1
+    dims = cells.max(0) + 2
+    keys = (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
+    occupied, of_point = np.unique(keys, return_inverse=True)
+    offsets = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    offsets = offsets[: len(offsets) // 2]  # half the 26 neighbours: each pair is linked once
+    rows, cols = [np.arange(len(occupied))], [np.arange(len(occupied))]
+    for dx, dy, dz in offsets:
+        target = occupied + (dx * dims[1] + dy) * dims[2] + dz
+        at = np.minimum(np.searchsorted(occupied, target), len(occupied) - 1)
+        hit = occupied[at] == target
+        rows.append(np.flatnonzero(hit))
+        cols.append(at[hit])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r), np.int8), (r, c)), shape=(len(occupied),) * 2)
+    _, label = connected_components(graph, directed=False)
+    per_point = label[of_point.ravel()]
+    # number components in order of their first point (deterministic, independent of the voxel order)
+    _, first = np.unique(per_point, return_index=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[per_point]
+
+
+def layout(points: np.ndarray, *, radius: float, padding: float, min_points: int, keep_small: bool = False,
+           link: float = LINK, small: float = SMALL) -> Layout:
+    """The clusters, objects and extent of a scan.
+
+    points     : (N, 3) float64
+    radius     : patch radius, share of the extent;  padding : a patch reaches padding × radius
+    min_points : clusters with fewer points cannot carry a patch and are always set aside
+    keep_small : keep the small clusters out of reach too (each becomes an object of its own) instead of setting
+                 them aside
+    link, small: see ``LINK`` and ``SMALL``
+
+    Clusters: points chained by steps of about ``link`` spacings. Large clusters (at least ``small`` of the points)
+    are the scanned surface; their bounding box gives a first extent, and a small cluster within a patch's reach of
+    them (padding × radius × that extent) is part of it too (a sparse part, a stray point near the surface, which
+    the outlier filter judges). Small
+    clusters farther away are set aside: they would inflate the extent, every length that derives from it, and the
+    mesh would span the gap to them. Objects: the kept points chained by steps of about a patch's reach (several
+    separate objects of a street scene stay separate objects, each meshed on its own).
+
+    Raises InputError when no cluster is large: nothing in the scan is a surface.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    n = len(points)
+    if n < min_points:
+        raise InputError(f"need at least {min_points} points for one patch, got {n}")
+    step = spacing(points)
+    if n == 0 or not step > 0:
+        raise InputError(f"need at least {SPACING_K + 1} distinct points to measure the scan, got {n}")
+    cluster = voxel_components(points, link * step / 2)
+    sizes = np.bincount(cluster)
+    large = sizes >= max(min_points, small * n)
+    if not large.any():
+        raise InputError(f"no surface to fit: the {n} points form {len(sizes)} separate clusters of at most "
+                         f"{sizes.max()} points (a surface needs a cluster of {max(min_points, small * n):.0f}); "
+                         f"a scan of stray points?")
+    body = large[cluster]
+    reach = padding * radius * _diagonal(points[body])
+    objects = voxel_components(points, reach / 2)
+    on_body = np.zeros(objects.max() + 1, bool)
+    on_body[objects[body]] = True
+    near = on_body[objects]
+    keep = near | (keep_small & (sizes[cluster] >= min_points))
+    set_aside = []
+    if not keep.all():
+        tree = cKDTree(points[keep])
+        for c in np.unique(cluster[~keep]):
+            members = np.flatnonzero(cluster == c)
+            gap = float(tree.query(points[members], workers=-1)[0].min())
+            set_aside.append({"points": len(members), "distance": gap})
+    _, renumbered = np.unique(objects[keep], return_inverse=True)
+    labels = np.full(n, -1, np.int64)
+    labels[keep] = renumbered.ravel()
+    lo, hi = points[near].min(0), points[near].max(0)
+    out = Layout(labels, step, float(np.linalg.norm(hi - lo)), (lo + hi) / 2, int(len(sizes)), set_aside)
+    if set_aside:
+        log.info("set aside %d points in %d small clusters farther than a patch's reach (%.4g) from the scanned "
+                 "surface (up to %.4g away)", n - int(keep.sum()), len(set_aside), reach,
+                 max(s["distance"] for s in set_aside))
+    log.info("scan: spacing %.4g, extent %.4g (bounding-box diagonal %.4g), %d clusters, %d objects", step,
+             out.diagonal, _diagonal(points), len(sizes), out.n_objects)
+    return out
+
+
+def _diagonal(points: np.ndarray) -> float:
+    return float(np.linalg.norm(points.max(0) - points.min(0)))
