@@ -179,3 +179,68 @@ def point_to_mesh_distance(points: np.ndarray, mesh) -> np.ndarray:
     )
     d = scene.compute_distance(o3d.core.Tensor(points.astype(np.float32)))
     return d.numpy().astype(np.float64)
+
+
+QUALITY_KEYS = ("coverage", "invented", "components", "edge_manifold", "boundary_edges", "watertight", "euler")
+"""Keys of the dictionary :func:`scan_quality` returns, in display order."""
+
+
+def mesh_facts(mesh) -> dict:
+    """What a user opening ``mesh`` sees that distances do not: ``components`` (connected through shared vertices),
+    ``edge_manifold`` (no edge in more than two triangles), ``boundary_edges`` (edges of one triangle),
+    ``watertight`` (edge-manifold without boundary edges) and the Euler characteristic ``euler`` (V − E + F: 2 per
+    closed component without handles).
+
+    mesh : open3d.geometry.TriangleMesh (an empty one: 0 components, not watertight)
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    triangles = np.asarray(mesh.triangles, dtype=np.int64)
+    if not len(triangles):
+        return {"components": 0, "edge_manifold": True, "boundary_edges": 0, "watertight": False, "euler": 0}
+    used = np.unique(triangles)
+    edges = np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), 1)
+    _, uses = np.unique(edges[:, 0] * (used.max() + 1) + edges[:, 1], return_counts=True)
+    f = np.arange(len(triangles))
+    graph = coo_matrix((np.ones(3 * len(f), np.int8), (np.tile(f, 3), len(f) + triangles.T.ravel())),
+                       shape=(len(f) + used.max() + 1,) * 2)
+    n_comp, label = connected_components(graph, directed=False)
+    components = len(np.unique(label[: len(f)]))
+    boundary = int((uses == 1).sum())
+    manifold = bool((uses <= 2).all())
+    return {"components": components, "edge_manifold": manifold, "boundary_edges": boundary,
+            "watertight": manifold and boundary == 0, "euler": int(len(used) - len(uses) + len(triangles))}
+
+
+def scan_quality(mesh, points: np.ndarray, *, spacing: float, near: float = 3.0, far: float = 6.0) -> dict:
+    """How well a mesh represents a scan without a reference surface (DESIGN.md section 6), with ``mesh_facts``.
+
+    mesh    : open3d.geometry.TriangleMesh
+    points  : (N, 3) float the scan
+    spacing : the scan's spacing (``geomprior.scan.spacing``: median distance to the 8th nearest neighbour)
+
+    ``coverage``: share of the points within ``near`` spacings of the mesh; ``invented``: share of the mesh's area
+    farther than ``far`` spacings from every point (surface the scan does not support), measured at triangle
+    centres. Distances are computed about the points' centre (no float32 precision loss far from the origin).
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or not len(points):
+        raise InputError(f"points must be (N, 3) with N >= 1, got {points.shape}")
+    facts = mesh_facts(mesh)
+    triangles = np.asarray(mesh.triangles, dtype=np.int64)
+    if not len(triangles):
+        return {"coverage": 0.0, "invented": 0.0, **facts}
+    import open3d as o3d
+
+    centre = points.mean(0)
+    local = o3d.geometry.TriangleMesh(mesh)
+    local.vertices = o3d.utility.Vector3dVector(np.asarray(mesh.vertices) - centre)
+    covered = float(np.mean(point_to_mesh_distance(points - centre, local) <= near * spacing))
+    corners = np.asarray(local.vertices)[triangles]
+    area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    dist, _ = cKDTree(points - centre).query(corners.mean(1), workers=-1)
+    invented = float(area[dist > far * spacing].sum() / area.sum()) if area.sum() > 0 else 0.0
+    return {"coverage": covered, "invented": invented, **facts}

@@ -135,3 +135,58 @@ def test_torus_scan_lies_on_the_torus_with_its_noise():
     np.testing.assert_array_equal(noisy, again)
     diag = np.linalg.norm([2.6, 2.6, 0.6])
     assert np.std(noisy - clean) == pytest.approx(0.005 * diag, rel=0.05)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# what distances do not see, and quality without a reference
+
+
+def test_mesh_facts_against_open3d():
+    import open3d as o3d
+
+    from geomprior.metrics import mesh_facts
+
+    sphere = sphere_mesh(resolution=20)
+    torus = o3d.geometry.TriangleMesh.create_torus()
+    assert mesh_facts(sphere) == {"components": 1, "edge_manifold": True, "boundary_edges": 0, "watertight": True,
+                                  "euler": 2}
+    two = sphere + o3d.geometry.TriangleMesh(sphere).translate((5, 0, 0))
+    assert mesh_facts(two)["components"] == 2 and mesh_facts(two)["euler"] == 4
+    assert mesh_facts(torus)["euler"] == 0
+    cut = o3d.geometry.TriangleMesh(sphere)
+    cut.remove_triangles_by_index([0, 1, 2])
+    facts = mesh_facts(cut)
+    assert not facts["watertight"] and facts["boundary_edges"] > 0
+    for mesh in (sphere, torus, cut, two):  # the slow reference: open3d's own checks
+        assert mesh_facts(mesh)["edge_manifold"] == mesh.is_edge_manifold(True)
+        assert mesh_facts(mesh)["euler"] == mesh.euler_poincare_characteristic()
+        assert mesh_facts(mesh)["components"] == len(mesh.cluster_connected_triangles()[1])
+    fin = o3d.geometry.TriangleMesh(sphere)  # a third triangle on an edge
+    tri = np.asarray(fin.triangles)
+    fin.vertices.append([9.0, 9.0, 9.0])
+    fin.triangles.append([tri[0, 0], tri[0, 1], len(fin.vertices) - 1])
+    assert not mesh_facts(fin)["edge_manifold"] and not mesh_facts(fin)["watertight"]
+    assert mesh_facts(o3d.geometry.TriangleMesh())["components"] == 0
+
+
+def test_scan_quality_coverage_and_invented_surface():
+    from geomprior.metrics import sample_surface, scan_quality
+
+    sphere = sphere_mesh(resolution=40)
+    points, _ = sample_surface(sphere, 4000, seed=0)
+    full = scan_quality(sphere, points, spacing=0.05)
+    assert full["coverage"] == 1.0 and full["invented"] == 0.0 and full["watertight"]
+    top = points[points[:, 2] > 0]  # a scan of the upper half: the lower half of the mesh is invented
+    half = scan_quality(sphere, top, spacing=0.05)
+    assert half["coverage"] == 1.0 and 0.3 < half["invented"] < 0.45  # beyond 0.3 of the upper half
+    off = np.concatenate([points, points[:100] * 2.0])  # 100 points far off the mesh
+    assert scan_quality(sphere, off, spacing=0.05)["coverage"] == pytest.approx(4000 / 4100)
+    shifted = o3d_translate(sphere, (4e6, 0, 0))  # far from the origin: the same numbers
+    assert scan_quality(shifted, top + [4e6, 0, 0], spacing=0.05)["invented"] == pytest.approx(half["invented"],
+                                                                                                 abs=1e-3)
+
+
+def o3d_translate(mesh, offset):
+    import open3d as o3d
+
+    return o3d.geometry.TriangleMesh(mesh).translate(offset)

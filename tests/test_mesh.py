@@ -1,0 +1,101 @@
+"""geomprior.mesh: the manifold re-extraction of a surface and the meshes of objects, closed and open."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+o3d = pytest.importorskip("open3d")
+
+import geomprior.mesh as gmesh  # noqa: E402
+from geomprior.metrics import mesh_facts, point_to_mesh_distance, sample_surface  # noqa: E402
+from geomprior.synthetic import sphere_mesh, torus_mesh  # noqa: E402
+
+
+def oriented(mesh, n: int, seed: int = 0):
+    """(points, outward unit normals) sampled on a mesh."""
+    return sample_surface(mesh, n, seed=seed)
+
+
+def test_signed_distance_signs_by_pseudo_normals_also_at_edges_and_corners():
+    # a unit cube about the origin: the exact signed distance is known; points near its edges and corners are where
+    # a face normal would give the wrong sign
+    box = o3d.geometry.TriangleMesh.create_box(1, 1, 1).translate((-0.5, -0.5, -0.5))
+    field = gmesh._Field(np.asarray(box.vertices), np.asarray(box.triangles, dtype=np.int64), cube=0.05)
+    g = np.arange(-16, 17)
+    cubes = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    values = field.at(gmesh._pack(cubes))[:, 0]  # each cube's first corner is the cube itself
+    q = cubes * 0.05
+    outside = np.abs(q).max(1) > 0.5
+    truth = np.where(outside, np.linalg.norm(np.maximum(np.abs(q) - 0.5, 0), axis=1),
+                     -(0.5 - np.abs(q).max(1)))
+    on_surface = np.abs(truth) < 1e-9
+    np.testing.assert_allclose(values[~on_surface], truth[~on_surface], atol=1e-5)
+
+
+@pytest.mark.parametrize("make, euler", [(lambda: sphere_mesh(resolution=30), 2),
+                                         (lambda: torus_mesh(radial_resolution=40, tubular_resolution=20), 0)])
+def test_manifold_surface_of_a_poisson_mesh_is_watertight_with_its_topology(make, euler):
+    truth = make()
+    points, normals = oriented(truth, 4000)
+    poisson = gmesh.poisson_mesh(points, normals, depth=6)
+    out = gmesh.manifold_surface(poisson)
+    facts = mesh_facts(out)
+    assert facts == {"components": 1, "edge_manifold": True, "boundary_edges": 0, "watertight": True, "euler": euler}
+    assert not out.is_self_intersecting()
+    diag = float(np.linalg.norm(np.ptp(np.asarray(truth.vertices), axis=0)))
+    # the same surface: every new vertex within a few thousandths of the diagonal of the Poisson mesh
+    assert point_to_mesh_distance(np.asarray(out.vertices), poisson).max() < 0.005 * diag
+    normals_out = np.asarray(out.compute_vertex_normals().vertex_normals)
+    nearest = np.asarray(o3d.geometry.KDTreeFlann(o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points)))
+                         .search_knn_vector_3d(np.asarray(out.vertices)[0], 1)[1])
+    assert normals_out[0] @ normals[nearest[0]] > 0  # faces outward, as the input does
+
+
+def test_blocks_share_the_vertices_on_their_faces(monkeypatch):
+    points, normals = oriented(sphere_mesh(resolution=30), 4000)
+    poisson = gmesh.poisson_mesh(points, normals, depth=6)
+    whole = gmesh.manifold_surface(poisson)
+    monkeypatch.setattr(gmesh, "BLOCK", 4)  # many blocks: every seam must close
+    pieces = gmesh.manifold_surface(poisson)
+    assert mesh_facts(pieces)["watertight"] and len(pieces.vertices) == len(whole.vertices)
+    np.testing.assert_allclose(np.sort(np.asarray(pieces.vertices), 0), np.sort(np.asarray(whole.vertices), 0),
+                               atol=1e-6)
+
+
+def test_non_manifold_input_gives_an_edge_manifold_output():
+    # two boxes sharing one edge: the triangles along it meet four at an edge
+    a = o3d.geometry.TriangleMesh.create_box(1, 1, 1).subdivide_midpoint(4)
+    b = o3d.geometry.TriangleMesh(a).translate((1, 1, 0))
+    both = a + b
+    both.merge_close_vertices(1e-9)
+    assert not mesh_facts(both)["edge_manifold"]
+    out = gmesh.manifold_surface(both, cube=0.05)
+    assert mesh_facts(out)["edge_manifold"] and mesh_facts(out)["boundary_edges"] == 0
+
+
+def test_closed_auto_open_and_objects():
+    sphere = sphere_mesh(resolution=30)
+    points, normals = oriented(sphere, 4000)
+    closed, facts = gmesh.mesh_surface(points, normals, depth=6, max_distance=0.15, min_area=1e-3)
+    assert facts[0]["closed"] and mesh_facts(closed)["watertight"]
+    # without its bottom cap (15 % of its area) the scan does not enclose a volume: the mesh stays near the points
+    top = points[:, 2] > -0.7
+    cut, facts = gmesh.mesh_surface(points[top], normals[top], depth=6, max_distance=0.15, min_area=1e-3)
+    assert not facts[0]["closed"] and facts[0]["open_share"] > gmesh.CLOSED_SHARE
+    assert mesh_facts(cut)["boundary_edges"] > 0 and mesh_facts(cut)["components"] == 1
+    assert np.asarray(cut.vertices)[:, 2].min() > -0.85
+    # closed=True closes it
+    forced, facts = gmesh.mesh_surface(points[top], normals[top], depth=6, max_distance=0.15, closed=True)
+    assert facts[0]["closed"] and mesh_facts(forced)["watertight"]
+    assert np.asarray(forced.vertices)[:, 2].min() < -0.9
+    # two objects: two closed pieces, nothing between them
+    far = points + [3.0, 0, 0]
+    two, facts = gmesh.mesh_surface(np.concatenate([points, far]), np.concatenate([normals, normals]),
+                                    objects=np.repeat([0, 1], len(points)), depth=7, max_distance=0.15)
+    assert [f["closed"] for f in facts] == [True, True] and mesh_facts(two)["components"] == 2
+    x = np.asarray(two.vertices)[:, 0]
+    assert not ((x > 1.2) & (x < 1.8)).any()
+    # the former output: open3d's Poisson mesh as it comes
+    former, _ = gmesh.mesh_surface(points, normals, depth=6, max_distance=0.15, manifold=False)
+    assert len(former.triangles) > 0
