@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconstruct", parents=[common], help="noisy point cloud -> mesh",
                          description="Fit Deep Geometric Prior patches to a noisy point cloud and "
                                      "write a mesh.")
-    rec.add_argument("input", metavar="INPUT", help="points: .ply .obj .off .xyz .pts")
+    rec.add_argument("input", metavar="INPUT", help="points: .ply .obj .off .xyz .pts .las .laz (colours of a "
+                                                    "PLY or LAS file are carried to the mesh)")
     rec.add_argument("-o", "--output", metavar="OUTPUT", required=True, help="mesh: .ply .obj .off")
     rec.add_argument("--points", metavar="DENSE.ply", help="also write the dense oriented points")
     rec.add_argument("--preset", choices=PRESETS, default="default", help="settings (default: default)")
@@ -78,12 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto picks CUDA when available (default: auto)")
     rec.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     rec.add_argument("--radius", type=_positive_float, metavar="FLOAT",
-                     help="patch radius, fraction of the bounding-box diagonal (default: preset)")
+                     help="patch radius, share of the scan's extent: the bounding-box diagonal of the scanned "
+                          "surface, without far stray clusters (default: preset)")
     rec.add_argument("--max-epochs", type=_int_at_least(0), metavar="INT",
                      help="cap on local-fit epochs (default: preset)")
     rec.add_argument("--no-consistency", action="store_true", help="skip the consistency refit")
     rec.add_argument("--keep-outliers", action="store_true",
                      help="fit every input point (default: drop points with too few neighbours to carry a patch)")
+    rec.add_argument("--keep-clusters", action="store_true",
+                     help="reconstruct small clusters far from the scanned surface too, each as a piece of its own "
+                          "(default: set them aside as stray returns)")
+    shape = rec.add_mutually_exclusive_group()
+    shape.add_argument("--closed", dest="closed", action="store_const", const=True,
+                       help="watertight mesh of every object (default: closed where the scan encloses a volume)")
+    shape.add_argument("--open", dest="closed", action="store_const", const=False,
+                       help="open mesh that ends near the points (default: open where the scan does not enclose a "
+                            "volume)")
     rec.add_argument("--thin-parts", nargs="?", const="on", choices=("auto", "on", "off"),
                      help="normals for thin parts (sheets, blades), so that the two sides of a part do not get the "
                           "same orientation (only when the input has no normals): on, off, or auto (default: "
@@ -242,7 +253,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
     pick_device(args.device)
     # tiled runs read binary PLY through a memory map, tile by tile
-    points, normals = (io.map_points if tiled else io.read_points)(input_path)
+    points, normals, colors = (io.map_points if tiled else io.read_scan)(input_path)
 
     cfg = DGPConfig.preset(args.preset)
     changes = {}
@@ -254,6 +265,10 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         changes["consistency"] = False
     if args.keep_outliers:
         changes["drop_outliers"] = False
+    if args.keep_clusters:
+        changes["small_clusters"] = "keep"
+    if args.closed is not None:
+        changes["closed"] = args.closed
     if args.thin_parts is not None:
         changes["thin_parts"] = {"on": True, "off": False}.get(args.thin_parts, "auto")
     cfg = dataclasses.replace(cfg, **changes)
@@ -263,9 +278,9 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     try:
         with _logging_through_tqdm():
             if tiled:
-                rec = _reconstruct_tiled(args, points, normals, cfg, progress)
+                rec = _reconstruct_tiled(args, points, normals, colors, cfg, progress)
             else:
-                rec = reconstruct(points, normals, config=cfg, device=args.device, seed=args.seed,
+                rec = reconstruct(points, normals, config=cfg, colors=colors, device=args.device, seed=args.seed,
                                   progress=progress)
     finally:
         progress.close()
@@ -293,13 +308,26 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
                      xlabel="epoch")
 
     print(rec.summary)
+    print(*_report(rec.history["quality"]), sep="\n")
     for name, path in outputs.items():
         print(f"{name}: {path}")
     print(_peak_memory(rec))
     return 0
 
 
-def _reconstruct_tiled(args: argparse.Namespace, points, normals, cfg, progress):
+def _report(quality: dict) -> list[str]:
+    """The run's ground-truth-free quality report (``metrics.scan_quality``), two lines."""
+    facts = [f"{quality['components']} component{'s' if quality['components'] != 1 else ''}",
+             "edge-manifold" if quality["edge_manifold"] else "NOT edge-manifold",
+             "watertight" if quality["watertight"] else f"open ({quality['boundary_edges']} boundary edges)",
+             f"Euler characteristic {quality['euler']}"]
+    return [f"quality: coverage {quality['coverage']:.3f} (share of the points within 3 spacings of the mesh), "
+            f"invented surface {quality['invented']:.3f} (share of the area beyond 6 spacings from every point), "
+            f"{quality['set_aside']} points set aside",
+            f"topology: {', '.join(facts)}"]
+
+
+def _reconstruct_tiled(args: argparse.Namespace, points, normals, colors, cfg, progress):
     """The tiled path of ``reconstruct``; Ctrl-C says how to resume."""
     import shlex
 
@@ -308,7 +336,8 @@ def _reconstruct_tiled(args: argparse.Namespace, points, normals, cfg, progress)
 
     executor = make_executor(args.executor, address=args.address)
     try:
-        return reconstruct_tiled(points, normals, cfg, tile_size=args.tile_size, tile_points=args.tile_points,
+        return reconstruct_tiled(points, normals, cfg, colors=colors, tile_size=args.tile_size,
+                                 tile_points=args.tile_points,
                                  seed=args.seed, device=args.device, executor=executor, run_dir=args.run_dir,
                                  resume=args.resume, progress=progress)
     except KeyboardInterrupt:

@@ -28,9 +28,11 @@ from .errors import InputError
 from .device import pick_device
 from .fit import EarlyStopping, FitResult, Progress, fit
 from .nets import BatchedMLP
-from .mesh import poisson_mesh
+from .mesh import mesh_surface
+from .metrics import scan_quality
 from .normals import _scatter, estimate_normals
 from .patches import RADIUS, Patches, bbox_diagonal, cover
+from .scan import Layout, layout
 from .transport import assign, sinkhorn_divergence
 from .uv import blue_noise
 
@@ -49,7 +51,7 @@ class DGPConfig:
     """Settings of a reconstruction. Use ``DGPConfig.preset(name)`` and ``dataclasses.replace`` to change fields."""
 
     # patches
-    radius: float = RADIUS  # patch radius, fraction of the bounding-box diagonal
+    radius: float = RADIUS  # patch radius, share of the scan's extent (geomprior.scan: stray clusters set aside)
     padding: float = 1.3  # members lie within padding × radius of the centre
     min_points: int = 16  # fewer members than this: the patch takes its nearest neighbours instead
     max_points: int = 384  # members per patch at most (the nearest ones)
@@ -58,6 +60,9 @@ class DGPConfig:
     # (a sparse region, see find_inliers): they cannot carry a surface patch, and patches built on them (from
     # their nearest neighbours) float off the surface
     drop_outliers: bool = True
+    # small clusters of points out of a patch's reach of the scanned surface (stray returns, see geomprior.scan):
+    # "drop" sets them aside before the fit, "keep" reconstructs them as objects of their own
+    small_clusters: Literal["drop", "keep"] = "drop"
     # estimate the normals for thin parts (see estimate_normals): a plate scanned at 0.5 % noise otherwise gets both
     # sides oriented alike, and its patches straddle it (scripts/bench_surfaces.py, ablations "thin-part normals",
     # "plain normals"). "auto": estimate both ways, take the thin-part normals when the two disagree widely
@@ -101,7 +106,13 @@ class DGPConfig:
     grid: int = 12  # dense output: grid × grid uv samples per patch
     grid_margin: float = 0.1  # ... on [margin, 1 − margin]²
     poisson_depth: int = 9  # Screened Poisson octree depth
-    trim: float = 0.5  # drop mesh vertices farther than trim × patch radius from every dense point (0: keep all)
+    trim: float = 0.5  # an open mesh ends trim × patch radius beyond the dense points
+    # True: every object's mesh is watertight; False: open, trimmed; "auto": closed where the points enclose a volume
+    # (at most mesh.CLOSED_SHARE of the closed surface lies beyond the trim distance), else open
+    closed: bool | Literal["auto"] = "auto"
+    # "manifold": each object's Poisson surface re-extracted as an edge-manifold mesh (mesh.mesh_surface);
+    # "poisson": open3d's Poisson mesh of all dense points as it comes, trimmed (the former output; an ablation)
+    surface: Literal["manifold", "poisson"] = "manifold"
 
     @classmethod
     def preset(cls, name: str) -> "DGPConfig":
@@ -129,7 +140,7 @@ class DGPConfig:
             "max_points": self.max_points >= self.min_points, "max_epochs": self.max_epochs >= 0,
             "holdout": 0 <= self.holdout < 0.5, "lr": self.lr > 0, "grid": self.grid >= 2,
             "refresh_every": self.refresh_every >= 1, "eval_every": self.eval_every >= 1,
-            "trim": self.trim >= 0, "tolerance": self.tolerance >= 0, "min_epochs": self.min_epochs >= 0,
+            "trim": self.trim > 0, "tolerance": self.tolerance >= 0, "min_epochs": self.min_epochs >= 0,
             "consistency_epochs": self.consistency_epochs >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
@@ -137,7 +148,9 @@ class DGPConfig:
             raise InputError(f"invalid setting {bad[0]}={getattr(self, bad[0])!r}")
         for name, valid in (("loss", ("assignment", "sinkhorn")), ("matching", ("exact", "sinkhorn")),
                             ("early_stop", ("run", "item", "none")),
-                            ("val_score", ("surface", "transport")), ("thin_parts", (True, False, "auto"))):
+                            ("val_score", ("surface", "transport")), ("thin_parts", (True, False, "auto")),
+                            ("small_clusters", ("drop", "keep")), ("closed", (True, False, "auto")),
+                            ("surface", ("manifold", "poisson"))):
             if getattr(self, name) not in valid:
                 raise InputError(f"invalid {name} {getattr(self, name)!r}; valid: {', '.join(map(str, valid))}")
 
@@ -335,6 +348,7 @@ def reconstruct(
     normals=None,
     config: DGPConfig | None = None,
     *,
+    colors=None,
     device: str = "auto",
     seed: int = 0,
     progress: Progress | None = None,
@@ -342,28 +356,95 @@ def reconstruct(
 ) -> Reconstruction:
     """Reconstruct a clean mesh from a noisy point cloud.
 
-    points  : (N, 3) float
+    points  : (N, 3) float (any offset: the fit runs about the scan's centre, in float64 until then)
     normals : (N, 3) float, optional; estimated and oriented (open3d) when absent
     config  : DGPConfig (default preset when None)
+    colors  : (N, 3) float in [0, 1], optional; carried to the mesh's vertices (from the nearest points)
     device  : "auto" | "cpu" | "cuda"
     seed    : same seed ⇒ same result (on the same device and library versions)
     progress: (stage, step, total, info) callback for progress bars
     monitor : (dense points (M,3), dense normals (M,3)) -> dict, called at every local-fit evaluation; its numbers
               go into the history (e.g. distance to a known true surface, for studies; never used to stop)
 
+    First the scan's layout (``geomprior.scan.layout``): small clusters out of reach of the scanned surface are set
+    aside, and the patch radius is a share of the extent of what is left. The history's "quality" holds the
+    ground-truth-free report (``geomprior.metrics.scan_quality``) and what was set aside.
+
     Scans too large for one fit: ``geomprior.tiling.reconstruct_tiled`` runs ``fit_dense`` tile by tile.
     """
     cfg = config or DGPConfig()
-    out = fit_dense(points, normals, cfg, device=device, seed=seed, progress=progress, monitor=monitor)
+    cfg.validate()
+    pts, nrm = check_points(points, normals)
+    colors = check_colors(colors, len(pts))
+    scan = scan_layout(pts, cfg)
+    kept = np.flatnonzero(scan.kept)
+    shift = (lambda p, n: monitor(p + scan.center, n)) if monitor is not None else None
+    out = fit_dense(pts[kept] - scan.center, None if nrm is None else nrm[kept], cfg, device=device, seed=seed,
+                    progress=progress, monitor=shift, diagonal=scan.diagonal)
+    mesh, report, summary = finish(out.points, out.normals, scan, cfg, out.patches.radius, pts, colors,
+                                   progress=progress)
+    patches = dataclasses.replace(out.patches, index=kept[out.patches.index],
+                                  centers=out.patches.centers + scan.center, origin=out.patches.origin + scan.center)
+    summary = out.summary + summary
+    history = {**out.history, **report, "summary": summary}
+    return Reconstruction(mesh, out.points + scan.center, out.normals, history, summary, patches)
+
+
+def scan_layout(points: np.ndarray, cfg: DGPConfig) -> Layout:
+    """The layout of a scan (N, 3) float64 for a fit with ``cfg`` (``geomprior.scan.layout``)."""
+    return layout(points, radius=cfg.radius, padding=cfg.padding, min_points=cfg.min_points,
+                  keep_small=cfg.small_clusters == "keep")
+
+
+def check_colors(colors, n: int) -> np.ndarray | None:
+    """None, or colours (n, 3) float in [0, 1] as a float64 array."""
+    if colors is None:
+        return None
+    out = np.asarray(colors, dtype=np.float64)
+    if out.shape != (n, 3):
+        raise InputError(f"colors must have the points' shape ({n}, 3), got {out.shape}")
+    if not (np.isfinite(out).all() and out.min(initial=0) >= 0 and out.max(initial=0) <= 1):
+        raise InputError("colors must be numbers in [0, 1]")
+    return out
+
+
+def finish(dense_points: np.ndarray, dense_normals: np.ndarray, scan: Layout, cfg: DGPConfig, radius: float,
+           points: np.ndarray, colors: np.ndarray | None = None, *, progress: Progress | None = None
+           ) -> tuple[object, dict, str]:
+    """The mesh of a fit and its report: what every reconstruction does after its fit.
+
+    dense_points, dense_normals : (M, 3) the fitted patches' dense oriented points, about ``scan.center``
+    scan   : the scan's layout;  radius : the patch radius (absolute)
+    points : (N, 3) the whole scan (world coordinates);  colors : (N, 3) in [0, 1] or None
+
+    Each object of the layout is meshed on its own (``mesh.mesh_surface``: closed or open by ``cfg.closed``). Returns
+    the mesh in world coordinates (vertex colours from the 4 nearest kept points when ``colors`` is given), the
+    history entries "scan" (the layout), "mesh" (per object) and "quality" (``metrics.scan_quality`` and the points
+    set aside), and the end of the run's summary line.
+    """
     if progress is not None:
-        progress("mesh", 0, 1, {"points": len(out.points)})
-    mesh = poisson_mesh(out.points, out.normals, depth=cfg.poisson_depth,
-                        max_distance=cfg.trim * out.patches.radius if cfg.trim > 0 else None)
-    summary = out.summary + f"; {len(out.points)} dense points -> mesh with {len(mesh.triangles)} triangles"
+        progress("mesh", 0, 1, {"points": len(dense_points)})
+    kept = np.flatnonzero(scan.kept)
+    tree = cKDTree(points[kept] - scan.center)
+    objects = scan.objects[kept][tree.query(dense_points, workers=-1)[1]] if len(dense_points) else None
+    mesh, pieces = mesh_surface(dense_points, dense_normals, objects=objects, depth=cfg.poisson_depth,
+                                closed=cfg.closed, max_distance=cfg.trim * radius, min_area=math.pi * radius**2,
+                                manifold=cfg.surface == "manifold")
+    if colors is not None and len(mesh.vertices):
+        import open3d as o3d
+
+        _, near = tree.query(np.asarray(mesh.vertices), k=min(4, len(kept)), workers=-1)
+        mesh.vertex_colors = o3d.utility.Vector3dVector(colors[kept][near.reshape(len(near), -1)].mean(1))
+    mesh.translate(scan.center)
+    quality = {**scan_quality(mesh, points, spacing=scan.spacing), "set_aside": int((~scan.kept).sum())}
     if progress is not None:
-        progress("mesh", 1, 1, {"points": len(out.points), "triangles": len(mesh.triangles)})
-    history = {**out.history, "summary": summary}
-    return Reconstruction(mesh, out.points, out.normals, history, summary, out.patches)
+        progress("mesh", 1, 1, {"points": len(dense_points), "triangles": len(mesh.triangles)})
+    kinds = sorted({"closed" if p["closed"] else "open" for p in pieces}) if cfg.surface == "manifold" else ["Poisson"]
+    summary = (f"; {len(dense_points)} dense points -> {'/'.join(kinds) or 'empty'} mesh with "
+               f"{len(mesh.triangles)} triangles, {quality['components']} component(s)")
+    if quality["set_aside"]:
+        summary = f"; {quality['set_aside']} points in {len(scan.set_aside)} far clusters set aside" + summary
+    return mesh, {"scan": scan.summary(), "mesh": pieces, "quality": quality}, summary
 
 
 def prepare_points(points, normals=None, config: DGPConfig | None = None, *, diagonal: float | None = None

@@ -29,8 +29,9 @@ from geomprior.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-POINT_EXTENSIONS = (".ply", ".obj", ".off", ".xyz", ".pts")
-"""File types :func:`read_points` understands."""
+POINT_EXTENSIONS = (".ply", ".obj", ".off", ".xyz", ".pts", ".las", ".laz")
+"""File types :func:`read_points` understands (.las/.laz with the optional ``laspy``: ``geomprior[lidar]``)."""
+LIDAR_HINT = "pip install 'geomprior[lidar]'"
 MESH_EXTENSIONS = (".ply", ".obj", ".off", ".stl")
 """File types :func:`read_mesh` understands."""
 MESH_WRITE_EXTENSIONS = (".ply", ".obj", ".off")
@@ -253,29 +254,49 @@ def _read_mesh_o3d(path: Path):
 
 
 def read_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read a point cloud (or the vertices of a mesh) from a file.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        ``.ply`` (point cloud or mesh, with or without vertex normals), ``.obj`` / ``.off`` (mesh
-        or vertex-only file), ``.xyz`` / ``.pts`` (``x y z`` or ``x y z nx ny nz`` per line).
+    """Read a point cloud (or the vertices of a mesh) from a file: ``read_scan`` without the colours.
 
     Returns
     -------
     points : (N, 3) float64
     normals : (N, 3) float64 unit vectors, or None
         None when the file has no normals, or some of them have zero length / are not finite.
+    """
+    points, normals, _ = read_scan(path)
+    return points, normals
+
+
+def read_scan(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Read a scan: points, and the normals and colours it carries.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``.ply`` (point cloud or mesh, with or without vertex normals and colours; other vertex properties are
+        ignored), ``.obj`` / ``.off`` (mesh or vertex-only file), ``.xyz`` / ``.pts`` (``x y z`` or
+        ``x y z nx ny nz`` per line), ``.las`` / ``.laz`` (needs ``laspy``: ``pip install 'geomprior[lidar]'``).
+        Coordinates are read as float64 (large offsets such as UTM keep their precision).
+
+    Returns
+    -------
+    points : (N, 3) float64
+    normals : (N, 3) float64 unit vectors, or None
+        None when the file has no normals, or some of them have zero length / are not finite.
+    colors : (N, 3) float64 in [0, 1], or None
 
     Raises
     ------
     InputError
-        Missing, empty or unparseable file, unknown extension, no points, NaN/inf coordinates.
+        Missing, empty or unparseable file, unknown extension, no points, NaN/inf coordinates, a LAS file without
+        laspy installed.
     """
     path = _check_readable(path, POINT_EXTENSIONS, "point")
     ext = _suffix(path)
+    colors = None
     if ext in (".xyz", ".pts"):
         points, normals = _read_xyz(path)
+    elif ext in (".las", ".laz"):
+        points, normals, colors = _read_las(path)
     elif ext == ".ply":
         _check_magic(path)
         import open3d as o3d
@@ -289,6 +310,8 @@ def read_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]
             raise InputError(f"{path}: cannot read PLY: {reason}")
         points = np.asarray(pc.points, dtype=np.float64)
         normals = np.asarray(pc.normals, dtype=np.float64) if pc.has_normals() else None
+        if pc.has_colors():
+            colors = _ply_colors(path, np.asarray(pc.colors, dtype=np.float64))
     else:  # .obj / .off
         _check_magic(path)
         mesh, reason = _read_mesh_o3d(path)
@@ -306,8 +329,50 @@ def read_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]
     points = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
     _check_finite(path, points)
     normals = _clean_normals(path, normals, len(points))
-    logger.debug("read %d points%s from %s", len(points), " with normals" if normals is not None else "", path)
-    return points, normals
+    if colors is not None and (colors.shape != points.shape or not np.isfinite(colors).all()):
+        logger.warning("%s: ignoring colours that do not match the points", path)
+        colors = None
+    logger.debug("read %d points%s%s from %s", len(points), " with normals" if normals is not None else "",
+                 " with colours" if colors is not None else "", path)
+    return points, normals, colors
+
+
+def _ply_colors(path: Path, from_open3d: np.ndarray | None) -> np.ndarray:
+    """Vertex colours of a PLY in [0, 1]. open3d divides every colour by 255; a binary PLY's colour properties are
+    read here with their own type instead (uchar / 255, ushort / 65535, float as it is when in [0, 1])."""
+    layout = _ply_vertex_layout(path)
+    if layout is None or not all(c in layout[2].names for c in ("red", "green", "blue")):
+        return np.clip(from_open3d, 0, 1)
+    offset, count, dtype = layout
+    records = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,))
+    rgb = np.stack([np.asarray(records[c], dtype=np.float64) for c in ("red", "green", "blue")], 1)
+    kind = dtype["red"]
+    if kind.kind in "ui":
+        rgb /= float(np.iinfo(kind).max)
+    elif rgb.max(initial=0) > 1:
+        rgb /= 255.0
+    return np.clip(rgb, 0, 1)
+
+
+def _read_las(path: Path) -> tuple[np.ndarray, None, np.ndarray | None]:
+    """Points (scaled, float64) and colours of a LAS/LAZ file, through laspy."""
+    try:
+        import laspy
+    except ImportError:
+        raise InputError(f"{path}: reading LAS/LAZ files needs laspy: {LIDAR_HINT}") from None
+    try:
+        las = laspy.read(str(path))
+    except Exception as e:  # laspy raises its own errors and OSError/ValueError on broken files
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{path}: cannot read {_suffix(path)[1:].upper()}: {reason}") from None
+    points = np.stack([np.asarray(las.x, dtype=np.float64), np.asarray(las.y, dtype=np.float64),
+                       np.asarray(las.z, dtype=np.float64)], 1)
+    colors = None
+    if {"red", "green", "blue"} <= set(las.point_format.dimension_names):
+        rgb = np.stack([np.asarray(las[c], dtype=np.float64) for c in ("red", "green", "blue")], 1)
+        if rgb.max(initial=0) > 0:  # all zero: the format has colour fields, the file no colours
+            colors = rgb / (255.0 if rgb.max() <= 255 else 65535.0)
+    return points, None, colors
 
 
 _PLY_SCALARS = {
@@ -368,24 +433,25 @@ def _xyz_view(mm: np.ndarray, dtype: np.dtype, names: tuple[str, str, str]) -> n
                       strides=(dtype.itemsize, t0.itemsize))
 
 
-def map_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
-    """Points (and normals) of a file, without loading the whole file where its format allows it.
+def map_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Points (and normals and colours) of a file, without loading the whole file where its format allows it.
 
     A binary PLY whose first element is ``vertex`` with fixed-size properties, x y z (and nx ny nz) consecutive
     and of one float type (what geomprior, open3d and most scanner software write), is memory-mapped: the
     arrays returned are read-only (N, 3) views of the file (float32 or float64), and slicing rows reads only
     those rows. The file is checked in chunks of a million rows (NaN coordinates: error; zero or non-finite
-    normals: treated as none, as ``read_points`` does). Any other file: ``read_points`` (in memory, float64).
+    normals: treated as none, as ``read_scan`` does). Any other file: ``read_scan`` (in memory, float64).
 
     Returns
     -------
     points : (N, 3) float array (a memory map view, or in memory)
     normals : (N, 3) float array or None (unit length within float rounding when mapped)
+    colors : (N, 3) float64 in [0, 1] or None (in memory)
     """
     path = _check_readable(path, POINT_EXTENSIONS, "point")
     layout = _ply_vertex_layout(path) if _suffix(path) == ".ply" else None
     if layout is None:
-        return read_points(path)
+        return read_scan(path)
     offset, count, dtype = layout
     if count <= 0:
         raise InputError(f"{path}: contains no points")
@@ -395,7 +461,7 @@ def map_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     mm = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(count * dtype.itemsize,))
     points = _xyz_view(mm, dtype, ("x", "y", "z"))
     if points is None:
-        return read_points(path)
+        return read_scan(path)
     normals = _xyz_view(mm, dtype, ("nx", "ny", "nz"))
     bad_points = 0
     bad_normals = 0
@@ -410,8 +476,9 @@ def map_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
         logger.warning("%s: %d of %d normals are zero or not finite; treating the file as having no normals",
                        path, bad_normals, count)
         normals = None
+    colors = _ply_colors(path, None) if {"red", "green", "blue"} <= set(dtype.names) else None
     logger.debug("mapped %d points%s from %s", count, " with normals" if normals is not None else "", path)
-    return points, normals
+    return points, normals, colors
 
 
 def _read_vertices_trimesh(path: Path, reason: str | None) -> tuple[np.ndarray, None]:

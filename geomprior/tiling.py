@@ -5,7 +5,7 @@ How a scan is cut
 -----------------
 - **Cores** are axis-aligned boxes that partition space (half-open ``[lo, hi)`` per axis; the faces on the scan's
   outside are at ±inf), so every point lies in exactly one core. ``tile_size`` cuts a regular grid of cubes of that
-  side (a fraction of the bounding-box diagonal), dropping cells without points; ``tile_points`` splits the scan
+  side (a share of the scan's extent, ``geomprior.scan``), dropping cells without points; ``tile_points`` splits the scan
   recursively at the median of its longest axis until each core holds about that many points.
 - **Halo**: a tile's points are those within ``halo`` of its core (a box grown on every side). The default halo is
   (padding + 1) × the patch radius: the members of every patch centred in the core (within padding × radius of
@@ -20,9 +20,10 @@ How a scan is cut
   points (open3d, as the untiled path does); the tiles' orientations are then made consistent with each other
   from the points they share (core of one, halo of another): signs are propagated along a maximum spanning tree
   of the tiles' agreement, and each tile's dense normals are flipped with its tile.
-- **Mesh**: one Screened Poisson on the union of the dense points (not per-tile meshes): the dense points
-  (48 bytes each) are far smaller than the fit's working set, open3d's Poisson at depth <= 10 meshes millions of
-  them in a few GB, and one global solve has no seams to stitch.
+- **Mesh**: the union of the dense points is meshed as an untiled run's are (``dgp.finish``: per object, Screened
+  Poisson and its manifold re-extraction), not per tile: the dense points (48 bytes each) are far smaller than the
+  fit's working set, open3d's Poisson at depth <= 10 meshes millions of them in a few GB, and one global solve has
+  no seams to stitch.
 - **Seeds**: tile ``t`` of ``T > 1`` runs with a seed drawn from (seed, t) (``numpy.random.SeedSequence``); a single
   tile uses ``seed`` itself, so a one-tile run is exactly the untiled reconstruction.
 
@@ -37,10 +38,10 @@ none; patches numbered tile by tile), written by ``patches.save_patch_labels``.
 
 Memory
 ------
-A tile's fit holds only the tile's points. The scan itself is read as the caller gives it: ``io.map_points``
-memory-maps binary PLY files, and this module reads such arrays in chunks of a million rows (bounding box, grid
-cells, one tile's points at a time). What stays O(N) are small per-point arrays of the merge (orientation, labels:
-~50 bytes a point) and the dense points meshed at the end.
+A tile's fit holds only the tile's points. The scan is read once into memory as float64 (24 bytes a point) for its
+layout (``geomprior.scan``: stray clusters set aside, extent, objects) and recentred about its centre; tiles are cut
+from the kept points in chunks of a million rows. What stays O(N) besides are small per-point arrays of the merge
+(orientation, labels: ~50 bytes a point) and the dense points meshed at the end.
 """
 
 from __future__ import annotations
@@ -59,8 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dgp import DGPConfig, fit_dense
-from .mesh import poisson_mesh
+from .dgp import DGPConfig, check_colors, check_points, finish, fit_dense, scan_layout
 from .errors import InputError
 from .executors import LocalExecutor, RayExecutor
 from .fit import Progress
@@ -183,7 +183,7 @@ class TileJob:
     hi: np.ndarray
     config: DGPConfig
     seed: int
-    diagonal: float  # the scan's bounding-box diagonal (patch radius = config.radius × diagonal)
+    diagonal: float  # the scan's extent (patch radius = config.radius × diagonal)
     origin: np.ndarray | None  # (3,) the scan's minimum (voxel grid of the patch centres); None: the tile's own
     device: str = "auto"
 
@@ -387,10 +387,12 @@ class TiledReconstruction:
 
 
 def make_tiles(points, config: DGPConfig, *, tile_size: float | None = None, tile_points: int | None = None,
-               halo: float | None = None) -> tuple[Tiles, float, np.ndarray]:
-    """Tiles of the points (N, 3) for ``config``, with the scan's diagonal and minimum.
+               halo: float | None = None, extent: float | None = None) -> tuple[Tiles, float, np.ndarray]:
+    """Tiles of the points (N, 3) for ``config``, with the scan's extent and minimum.
 
-    tile_size   : side of grid cubes, fraction of the bounding-box diagonal; or
+    extent      : the length the patch radius and tile size are shares of (default: the points' bounding-box
+                  diagonal; a reconstruction passes its scan layout's)
+    tile_size   : side of grid cubes, share of the extent; or
     tile_points : about this many points per core (median splits); neither: one tile
     halo        : halo width in patch radii (default: config.padding + 1)
     """
@@ -404,7 +406,7 @@ def make_tiles(points, config: DGPConfig, *, tile_size: float | None = None, til
     if not factor >= 0:
         raise InputError(f"halo must be >= 0 patch radii, got {halo!r}")
     lo, hi = bounds(points)
-    diagonal = float(np.linalg.norm(hi - lo))
+    diagonal = float(np.linalg.norm(hi - lo)) if extent is None else float(extent)
     if not diagonal > 0:
         raise InputError("all points are identical: there is no surface to fit")
     width = factor * config.radius * diagonal
@@ -420,14 +422,15 @@ def make_tiles(points, config: DGPConfig, *, tile_size: float | None = None, til
     return tiles, diagonal, lo
 
 
-def _jobs(points, normals, tiles: Tiles, todo: list[int], make: Callable[[int, np.ndarray, np.ndarray,
+def _jobs(points, normals, ids_of, tiles: Tiles, todo: list[int], make: Callable[[int, np.ndarray, np.ndarray,
           np.ndarray | None], TileJob]):
-    """TileJobs of the tiles ``todo``, one at a time, each read from the input in chunks."""
+    """TileJobs of the tiles ``todo``, one at a time, each read from ``points`` in chunks (``ids_of``: the input's
+    index of each row)."""
     for t in todo:
         ids, pts, nrm = [], [], []
         for start, p, n in _chunks(points, normals):
             sel = np.flatnonzero(tiles.in_tile(t, p))
-            ids.append(start + sel)
+            ids.append(ids_of[start + sel])
             pts.append(p[sel])
             if n is not None:
                 nrm.append(n[sel])
@@ -439,6 +442,7 @@ def reconstruct_tiled(
     normals=None,
     config: DGPConfig | None = None,
     *,
+    colors=None,
     tile_size: float | None = None,
     tile_points: int | None = None,
     halo: float | None = None,
@@ -451,9 +455,10 @@ def reconstruct_tiled(
 ) -> TiledReconstruction:
     """Reconstruct a scan tile by tile (see the module's docstring) and mesh the union.
 
-    points      : (N, 3) float array, in memory or memory-mapped (``io.map_points``); read in chunks
+    points      : (N, 3) float array, in memory or memory-mapped (``io.map_points``)
     normals     : (N, 3) float array or None (estimated per tile, orientations made consistent across tiles)
     config      : DGPConfig of every tile's fit (default preset when None)
+    colors      : (N, 3) float in [0, 1] or None: carried to the mesh's vertices
     tile_size / tile_points / halo : the tiling (``make_tiles``); neither size nor points: a single tile
     seed        : same seed ⇒ same mesh, however the run was interrupted and resumed
     executor    : LocalExecutor (default) or RayExecutor; closing it is the caller's business
@@ -470,7 +475,14 @@ def reconstruct_tiled(
         raise InputError("--resume needs --run-dir")
     executor = executor or LocalExecutor()
     n = len(points)
-    tiles, diagonal, origin = make_tiles(points, cfg, tile_size=tile_size, tile_points=tile_points, halo=halo)
+    world = check_points(np.concatenate([p for _, p, _ in _chunks(points)]) if n else np.zeros((0, 3)))[0]
+    colors = check_colors(colors, n)
+    scan = scan_layout(world, cfg)
+    kept = np.flatnonzero(scan.kept)
+    local = world[kept] - scan.center
+    local_normals = None if normals is None else np.concatenate([q for _, _, q in _chunks(points, normals)])[kept]
+    tiles, diagonal, origin = make_tiles(local, cfg, tile_size=tile_size, tile_points=tile_points, halo=halo,
+                                         extent=scan.diagonal)
     count = len(tiles)
     settings = {"format": 1, "input": digest(points, normals), "config": dataclasses.asdict(cfg), "seed": seed,
                 "tiling": {"tile_size": tile_size, "tile_points": tile_points, "halo": halo}}
@@ -494,7 +506,7 @@ def reconstruct_tiled(
 
     start = time.perf_counter()
     report()
-    for t, result in executor.run(run_tile, _jobs(points, normals, tiles, todo, make), tick=report):
+    for t, result in executor.run(run_tile, _jobs(local, local_normals, kept, tiles, todo, make), tick=report):
         if rd is not None:
             rd.save(t, result)
         results[t] = result
@@ -516,26 +528,19 @@ def reconstruct_tiled(
         ids = r["label_ids"][closer]
         labels[ids], best[ids] = offsets[t] + r["label_patch"][closer], r["label_dist"][closer]
     del best
-    if progress is not None:
-        progress("mesh", 0, 1, {"points": len(dense_p)})
-    radius = cfg.radius * diagonal
-    mesh = poisson_mesh(dense_p, dense_n, depth=cfg.poisson_depth,
-                        max_distance=cfg.trim * radius if cfg.trim > 0 else None)
-    if progress is not None:
-        progress("mesh", 1, 1, {"points": len(dense_p), "triangles": len(mesh.triangles)})
+    mesh, report, ending = finish(dense_p, dense_n, scan, cfg, cfg.radius * diagonal, world, colors,
+                                  progress=progress)
     if rd is not None:
-        save_patch_labels(rd.path / PATCH_LABELS_FILE,
-                          np.concatenate([p.astype(np.float32) for _, p, _ in _chunks(points)]), labels)
+        save_patch_labels(rd.path / PATCH_LABELS_FILE, world.astype(np.float32), labels)
     worker_rss = max([results[t]["peak_rss"] for t in todo], default=0.0) if isinstance(executor, RayExecutor) \
         else 0.0
     flipped = int((sign < 0).sum())
     summary = (f"{count} tiles ({len(todo)} run, {count - len(todo)} resumed), {int(offsets[-1])} patches, "
-               f"{flipped} tile orientations flipped; {len(dense_p)} dense points -> mesh with "
-               f"{len(mesh.triangles)} triangles")
-    history = {"settings": settings, "tiles": count, "run": len(todo), "fit_seconds": fit_seconds,
+               f"{flipped} tile orientations flipped" + ending)
+    history = {**report, "settings": settings, "tiles": count, "run": len(todo), "fit_seconds": fit_seconds,
                "executor": executor.name, "retried": executor.retried, "flipped": flipped,
                "per_tile": [{"tile": t, "seconds": float(results[t]["seconds"]), "patches": int(results[t]["n_patches"]),
                              "points": int(len(results[t]["normal_ids"])),
                              "history": json.loads(str(results[t]["history"]))} for t in range(count)],
                "summary": summary}
-    return TiledReconstruction(mesh, dense_p, dense_n, labels, tiles, history, summary, _peak_rss(), worker_rss)
+    return TiledReconstruction(mesh, dense_p + scan.center, dense_n, labels, tiles, history, summary, _peak_rss(), worker_rss)

@@ -155,7 +155,8 @@ def _prepared(geometries, where: str, keep_point_colors: bool) -> list:
 
 
 def render_png(path: str | os.PathLike, geometries, *, width: int = 800, height: int = 600,
-               keep_point_colors: bool = False, show_normals: bool = False, zoom: float = VIEW_ZOOM) -> None:
+               keep_point_colors: bool = False, show_normals: bool = False, zoom: float = VIEW_ZOOM,
+               front=VIEW_FRONT, up=VIEW_UP) -> None:
     """Render meshes and/or point clouds to a PNG file (atomically), headless.
 
     Meshes are shaded light grey (vertex normals recomputed), point clouds orange, on white; the
@@ -176,6 +177,8 @@ def render_png(path: str | os.PathLike, geometries, *, width: int = 800, height:
         Draw the normals of point clouds that have them, as short lines.
     zoom : float
         open3d's view zoom: smaller is closer (the default frames a single object with a margin).
+    front, up : (3,) float
+        Where the camera looks from (towards the centre) and the screen's up direction.
 
     Raises
     ------
@@ -192,7 +195,7 @@ def render_png(path: str | os.PathLike, geometries, *, width: int = 800, height:
     with atomic_path(path) as tmp, _x_display(width, height):
         with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Warning):
             with _native_output_captured() as lines:
-                image = _draw(shown, tmp, int(width), int(height), show_normals, zoom)
+                image = _draw(shown, tmp, int(width), int(height), show_normals, zoom, front, up)
         if image is None:
             raise InputError(f"cannot render: no OpenGL window could be opened{_glfw_detail(lines)}; {_INSTALL_HINT}")
         if (image == image[:1, :1]).all():
@@ -228,7 +231,7 @@ def show(geometries, *, width: int = 1024, height: int = 768, keep_point_colors:
         detail = _glfw_detail(lines) or (" (no display detected)" if offscreen else "")
         raise InputError(f"cannot open a window{f' on display {where}' if where else ''}{detail}")
     try:
-        _set_up(vis, shown, width, show_normals, VIEW_ZOOM)
+        _set_up(vis, shown, width, show_normals, VIEW_ZOOM, VIEW_FRONT, VIEW_UP)
         vis.run()
     finally:
         vis.destroy_window()
@@ -239,7 +242,7 @@ def _glfw_detail(lines: list[str]) -> str:
     return f" ({glfw})" if glfw else ""
 
 
-def _set_up(vis, geometries: list, width: int, show_normals: bool, zoom: float) -> None:
+def _set_up(vis, geometries: list, width: int, show_normals: bool, zoom: float, front, up) -> None:
     """Add the geometries to an open Visualizer and apply the fixed look and camera."""
     for g in geometries:
         vis.add_geometry(g)
@@ -253,12 +256,13 @@ def _set_up(vis, geometries: list, width: int, show_normals: bool, zoom: float) 
         box += g.get_axis_aligned_bounding_box()
     ctl = vis.get_view_control()
     ctl.set_lookat(box.get_center())
-    ctl.set_front(np.asarray(VIEW_FRONT) / np.linalg.norm(VIEW_FRONT))
-    ctl.set_up(np.asarray(VIEW_UP))
+    ctl.set_front(np.asarray(front, dtype=float) / np.linalg.norm(front))
+    ctl.set_up(np.asarray(up, dtype=float))
     ctl.set_zoom(zoom)
 
 
-def _draw(geometries: list, tmp: str, width: int, height: int, show_normals: bool, zoom: float) -> np.ndarray | None:
+def _draw(geometries: list, tmp: str, width: int, height: int, show_normals: bool, zoom: float, front,
+          up) -> np.ndarray | None:
     """Draw into a hidden window, save to ``tmp``; return the saved image (H, W, C) or None."""
     import open3d as o3d
 
@@ -266,7 +270,7 @@ def _draw(geometries: list, tmp: str, width: int, height: int, show_normals: boo
     if not vis.create_window(window_name="geomprior", width=width, height=height, visible=False):
         return None
     try:
-        _set_up(vis, geometries, width, show_normals, zoom)
+        _set_up(vis, geometries, width, show_normals, zoom, front, up)
         vis.poll_events()
         vis.update_renderer()
         vis.capture_screen_image(tmp, do_render=True)

@@ -59,7 +59,7 @@ def reconstruction(n_points: int, preset: str, device: str, max_epochs: int | No
         meshing = "Screened Poisson"
     except ImportError:  # bare GPU machine: keep everything up to the dense points, skip the mesh
         meshing = "skipped (open3d not installed)"
-        dgp.poisson_mesh = lambda *a, **k: types.SimpleNamespace(triangles=[], vertices=[])
+        dgp.finish = lambda *a, **k: (types.SimpleNamespace(triangles=[], vertices=[]), {}, "")
     _sync(device)
     t0 = time.perf_counter()
     rec = dgp.reconstruct(points, normals, cfg, device=device, progress=progress)

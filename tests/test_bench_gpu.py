@@ -33,7 +33,7 @@ def test_quick_without_open3d(tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_open3d)
-    monkeypatch.setattr(mod.dgp, "poisson_mesh", mod.dgp.poisson_mesh)  # restored after the test
+    monkeypatch.setattr(mod.dgp, "finish", mod.dgp.finish)  # restored after the test
     assert mod.main(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "bench_gpu.json").read_text())
     rec, dip = res["reconstruction"], res["dip"]

@@ -19,6 +19,7 @@ o3d = pytest.importorskip("open3d")
 from geomprior import cli  # noqa: E402
 from geomprior.errors import InputError  # noqa: E402
 from geomprior.io import read_mesh, read_points, write_mesh, write_points  # noqa: E402
+from geomprior.metrics import scan_quality  # noqa: E402
 from geomprior.synthetic import noisy_scan, sphere_mesh  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,6 +129,8 @@ class FakeConfig:
     consistency: bool = True
     drop_outliers: bool = True
     thin_parts: object = "auto"
+    small_clusters: str = "drop"
+    closed: object = "auto"
     name: str = "default"
 
     @classmethod
@@ -147,15 +150,17 @@ def _install_fake_core(monkeypatch, reconstruct):
 def fake_dgp(monkeypatch):
     calls = {}
 
-    def reconstruct(points, normals=None, config=None, *, device="auto", seed=0, progress=None):
-        calls.update(points=points, normals=normals, config=config, device=device, seed=seed)
+    def reconstruct(points, normals=None, config=None, *, colors=None, device="auto", seed=0, progress=None):
+        calls.update(points=points, normals=normals, config=config, colors=colors, device=device, seed=seed)
         for step in range(3):
             progress("local fit", step + 1, 3, {"loss": 0.5 / (step + 1), "active": 10.0})
         progress("consistency", 1, 1, {"loss": 0.01})
         mesh = sphere_mesh(resolution=12)
         pts = np.asarray(mesh.vertices)
+        quality = {**scan_quality(mesh, points, spacing=0.05), "set_aside": 7}
         return types.SimpleNamespace(mesh=mesh, points=pts, normals=pts.copy(),
-                                     history={"stop": {"step": 3, "reason": "fake"}, "loss": [0.5, 0.25]},
+                                     history={"stop": {"step": 3, "reason": "fake"}, "loss": [0.5, 0.25],
+                                              "quality": quality},
                                      summary="fit stopped at step 3 (fake)")
 
     _install_fake_core(monkeypatch, reconstruct)
@@ -184,6 +189,22 @@ def test_reconstruct_writes_all_outputs(tmp_path, scan, fake_dgp, capsys):
     assert set(os.listdir(tmp_path)) == expected
     out_text = capsys.readouterr().out
     assert "fit stopped at step 3 (fake)" in out_text and str(out) in out_text
+    # the quality report: coverage, invented surface, points set aside, then the mesh's topology
+    assert "quality: coverage " in out_text and "7 points set aside" in out_text
+    assert "topology: 1 component, edge-manifold, watertight, Euler characteristic 2" in out_text
+    assert cfg.small_clusters == "drop" and cfg.closed == "auto"
+
+
+@pytest.mark.parametrize("flags, small, closed", [(["--keep-clusters"], "keep", "auto"), (["--closed"], "drop", True),
+                                                  (["--open"], "drop", False)])
+def test_reconstruct_cluster_and_shape_flags(tmp_path, scan, fake_dgp, flags, small, closed):
+    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), *flags]) == 0
+    assert (fake_dgp["config"].small_clusters, fake_dgp["config"].closed) == (small, closed)
+
+
+def test_closed_and_open_exclude_each_other(tmp_path, scan, fake_dgp, capsys):
+    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), "--closed", "--open"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_progress_without_a_terminal_prints_plain_lines(tmp_path, scan, fake_dgp, capsys):
@@ -260,13 +281,16 @@ def test_keyboard_interrupt(tmp_path, scan, monkeypatch, capsys):
 # errors only the real core detects (run once geomprior.dgp exists)
 
 
-@pytest.mark.parametrize("case", ["too-few-points", "identical-points"])
+@pytest.mark.parametrize("case", ["too-few-points", "identical-points", "stray-clusters-only"])
 def test_core_detected_bad_input(tmp_path, case, capsys):
     pytest.importorskip("geomprior.dgp")
+    rng = np.random.default_rng(0)
     if case == "too-few-points":
-        pts = np.random.default_rng(0).normal(size=(5, 3))
-    else:
+        pts = rng.normal(size=(5, 3))
+    elif case == "identical-points":
         pts = np.ones((500, 3))
+    else:  # specks of 10 points far apart: nothing can carry a patch
+        pts = np.concatenate([c + rng.normal(scale=0.01, size=(10, 3)) for c in rng.uniform(size=(20, 3)) * 100])
     np.savetxt(tmp_path / "in.xyz", pts)
     # in process (torch is imported once); the subprocess cases above cover the exit path
     code = cli.main(["reconstruct", str(tmp_path / "in.xyz"), "-o", str(tmp_path / "out.ply"),
@@ -275,3 +299,16 @@ def test_core_detected_bad_input(tmp_path, case, capsys):
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("geomprior: error: ")
     assert os.listdir(tmp_path) == ["in.xyz"]
+
+
+def test_las_without_laspy_is_one_line(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    (tmp_path / "scan.las").write_bytes(b"LASF" + bytes(400))
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name.startswith("laspy") else real_import(name, *a, **k))
+    assert cli.main(["reconstruct", str(tmp_path / "scan.las"), "-o", str(tmp_path / "m.ply")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"geomprior: error: {tmp_path / 'scan.las'}: reading LAS/LAZ files needs laspy: "
+                   "pip install 'geomprior[lidar]'"]

@@ -14,8 +14,10 @@ from geomprior.errors import InputError  # noqa: E402
 from geomprior.io import (  # noqa: E402
     atomic_path,
     check_writable,
+    map_points,
     read_mesh,
     read_points,
+    read_scan,
     write_json,
     write_mesh,
     write_points,
@@ -328,3 +330,90 @@ def test_reading_leaves_input_unchanged(tmp_path, sphere):
         read_mesh(tmp_path / name)
     after = {f: ((tmp_path / f).read_bytes(), os.stat(tmp_path / f).st_mtime_ns) for f in _files(tmp_path)}
     assert after == before
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# scans as scanners write them: colours and extra properties, LAS/LAZ, large coordinates
+
+
+def _ply(path, fields: list[tuple[str, str]], n: int = 50, seed: int = 0) -> np.ndarray:
+    """A binary PLY of n vertices with these (name, numpy type) properties, random values; returns the records."""
+    rng = np.random.default_rng(seed)
+    records = np.zeros(n, fields)
+    for name, kind in fields:
+        info = np.iinfo(kind) if np.dtype(kind).kind in "ui" else None
+        records[name] = rng.integers(0, info.max, n) if info else rng.random(n)
+    types = {"f4": "float", "f8": "double", "u1": "uchar", "u2": "ushort", "i4": "int"}
+    header = "".join(f"property {types[np.dtype(k).str[1:]]} {name}\n" for name, k in fields)
+    path.write_bytes(f"ply\nformat binary_little_endian 1.0\nelement vertex {n}\n{header}end_header\n".encode()
+                     + records.tobytes())
+    return records
+
+
+@pytest.mark.parametrize("kind, scale", [("u1", 255.0), ("u2", 65535.0), ("f4", 1.0)])
+def test_ply_colours_of_any_type_with_extra_properties(tmp_path, kind, scale):
+    fields = [("x", "<f8"), ("y", "<f8"), ("z", "<f8"), ("nx", "<f4"), ("ny", "<f4"), ("nz", "<f4"),
+              ("red", kind), ("green", kind), ("blue", kind), ("intensity", "<f4"), ("scalar_class", "<i4")]
+    records = _ply(tmp_path / "scan.ply", fields)
+    points, normals, colors = read_scan(tmp_path / "scan.ply")
+    np.testing.assert_array_equal(points[:, 0], records["x"])
+    assert normals is not None
+    np.testing.assert_allclose(colors[:, 1], records["green"] / scale, atol=1e-6)
+    mapped, _, mapped_colors = map_points(tmp_path / "scan.ply")
+    np.testing.assert_array_equal(mapped[:, 2], records["z"])
+    np.testing.assert_allclose(mapped_colors, colors)
+    assert read_points(tmp_path / "scan.ply")[0].shape == (50, 3)
+
+
+def test_ply_without_colours_and_xyz_have_none(tmp_path):
+    _ply(tmp_path / "plain.ply", [("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+    assert read_scan(tmp_path / "plain.ply")[2] is None
+    (tmp_path / "a.xyz").write_text("0 0 0\n1 0 0\n0 1 0\n")
+    assert read_scan(tmp_path / "a.xyz")[2] is None
+
+
+def test_large_coordinates_keep_their_precision(tmp_path):
+    utm = np.array([[512345.125, 5412345.0625, 312.5], [512345.25, 5412345.1875, 312.75], [512346.0, 5412346.0, 313.0]])
+    (tmp_path / "utm.xyz").write_text("\n".join(" ".join(f"{v:.4f}" for v in p) for p in utm) + "\n")
+    np.testing.assert_array_equal(read_points(tmp_path / "utm.xyz")[0], utm)
+
+
+def test_las_round_trip(tmp_path):
+    laspy = pytest.importorskip("laspy")
+    rng = np.random.default_rng(0)
+    xyz = np.array([4.5e5, 5.4e6, 300.0]) + rng.random((200, 3)) * 10  # UTM-like
+    header = laspy.LasHeader(point_format=3, version="1.2")
+    header.offsets, header.scales = xyz.min(0), [0.001, 0.001, 0.001]
+    las = laspy.LasData(header)
+    las.x, las.y, las.z = xyz.T
+    rgb = rng.integers(0, 65535, (200, 3))
+    las.red, las.green, las.blue = rgb.T
+    for ext in (".las", ".laz"):
+        las.write(tmp_path / f"scan{ext}")
+        points, normals, colors = read_scan(tmp_path / f"scan{ext}")
+        np.testing.assert_allclose(points, xyz, atol=0.0006)  # the file's 1 mm quantisation
+        assert normals is None
+        np.testing.assert_allclose(colors, rgb / 65535.0)
+
+
+def test_las_without_laspy_says_how_to_get_it(tmp_path, monkeypatch):
+    import builtins
+
+    (tmp_path / "scan.las").write_bytes(b"LASF" + bytes(400))
+    real_import = builtins.__import__
+
+    def no_laspy(name, *args, **kwargs):
+        if name == "laspy" or name.startswith("laspy."):
+            raise ImportError("no laspy here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_laspy)
+    with pytest.raises(InputError, match=r"needs laspy: pip install 'geomprior\[lidar\]'"):
+        read_scan(tmp_path / "scan.las")
+
+
+def test_broken_las_is_an_input_error(tmp_path):
+    pytest.importorskip("laspy")
+    (tmp_path / "scan.las").write_bytes(b"LASF" + bytes(40))
+    with pytest.raises(InputError, match="cannot read LAS"):
+        read_scan(tmp_path / "scan.las")

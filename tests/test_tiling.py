@@ -260,7 +260,7 @@ def test_map_points_matches_read_points(tmp_path):
     rng = np.random.default_rng(0)
     pts, nrm = rng.normal(size=(500, 3)), rng.normal(size=(500, 3))
     write_points(tmp_path / "a.ply", pts, nrm)
-    mp, mn = map_points(tmp_path / "a.ply")
+    mp, mn, _ = map_points(tmp_path / "a.ply")
     rp, rn = read_points(tmp_path / "a.ply")
     base = mp
     while base is not None and not isinstance(base, np.memmap):
@@ -274,7 +274,7 @@ def test_map_points_matches_read_points(tmp_path):
     header = ("ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
               "property float z\nproperty uchar intensity\nend_header\n").encode()
     (tmp_path / "b.ply").write_bytes(header + rec.tobytes())
-    mp, mn = map_points(tmp_path / "b.ply")
+    mp, mn, _ = map_points(tmp_path / "b.ply")
     assert mn is None and np.array_equal(mp, read_points(tmp_path / "b.ply")[0])
     (tmp_path / "c.ply").write_bytes(header + rec.tobytes()[:-5])
     with pytest.raises(InputError, match="truncated"):
@@ -333,3 +333,19 @@ def test_cli_tiled_run(tmp_path, capsys, terrain):
     assert "tiles" in out and "peak memory:" in out
     history = json.loads((tmp_path / "h.json").read_text())
     assert history["tiles"] >= 2 and (tmp_path / "run" / "patches.npz").is_file()
+
+
+def test_tiled_runs_set_stray_clusters_aside_and_report_like_untiled_ones(terrain, tiled_run):
+    rng = np.random.default_rng(0)
+    _, points = terrain
+    far = points.max(0) + [3.0, 0, 0]
+    strays = far + rng.normal(scale=0.005, size=(20, 3))  # under 1 % of 2,420 points, far off
+    rec = tiling.reconstruct_tiled(np.concatenate([points, strays]), None, CFG, tile_size=TILE, device="cpu", seed=0)
+    assert rec.history["quality"]["set_aside"] == 20
+    assert np.asarray(rec.mesh.vertices)[:, 0].max() < points[:, 0].max() + 0.5  # nothing out to the strays
+    assert (rec.labels[-20:] == -1).all() and rec.labels.shape == (len(points) + 20,)
+    # the same patches as without the strays (same extent, same tiles), the same report
+    base = tiled_run[0]
+    assert len(rec.points) == len(base.points)
+    assert rec.history["quality"]["coverage"] == pytest.approx(base.history["quality"]["coverage"], abs=0.01)
+    assert not rec.history["mesh"][0]["closed"] and base.history["quality"]["boundary_edges"] > 0  # a terrain: open
