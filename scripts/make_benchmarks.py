@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 # (section, fragments under --out (a glob), command that makes them)
 FRAGMENTS = [
     ("Surfaces", "bench_surfaces/bench_surfaces.md", "python scripts/bench_surfaces.py --reuse"),
+    ("Scans as they come", "bench_scans/bench_scans.md", "python scripts/bench_scans.py --reuse"),
     ("Normal orientation (thin parts)", "normals_study.md", "python scripts/normals_study.py"),
     ("Speed of the core", "bench_dgp.md", "python scripts/bench_dgp.py --variants"),
     ("Large scans (tiling)", "tiling/bench_tiling_[0-9]*.md", "python scripts/bench_tiling.py"),

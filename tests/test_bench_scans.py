@@ -1,0 +1,41 @@
+"""scripts/bench_scans.py: its scans with stray points, and --quick end to end (tables, cache, verdicts)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _scripts import load_script
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script("bench_scans")
+
+
+def test_stray_scans(bench):
+    mesh, plain = bench.make_scan("sphere", "", 2000)
+    _, strays = bench.make_scan("sphere", "strays", 2000)
+    _, box = bench.make_scan("sphere", "box", 2000)
+    np.testing.assert_array_equal(strays[:2000], plain)
+    diag = float(np.linalg.norm(np.ptp(np.asarray(mesh.vertices), axis=0)))
+    far = np.linalg.norm(strays[2000:], axis=1) / diag
+    assert len(strays) == 2012 and (far > 1.9).all() and (far < 4.2).all()  # 4 clusters of 3, 2-4 diagonals out
+    assert len(box) == 2020 and np.abs(box[2000:]).max() > 1.5  # 1 % in a box 3x the sphere's size
+
+
+def test_quick_run_writes_its_tables(bench, tmp_path):
+    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "bench_scans_quick.md").read_text()
+    assert "#### Stray points" in text and "#### Closed shapes" in text
+    assert "sphere strays:" in text and "| sphere | default | 1 | yes | yes | 2 (2) |" in text
+    rows = json.loads((tmp_path / "bench_scans_quick.json").read_text())
+    assert {(r["variant"], r["method"]) for r in rows} == {(v, m) for v in ("", "strays", "box")
+                                                           for m in ("default", "poisson9")}
+    strays = next(r for r in rows if r["variant"] == "strays" and r["method"] == "default")
+    assert strays["set_aside"] == 12 and strays["quality"]["coverage"] > 0.95
+    # with --reuse the cached rows come back as they were (nothing is refitted: the same times)
+    assert bench.main(["--quick", "--out", str(tmp_path), "--reuse"]) == 0
+    again = (tmp_path / "bench_scans_quick.md").read_text()
+    assert again.split("#### Stray points")[1] == text.split("#### Stray points")[1]
