@@ -5,8 +5,8 @@ How a scan is cut
 -----------------
 - **Cores** are axis-aligned boxes that partition space (half-open ``[lo, hi)`` per axis; the faces on the scan's
   outside are at ±inf), so every point lies in exactly one core. ``tile_size`` cuts a regular grid of cubes of that
-  side (a share of the scan's extent, ``geomprior.scan``), dropping cells without points; ``tile_points`` splits the scan
-  recursively at the median of its longest axis until each core holds about that many points.
+  side (a share of the scan's extent, ``geomprior.scan``), dropping cells without points; ``tile_points`` splits
+  the scan recursively at the median of its longest axis until each core holds about that many points.
 - **Halo**: a tile's points are those within ``halo`` of its core (a box grown on every side). The default halo is
   (padding + 1) × the patch radius: the members of every patch centred in the core (within padding × radius of
   the centre) are in the tile, and so are the patches centred up to one radius outside the core, which share
@@ -543,4 +543,5 @@ def reconstruct_tiled(
                              "points": int(len(results[t]["normal_ids"])),
                              "history": json.loads(str(results[t]["history"]))} for t in range(count)],
                "summary": summary}
-    return TiledReconstruction(mesh, dense_p + scan.center, dense_n, labels, tiles, history, summary, _peak_rss(), worker_rss)
+    return TiledReconstruction(mesh, dense_p + scan.center, dense_n, labels, tiles, history, summary, _peak_rss(),
+                               worker_rss)

@@ -197,7 +197,7 @@ def _config_json(cfg) -> dict | None:
 
 
 # DGPConfig fields whose default changed after rows were cached: the value a row that does not record them ran with
-FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport"}
+FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport", "surface": "poisson"}
 
 
 def _saved_config(saved: dict) -> dict:
