@@ -298,7 +298,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
             from geomprior.viz import render_png
 
             cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
-            render_png(stack.enter_context(io.atomic_path(outputs["render"])), [rec.mesh, cloud])
+            render_png(stack.enter_context(io.atomic_path(outputs["render"])), [rec.mesh, cloud],
+                       keep_point_colors=colors is not None)
         if "plot" in outputs:
             from geomprior.plots import plot_fit
 
@@ -434,8 +435,10 @@ def _cmd_view(args: argparse.Namespace) -> int:
         if isinstance(read, o3d.geometry.TriangleMesh):
             geometries.append(read)
             continue
-        points, normals = read
+        points, normals, colors = read
         cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+        if colors is not None:
+            cloud.colors = o3d.utility.Vector3dVector(colors)
         if normals is not None:
             cloud.normals = o3d.utility.Vector3dVector(normals)
         elif args.normals:

@@ -548,12 +548,13 @@ def read_geometry(path: str | os.PathLike):
     Parameters
     ----------
     path : str or PathLike
-        ``.ply``, ``.obj``, ``.off`` (mesh or points), ``.stl`` (mesh), ``.xyz`` / ``.pts`` (points).
+        ``.ply``, ``.obj``, ``.off`` (mesh or points), ``.stl`` (mesh), ``.xyz`` / ``.pts`` / ``.las`` / ``.laz``
+        (points).
 
     Returns
     -------
-    open3d.geometry.TriangleMesh or tuple[(N, 3) float64, (N, 3) float64 or None]
-        The mesh (as :func:`read_mesh` returns it), or points and normals (as :func:`read_points`).
+    open3d.geometry.TriangleMesh or tuple[(N, 3) float64, (N, 3) float64 or None, (N, 3) float64 or None]
+        The mesh (as :func:`read_mesh` returns it), or points, normals and colours (as :func:`read_scan`).
 
     Raises
     ------
@@ -561,11 +562,11 @@ def read_geometry(path: str | os.PathLike):
         As :func:`read_mesh` / :func:`read_points`.
     """
     path = _check_readable(path, tuple(dict.fromkeys(MESH_EXTENSIONS + POINT_EXTENSIONS)), "mesh or point")
-    if _suffix(path) in (".xyz", ".pts"):
-        return read_points(path)
+    if _suffix(path) in (".xyz", ".pts", ".las", ".laz"):
+        return read_scan(path)
     mesh, reason = _read_mesh_unchecked(path)
-    if _suffix(path) != ".stl" and len(mesh.triangles) == 0:  # a point cloud, or unreadable: read_points says
-        return read_points(path)
+    if _suffix(path) != ".stl" and len(mesh.triangles) == 0:  # a point cloud, or unreadable: read_scan says
+        return read_scan(path)
     return _checked_mesh(path, mesh, reason)
 
 

@@ -141,7 +141,8 @@ def _prepared(geometries, where: str, keep_point_colors: bool) -> list:
                 raise InputError(f"{where}: cannot render an empty mesh")
             g = o3d.geometry.TriangleMesh(g)
             g.compute_vertex_normals()
-            g.paint_uniform_color(MESH_COLOR)
+            if not (keep_point_colors and g.has_vertex_colors()):
+                g.paint_uniform_color(MESH_COLOR)
         elif isinstance(g, o3d.geometry.PointCloud):
             if len(g.points) == 0:
                 raise InputError(f"{where}: cannot render an empty point cloud")
@@ -172,7 +173,8 @@ def render_png(path: str | os.PathLike, geometries, *, width: int = 800, height:
     width, height : int
         Image size in pixels.
     keep_point_colors : bool
-        Point clouds that have colours (N, 3) keep them (e.g. :func:`labelled_cloud`) instead of orange.
+        Point clouds that have colours (N, 3) keep them (e.g. :func:`labelled_cloud`) instead of orange, and meshes
+        with vertex colours (a reconstruction of a coloured scan) keep theirs instead of grey.
     show_normals : bool
         Draw the normals of point clouds that have them, as short lines.
     zoom : float

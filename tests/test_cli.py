@@ -312,3 +312,14 @@ def test_las_without_laspy_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"geomprior: error: {tmp_path / 'scan.las'}: reading LAS/LAZ files needs laspy: "
                    "pip install 'geomprior[lidar]'"]
+
+
+def test_colours_of_the_scan_reach_the_core(tmp_path, fake_dgp):
+    import open3d as o3d
+
+    pts = noisy_scan(sphere_mesh(resolution=20), 200, 0.01, seed=0)
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+    cloud.colors = o3d.utility.Vector3dVector(np.tile([1.0, 0.5, 0.0], (200, 1)))
+    o3d.io.write_point_cloud(str(tmp_path / "coloured.ply"), cloud)
+    assert cli.main(["reconstruct", str(tmp_path / "coloured.ply"), "-o", str(tmp_path / "m.ply")]) == 0
+    np.testing.assert_allclose(fake_dgp["colors"], np.tile([1.0, 0.5, 0.0], (200, 1)), atol=1 / 255)
