@@ -127,43 +127,61 @@ def manifold_surface(mesh, *, cube: float | None = None):
     Returns an open3d.geometry.TriangleMesh, possibly empty.
     """
     import open3d as o3d
-    from skimage.measure import marching_cubes
 
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    faces = np.asarray(mesh.triangles, dtype=np.int64)
-    empty = o3d.geometry.TriangleMesh()
-    if len(faces) == 0:
-        return empty
-    bad = np.sort(np.asarray(mesh.get_non_manifold_edges(allow_boundary_edges=True)), 1)
-    if len(bad):
-        ends = np.sort(np.stack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], 1), 2)
-        faces = faces[~np.isin(ends[..., 0] * len(vertices) + ends[..., 1],
-                               bad[:, 0] * len(vertices) + bad[:, 1]).any(1)]
-    if cube is None:
-        edges = np.linalg.norm(vertices[faces] - vertices[np.roll(faces, 1, axis=1)], axis=2)
-        cube = float(np.median(edges))
-    if not cube > 0:
-        return empty
+    faces = _without_non_manifold_edges(np.asarray(mesh.triangles, dtype=np.int64),
+                                        np.asarray(mesh.get_non_manifold_edges(allow_boundary_edges=True)))
+    if cube is None and len(faces):
+        cube = float(np.median(np.linalg.norm(vertices[faces] - vertices[np.roll(faces, 1, axis=1)], axis=2)))
+    if not len(faces) or not cube > 0:
+        return o3d.geometry.TriangleMesh()
     origin = vertices.min(0)
-    local = vertices - origin
-    # the band: cubes holding a vertex or a face centre, and their neighbours
-    seeds = np.unique(_pack(np.floor(np.concatenate([local, local[faces].mean(1)]) / cube).astype(np.int64)))
-    band = np.unique((seeds[:, None] + (_pack(_NEAR) - _pack(np.zeros(3, np.int64)))[None]).ravel())
-    field = _Field(local, faces, cube)
-    # grow the band where the surface leaves it (a crossing face of a band cube whose neighbour is outside), so that
-    # the surface closes: away from the surface the sign can differ from its side (near non-manifold or
-    # self-intersecting spots of the input), and a sheet started there must end somewhere closed
+    field = _Field(vertices - origin, faces, cube)
+    cubes = _crossing_cubes(field, vertices - origin, faces)
+    if not len(cubes):
+        return o3d.geometry.TriangleMesh()
+    v, f = _shared_vertices(*_march(cubes, field))
+    out = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v * cube + origin),
+                                    o3d.utility.Vector3iVector(f.astype(np.int32)))
+    out.remove_unreferenced_vertices()
+    log.debug("manifold surface: %d crossing cubes of side %.4g -> %d triangles", len(cubes), cube,
+              len(out.triangles))
+    return out
+
+
+def _shift(step) -> int:
+    """The packed-key offset of a move by ``step`` (3,) int cubes."""
+    return int(_pack(np.asarray(step, np.int64)) - _pack(np.zeros(3, np.int64)))
+
+
+def _without_non_manifold_edges(faces: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """The faces (F, 3) without those on any of the edges ``bad`` (E, 2)."""
+    if not len(bad):
+        return faces
+    n = int(faces.max()) + 1
+    ends = np.sort(np.stack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], 1), 2)
+    bad = np.sort(bad, 1)
+    return faces[~np.isin(ends[..., 0] * n + ends[..., 1], bad[:, 0] * n + bad[:, 1]).any(1)]
+
+
+def _crossing_cubes(field: "_Field", vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(C,) packed keys of the cubes the zero set of ``field`` crosses, near the mesh (vertices about the grid's
+    origin, faces).
+
+    The band starts as the cubes holding a vertex or a face centre, and their neighbours. It grows where the surface
+    leaves it (a face of a band cube with corners on both sides, whose neighbour is outside the band), so that the
+    surface closes: away from the mesh the sign can differ from its side (near non-manifold or self-intersecting
+    spots), and a sheet started there must end somewhere closed (at most ``GROW_ROUNDS`` rounds).
+    """
+    cube = field.cube
+    seeds = np.unique(_pack(np.floor(np.concatenate([vertices, vertices[faces].mean(1)]) / cube).astype(np.int64)))
+    band = np.unique((seeds[:, None] + np.array([_shift(s) for s in _NEAR])[None]).ravel())
+    faces_of_cube = [(_CORNERS[:, axis] == side, _shift(np.eye(3, dtype=np.int64)[axis] * (1 if side else -1)))
+                     for axis in range(3) for side in (0, 1)]
     new = band
     for _ in range(GROW_ROUNDS):
         inside = field.at(new) < 0
-        leaving = []
-        for axis in range(3):
-            for side in (0, 1):
-                face = _CORNERS[:, axis] == side
-                mixed = inside[:, face].any(1) & ~inside[:, face].all(1)
-                step = np.zeros(3, np.int64)
-                step[axis] = 1 if side else -1
-                leaving.append(new[mixed] + int(_pack(step) - _pack(np.zeros(3, np.int64))))
+        leaving = [new[inside[:, face].any(1) & ~inside[:, face].all(1)] + step for face, step in faces_of_cube]
         new = np.setdiff1d(np.concatenate(leaving), band)
         if not len(new):
             break
@@ -171,13 +189,16 @@ def manifold_surface(mesh, *, cube: float | None = None):
     else:
         log.info("manifold surface: the band still grew after %d rounds; the mesh may have boundaries", GROW_ROUNDS)
     inside = field.at(band) < 0
-    crossing = inside.any(1) & ~inside.all(1)
-    cubes = _unpack(band[crossing])
-    sdf, corner_of = field.values, field.corner_index(band[crossing])
-    if not len(cubes):
-        return empty
-    block_of = cubes // BLOCK
-    blocks, which = np.unique(_pack(block_of), return_inverse=True)
+    return band[inside.any(1) & ~inside.all(1)]
+
+
+def _march(keys: np.ndarray, field: "_Field") -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes (skimage's Lewiner MC33) on the cubes ``keys`` (C,) of ``field``, block by block: vertices
+    (V, 3) in cube units (one copy per block) and triangles (T, 3)."""
+    from skimage.measure import marching_cubes
+
+    cubes, corner_of = _unpack(keys), field.corner_index(keys)
+    blocks, which = np.unique(_pack(cubes // BLOCK), return_inverse=True)
     order = np.argsort(which.ravel(), kind="stable")
     starts = np.searchsorted(which.ravel()[order], np.arange(len(blocks) + 1))
     verts, tris, count = [], [], 0
@@ -187,16 +208,21 @@ def manifold_surface(mesh, *, cube: float | None = None):
         at = cubes[rows] - lo
         shape = tuple(at.max(0) + 2)
         volume = np.zeros(shape, np.float32)
-        volume[tuple((at[:, None] + _CORNERS).reshape(-1, 3).T)] = sdf[corner_of[rows]].ravel()
+        volume[tuple((at[:, None] + _CORNERS).reshape(-1, 3).T)] = field.values[corner_of[rows]].ravel()
         mask = np.zeros(shape, bool)
         mask[tuple((at + 1).T)] = True  # skimage marks a cube by its upper corner
         v, f, _, _ = marching_cubes(volume, 0.0, mask=mask, allow_degenerate=False, gradient_direction="descent")
         verts.append(v + lo)
         tris.append(f + count)
         count += len(v)
-    v, f = np.concatenate(verts).astype(np.float64), np.concatenate(tris)
-    # a vertex on a grid edge is named by the edge (lower corner, axis), so that blocks share theirs; MC33 also
-    # puts vertices inside some cubes (one block's, repeated per triangle), which are named by their position
+    return np.concatenate(verts).astype(np.float64), np.concatenate(tris)
+
+
+def _shared_vertices(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One vertex where blocks made several, and no triangle left degenerate by it.
+
+    A vertex on a grid edge is named by the edge (lower corner, axis), so that blocks share theirs; MC33 also puts
+    vertices inside some cubes (one block's, repeated per triangle), which are named by their position."""
     frac = np.abs(v - np.round(v))
     axis = np.argmax(frac, 1)
     corner = np.round(v).astype(np.int64)
@@ -209,13 +235,10 @@ def manifold_surface(mesh, *, cube: float | None = None):
         name[inner] = -1 - same.ravel()
     _, first, index = np.unique(name, return_index=True, return_inverse=True)
     f = index.ravel()[f]
-    f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])]
-    out = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v[first] * cube + origin),
-                                    o3d.utility.Vector3iVector(f.astype(np.int32)))
-    out.remove_unreferenced_vertices()
-    log.debug("manifold surface: %d crossing cubes of side %.4g in %d blocks -> %d triangles", len(cubes), cube,
-              len(blocks), len(out.triangles))
-    return out
+    return v[first], f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])]
+
+
+_CORNER_SHIFTS = np.array([_shift(c) for c in _CORNERS])  # packed-key offsets of a cube's 8 corners
 
 
 class _Field:
@@ -237,13 +260,13 @@ class _Field:
 
     def corner_index(self, cubes: np.ndarray) -> np.ndarray:
         """(C, 8) rows of ``values`` of the corners of the cubes (C,) packed keys (all computed)."""
-        return np.searchsorted(self.keys, cubes[:, None] + _pack(_CORNERS)[None] - _pack(np.zeros(3, np.int64)))
+        return np.searchsorted(self.keys, cubes[:, None] + _CORNER_SHIFTS[None])
 
     def at(self, cubes: np.ndarray) -> np.ndarray:
         """(C, 8) signed distances at the corners of the cubes (C,) packed keys."""
         import open3d as o3d
 
-        wanted = np.unique((cubes[:, None] + _pack(_CORNERS)[None] - _pack(np.zeros(3, np.int64))).ravel())
+        wanted = np.unique((cubes[:, None] + _CORNER_SHIFTS[None]).ravel())
         new = np.setdiff1d(wanted, self.keys, assume_unique=True)
         values = np.empty(len(new))
         for start in range(0, len(new), 1 << 20):

@@ -205,7 +205,7 @@ def mesh_facts(mesh) -> dict:
     f = np.arange(len(triangles))
     graph = coo_matrix((np.ones(3 * len(f), np.int8), (np.tile(f, 3), len(f) + triangles.T.ravel())),
                        shape=(len(f) + used.max() + 1,) * 2)
-    n_comp, label = connected_components(graph, directed=False)
+    _, label = connected_components(graph, directed=False)
     components = len(np.unique(label[: len(f)]))
     boundary = int((uses == 1).sum())
     manifold = bool((uses <= 2).all())

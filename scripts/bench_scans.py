@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from _bench import RowCache, header
-from _scans import REPO, SHAPES
+from _scans import REPO
 
 from geomprior.io import write_json
 
@@ -44,8 +44,8 @@ CLOSED_SHAPES = ("bunny00", "fandisk", "diplodocus", "camel")
 REAL = ("poste_france.xyz", "radar.xyz", "hippo1.ply")
 VARIANTS = ("", "strays", "box")
 METHODS = ("default", "poisson9")
-# where the camera of a real scan's picture looks from (and the screen's up): poste_france is a tilted sheet
-VIEWS = {"poste_france.xyz": ((-0.55, 0.45, 0.7), (0.0, 0.0, 1.0)), "radar.xyz": ((0.35, 0.3, 0.9), (0, 1, 0)),
+# where the camera of a real scan's picture looks from, and the screen's up (poste_france: a sheet facing (0.7, 0, 0.7))
+VIEWS = {"poste_france.xyz": ((0.6, 0.1, 0.8), (0.0, 1.0, 0.0)), "radar.xyz": ((0.35, 0.3, 0.9), (0, 1, 0)),
          "hippo1.ply": ((0.2, 0.45, 0.9), (0.0, 1.0, 0.0))}
 
 
