@@ -351,17 +351,17 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
 
 
 def _mesh_object(points, normals, *, depth, closed, max_distance, min_area) -> _Piece:
-    surface = manifold_surface(poisson_mesh(points, normals, depth=depth))
-    v, t = np.asarray(surface.vertices), np.asarray(surface.triangles)
+    raw = poisson_mesh(points, normals, depth=depth)
+    v, t = _arrays(manifold_surface(raw))
     area = _areas(v, t)
     far = np.zeros(len(t), bool)
     if max_distance is not None and len(t):
         far = (cKDTree(points).query(v, workers=-1)[0] > max_distance)[t].any(1)
     open_share = float(area[far].sum() / area.sum()) if area.sum() > 0 else 0.0
     is_closed = bool(closed) if closed != "auto" else (max_distance is None or open_share <= CLOSED_SHARE)
-    if is_closed and _open_edges(t):  # cut open by Poisson's box: a box twice as large (and one level deeper)
-        surface = manifold_surface(poisson_mesh(points, normals, depth=depth + 1, scale=2.2))
-        v, t = np.asarray(surface.vertices), np.asarray(surface.triangles)
+    if is_closed and _open_edges(np.asarray(raw.triangles)):
+        # Poisson's box cut the surface (the marching cubes closed the cut flat): a box twice as large, a level deeper
+        v, t = _arrays(manifold_surface(poisson_mesh(points, normals, depth=depth + 1, scale=2.2)))
         area = _areas(v, t)
     if not is_closed:
         t, area = t[~far], area[~far]
@@ -374,6 +374,10 @@ def _mesh_object(points, normals, *, depth, closed, max_distance, min_area) -> _
     facts = {"points": len(points), "depth": depth, "closed": is_closed, "open_share": open_share,
              "components": len(np.unique(component))}
     return _Piece(v[used], t.reshape(-1, 3), facts)
+
+
+def _arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(mesh.vertices), np.asarray(mesh.triangles)
 
 
 def _open_edges(triangles: np.ndarray) -> bool:

@@ -457,3 +457,15 @@ def test_closed_scans_give_watertight_meshes_and_open_ones_stay_open(sphere):
     bowl = reconstruct(cap, config=BASE, device="cpu", seed=0)
     assert not bowl.history["mesh"][0]["closed"] and bowl.history["quality"]["boundary_edges"] > 0
     assert np.asarray(bowl.mesh.vertices)[:, 2].max() < 0.35
+
+
+def test_two_separate_objects_are_two_closed_meshes_with_nothing_between(sphere):
+    _, points = sphere
+    scene = np.concatenate([points, points * 0.5 + [5.0, 0.0, 0.0]])  # a second, smaller sphere far away
+    rec = reconstruct(scene, config=BASE, device="cpu", seed=0)
+    assert rec.history["scan"]["objects"] == 2 and rec.history["quality"]["set_aside"] == 0
+    assert [m["closed"] for m in rec.history["mesh"]] == [True, True]
+    q = rec.history["quality"]
+    assert (q["components"], q["watertight"], q["euler"]) == (2, True, 4)
+    x = np.asarray(rec.mesh.vertices)[:, 0]
+    assert not ((x > 1.3) & (x < 4.3)).any()
