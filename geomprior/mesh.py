@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # closed="auto": a surface whose share of area farther than the trim distance from every dense point is at most this
 # is closed (the scan encloses a volume, up to small gaps); above it the scan is open and the mesh is trimmed
-CLOSED_SHARE = 0.05
+CLOSED_SHARE = 0.01
 BLOCK = 32  # marching cubes runs on blocks of BLOCK³ cubes (memory stays proportional to the band, not the box)
 _CORNERS = np.stack(np.meshgrid(*[np.arange(2)] * 3, indexing="ij"), -1).reshape(-1, 3)  # (8, 3) corners of a cube
 _BITS = 21  # bits per axis in a packed cube index (2 million cubes a side) ...
@@ -352,6 +352,10 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
 
 def _mesh_object(points, normals, *, depth, closed, max_distance, min_area) -> _Piece:
     raw = poisson_mesh(points, normals, depth=depth)
+    if closed is not False and _open_edges(np.asarray(raw.triangles)):
+        # Poisson's box cut the surface (the marching cubes would close the cut flat, inventing a wall): a box twice
+        # as large, a level deeper, where a surface that closes can close
+        raw = poisson_mesh(points, normals, depth=depth + 1, scale=2.2)
     v, t = _arrays(manifold_surface(raw))
     area = _areas(v, t)
     far = np.zeros(len(t), bool)
@@ -359,10 +363,6 @@ def _mesh_object(points, normals, *, depth, closed, max_distance, min_area) -> _
         far = (cKDTree(points).query(v, workers=-1)[0] > max_distance)[t].any(1)
     open_share = float(area[far].sum() / area.sum()) if area.sum() > 0 else 0.0
     is_closed = bool(closed) if closed != "auto" else (max_distance is None or open_share <= CLOSED_SHARE)
-    if is_closed and _open_edges(np.asarray(raw.triangles)):
-        # Poisson's box cut the surface (the marching cubes closed the cut flat): a box twice as large, a level deeper
-        v, t = _arrays(manifold_surface(poisson_mesh(points, normals, depth=depth + 1, scale=2.2)))
-        area = _areas(v, t)
     if not is_closed:
         t, area = t[~far], area[~far]
     # pieces smaller than min_area go: bubbles of a misoriented normal or two, specks left by the trim
