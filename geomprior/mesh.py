@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # closed="auto": a surface whose share of area farther than the trim distance from every dense point is at most this
 # is closed (the scan encloses a volume, up to small gaps); above it the scan is open and the mesh is trimmed
-CLOSED_SHARE = 0.01
+CLOSED_SHARE = 0.002
 BLOCK = 32  # marching cubes runs on blocks of BLOCK³ cubes (memory stays proportional to the band, not the box)
 _CORNERS = np.stack(np.meshgrid(*[np.arange(2)] * 3, indexing="ij"), -1).reshape(-1, 3)  # (8, 3) corners of a cube
 _BITS = 21  # bits per axis in a packed cube index (2 million cubes a side) ...

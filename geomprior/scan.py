@@ -80,6 +80,9 @@ def voxel_components(points: np.ndarray, size: float) -> np.ndarray:
     """(N,) int: connected components of the voxels of side ``size`` that hold points (26-neighbourhood), numbered
     by their first point. Two points in one component are joined by steps shorter than 2√3 × size; points farther
     apart than that in every step are in different components."""
+    if float(np.prod(np.ptp(points, axis=0) / size + 3)) >= 2.0**62:
+        raise InputError(f"the scan spans {np.ptp(points, axis=0).max():.4g} units at a spacing of {size:.4g}: "
+                         "too many voxels to number; is it in the units you think?")
     cells = np.floor((points - points.min(0)) / size).astype(np.int64) + 1
     dims = cells.max(0) + 2
     keys = (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]

@@ -208,7 +208,7 @@ def _yes(flag: bool) -> str:
 def picture(scan: str, meshes: list, out: Path) -> str:
     """PNG of a real scan: the points the default fit kept | geomprior's mesh | Poisson's mesh; returns its name."""
     import open3d as o3d
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
     from geomprior.dgp import DGPConfig, scan_layout
     from geomprior.io import read_points
@@ -224,8 +224,10 @@ def picture(scan: str, meshes: list, out: Path) -> str:
         panels.append(Image.open(path).convert("RGB"))
         path.unlink()
     sheet = Image.new("RGB", (480 * len(panels), 400), "white")
-    for i, p in enumerate(panels):
+    draw = ImageDraw.Draw(sheet)
+    for i, (p, title) in enumerate(zip(panels, ("points kept", "geomprior (default)", "open3d Poisson d9"))):
         sheet.paste(p, (480 * i, 0))
+        draw.text((480 * i + 12, 10), f"{Path(scan).name}: {title}" if i == 0 else title, fill=(60, 60, 60))
     name = f"scan_{Path(scan).stem}.png"
     sheet.save(out / name)
     return name
