@@ -312,9 +312,11 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                    ``max_distance`` from every point dropped (what geomprior did before; ``objects``, ``closed``
                    and ``min_area`` unused)
 
-    Every object: Screened Poisson, then ``manifold_surface`` (edge-manifold, no self-intersections). Returns the
-    mesh (open3d.geometry.TriangleMesh, vertex normals computed) and per object a dict: its points, depth, whether
-    it is closed, the share of its closed surface beyond ``max_distance`` (``open_share``) and its components.
+    Every object: Screened Poisson, then ``manifold_surface`` (edge-manifold, no self-intersections); a closed mesh
+    with handles that one depth less does not have is taken at that depth (such handles are narrower than two
+    cells: noise where a thin part's two sides come close). Returns the mesh (open3d.geometry.TriangleMesh, vertex
+    normals computed) and per object a dict: its points, depth, whether it is closed, the share of its closed
+    surface beyond ``max_distance`` (``open_share``), its components and (closed) its genus.
     """
     import open3d as o3d
 
@@ -322,7 +324,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     if not manifold:
         mesh = poisson_mesh(points, normals, depth=depth, max_distance=max_distance)
         return mesh, [{"points": len(points), "depth": depth, "closed": False, "open_share": None,
-                       "components": None}]
+                       "components": None, "genus": None}]
     objects = np.zeros(len(points), np.int64) if objects is None else np.asarray(objects)
     if closed not in (True, False, "auto"):
         raise ValueError(f"closed must be True, False or 'auto', got {closed!r}")
@@ -351,6 +353,22 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
 
 
 def _mesh_object(points, normals, *, depth, closed, max_distance, min_area) -> _Piece:
+    piece = _extract(points, normals, depth=depth, closed=closed, max_distance=max_distance, min_area=min_area)
+    if piece.facts["closed"] and piece.facts["genus"] > 0 and depth > 4:
+        # a handle that one level coarser does not have is narrower than two of its cells: noise where a thin part's
+        # two sides come close (a toe, a tail's tip), not the shape's; a real one (a torus's hole) stays
+        coarser = _extract(points, normals, depth=depth - 1, closed=True, max_distance=max_distance,
+                           min_area=min_area)
+        if (coarser.facts["genus"] < piece.facts["genus"]
+                and coarser.facts["components"] <= piece.facts["components"]):
+            log.info("mesh: %d handle(s) at depth %d are gone at depth %d; kept that", piece.facts["genus"]
+                     - coarser.facts["genus"], depth, depth - 1)
+            piece = coarser
+    return piece
+
+
+def _extract(points, normals, *, depth, closed, max_distance, min_area) -> _Piece:
+    """One object's mesh at one Poisson depth (``_mesh_object``)."""
     raw = poisson_mesh(points, normals, depth=depth)
     if closed is not False and _open_edges(np.asarray(raw.triangles)):
         # Poisson's box cut the surface (the marching cubes would close the cut flat, inventing a wall): a box twice
@@ -371,9 +389,11 @@ def _mesh_object(points, normals, *, depth, closed, max_distance, min_area) -> _
     keep = sizes[component] >= min_area
     t, component = t[keep], component[keep]
     used, t = np.unique(t, return_inverse=True)
+    t = t.reshape(-1, 3)
+    components = len(np.unique(component))
     facts = {"points": len(points), "depth": depth, "closed": is_closed, "open_share": open_share,
-             "components": len(np.unique(component))}
-    return _Piece(v[used], t.reshape(-1, 3), facts)
+             "components": components, "genus": _genus(t, len(used), components) if is_closed else None}
+    return _Piece(v[used], t, facts)
 
 
 def _arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
@@ -385,6 +405,14 @@ def _open_edges(triangles: np.ndarray) -> bool:
     edges = np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), 1)
     _, uses = np.unique(edges[:, 0] * (int(triangles.max(initial=0)) + 1) + edges[:, 1], return_counts=True)
     return bool((uses == 1).any())
+
+
+def _genus(triangles: np.ndarray, n_vertices: int, components: int) -> int:
+    """The total genus of a closed edge-manifold mesh (F, 3) of ``components`` components: Euler's V - E + F =
+    2 (components - genus)."""
+    edges = np.unique(np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), 1),
+                      axis=0)
+    return (2 * components - (n_vertices - len(edges) + len(triangles))) // 2
 
 
 def _areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:

@@ -99,3 +99,15 @@ def test_closed_auto_open_and_objects():
     # the former output: open3d's Poisson mesh as it comes
     former, _ = gmesh.mesh_surface(points, normals, depth=6, max_distance=0.15, manifold=False)
     assert len(former.triangles) > 0
+
+
+def test_a_handle_narrower_than_two_cells_goes_a_real_one_stays():
+    # a torus whose hole (radius 0.06) is about two depth-8 cells wide: Poisson at depth 8 keeps a hairline hole,
+    # depth 7 closes it; the mesh is the handle-free one. A torus with a wide hole keeps it at the depth asked.
+    narrow = sample_surface(torus_mesh(tube_radius=0.94, radial_resolution=80, tubular_resolution=40), 6000, seed=0)
+    assert gmesh._extract(*narrow, depth=8, closed=True, max_distance=None, min_area=0).facts["genus"] == 1
+    mesh, facts = gmesh.mesh_surface(*narrow, depth=8, closed=True)
+    assert facts[0]["genus"] == 0 and facts[0]["depth"] == 7 and mesh_facts(mesh)["euler"] == 2
+    wide = sample_surface(torus_mesh(radial_resolution=80, tubular_resolution=40), 6000, seed=0)
+    mesh, facts = gmesh.mesh_surface(*wide, depth=8, closed=True)
+    assert facts[0]["genus"] == 1 and facts[0]["depth"] == 8 and mesh_facts(mesh)["euler"] == 0
