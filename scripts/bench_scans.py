@@ -292,7 +292,7 @@ def main(argv=None) -> int:
     text = "\n".join(sections)
     print(text)
     suffix = "_quick" if args.quick else ""
-    write_json(str(out / f"bench_scans{suffix}.json"), rows)
+    write_json(str(out / f"bench_scans{suffix}.json"), {"rows": rows})
     (out / f"bench_scans{suffix}.md").write_text(text + "\n")
     return 0
 

@@ -50,3 +50,13 @@ def test_keeps_the_published_tables_no_fragment_replaces(tmp_path):
     assert target.read_text() == text  # assembling again changes nothing
     assert mod.main(["--out", str(out), "--output", str(target), "--docs", str(docs), "--fresh"]) == 0
     assert "| a |" not in target.read_text() and "| gpu |" not in target.read_text()
+
+
+def test_the_committed_benchmarks_md_is_what_the_committed_fragments_make(tmp_path):
+    import shutil
+
+    mod = load_script("make_benchmarks")
+    docs = tmp_path / "docs"
+    shutil.copytree(mod.REPO / "docs" / "benchmarks", docs)  # the published pictures, as a clone has them
+    published = (mod.REPO / "BENCHMARKS.md").read_text()
+    assert mod.build(mod.REPO / "benchmarks", docs, published) == published
