@@ -278,12 +278,11 @@ def test_keyboard_interrupt(tmp_path, scan, monkeypatch, capsys):
 
 
 # --------------------------------------------------------------------------------------------
-# errors only the real core detects (run once geomprior.dgp exists)
+# errors only the real core detects
 
 
 @pytest.mark.parametrize("case", ["too-few-points", "identical-points", "stray-clusters-only"])
 def test_core_detected_bad_input(tmp_path, case, capsys):
-    pytest.importorskip("geomprior.dgp")
     rng = np.random.default_rng(0)
     if case == "too-few-points":
         pts = rng.normal(size=(5, 3))

@@ -161,6 +161,11 @@ def test_non_finite_loss_stops_and_keeps_best():
     assert res.reason == "loss became non-finite"
     assert res.steps < 100
     assert torch.isfinite(toy.w).all()
+    # every item is back at the weights of its best evaluation, not where the loss broke (the noise item's best is
+    # its start: fitting noise only makes it worse)
+    assert res.best_step[NOISE_ITEM] == 0 and res.steps >= 10
+    for p in range(P):
+        assert torch.equal(toy.w[p].detach(), toy.snapshots[res.best_step[p]][p])
 
 
 def test_unknown_stop_mode():

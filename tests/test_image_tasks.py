@@ -94,6 +94,20 @@ def test_wmv_stopping_fires(clean, noisy):
     assert all(np.isnan(v) for s, v in zip(h["step"], h["val"]) if s < 20)
 
 
+def test_discrepancy_stopping_fires_where_the_residual_meets_the_noise_level(clean, noisy):
+    """The network first fits the image, its residual falling to the noise's variance, then the noise, the residual
+    falling below it: the discrepancy principle keeps the iteration where the two meet."""
+    stop = tasks.StopConfig(rule="discrepancy", sigma=SIGMA, patience=40, eval_every=10)
+    cfg = MLPConfig(widths=(64, 64, 64), tile=16, overlap=4, fourier=2, lr=1e-2)
+    res = tasks.denoise(noisy, method="mlp", config=cfg, iters=1500, stop=stop, device="cpu", reference=clean)
+    assert "the residual to the noise level" in res.reason and res.steps < 1500
+    h = res.history
+    at = h["step"].index(res.best_step)
+    assert h["val"][at] == min(h["val"]) < 0.25 * SIGMA**2  # |residual - sigma^2| at its smallest, near 0
+    assert h["val"][-1] > 2 * h["val"][at]  # and growing after it: the fit went on into the noise
+    assert res.psnr == pytest.approx(h["psnr"][at], abs=1e-4) and res.psnr > psnr(noisy, clean)
+
+
 def test_runs_average_independent_seeds(clean, noisy):
     kw = dict(method="dip", config=TINY["dip"], iters=20, device="cpu", stop=tasks.StopConfig(rule="none"),
               reference=clean)

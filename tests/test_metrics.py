@@ -47,6 +47,22 @@ def test_sphere_vs_larger_sphere(sphere):
     assert evaluate(sphere, big, n_samples=N, fscore_threshold=0.05)["fscore"] == pytest.approx(1.0)
 
 
+def test_surfaces_that_differ_in_one_part(sphere):
+    # the cap above z = 0.9 (5 % of the area) pushed out by 0.2: Hausdorff sees the bump's height, Chamfer its
+    # share of the area, the F-score the share of the surface farther than the threshold
+    bumped = o3d.geometry.TriangleMesh(sphere)
+    v = np.asarray(bumped.vertices)
+    cap = v[:, 2] > 0.9
+    v[cap] *= 1.2
+    bumped.vertices = o3d.utility.Vector3dVector(v)
+    r = evaluate(bumped, sphere, n_samples=N)
+    diag = 2 * math.sqrt(3)
+    assert r["hausdorff"] == pytest.approx(0.2 / diag, rel=0.1)
+    assert r["chamfer_l1"] < r["hausdorff"] / 5
+    assert 0.85 < r["fscore"] < 0.99
+    assert 0.9 < r["normal_consistency"] < 0.999
+
+
 def test_point_set_reference_matches_mesh_reference(sphere):
     big = sphere_mesh(radius=1.1, resolution=60)
     samples = sample_surface(big, N, seed=1)

@@ -94,7 +94,6 @@ def scan(tmp_path):
 
 
 def test_reconstruct_plot(tmp_path, scan, capsys):
-    pytest.importorskip("geomprior.dgp")
     # a tiny real run (7 patches, 60 epochs): the plot shows its local fit
     code = cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), "--preset", "fast", "--radius", "0.3",
                      "--max-epochs", "60", "--no-consistency", "--device", "cpu", "--plot", str(tmp_path / "fit.png")])
