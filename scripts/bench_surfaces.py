@@ -70,6 +70,7 @@ ABLATIONS = {
     "thin-part normals": {"thin_parts": True},
     "plain normals": {"thin_parts": False},
     "transport validation (the former score)": TRANSPORT,
+    "former mesh (Poisson as it comes)": {"surface": "poisson"},  # before the manifold mesh (DGPConfig.surface)
     "default, 5,000 points": {},
     "transport validation, 5,000 points": TRANSPORT,
     "Sinkhorn-divergence loss, 5,000 points": {"loss": "sinkhorn"},  # what a CPU affords
@@ -79,7 +80,8 @@ ABLATIONS = {
     "Sinkhorn-divergence loss": {"loss": "sinkhorn"},
 }
 FIT_SEED = {"default, fit seed 1": 1, "default, fit seed 2": 2}  # else 0: held-out points, uv samples, weights
-ON_PLATE = ("default", "thin-part normals", "plain normals")  # the ablations also run on the thin plate
+# the ablations that also run on the thin plate
+ON_PLATE = ("default", "thin-part normals", "plain normals", "former mesh (Poisson as it comes)")
 ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers"}  # else plain
 ABLATION_POINTS = {name: 5_000 for name in ABLATIONS if name.endswith(", 5,000 points")}  # else --points
 
@@ -430,7 +432,7 @@ def scaling_report(rows: list[dict], out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=80)
-    lines = ["| method | points | s | peak MB | Chamfer-L1 |", "|---|---|---|---|---|"]
+    lines = ["| method | points | s (threads, load) | peak MB | Chamfer-L1 |", "|---|---|---|---|---|"]
     fits = []
     for method in ("fast", "poisson9"):
         rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r["n_input"])
@@ -440,8 +442,8 @@ def scaling_report(rows: list[dict], out: Path) -> list[str]:
         t = np.array([r["seconds"] for r in rs])
         m = np.array([r["peak_mb"] for r in rs])
         for r in rs:
-            lines.append(f"| {method} | {r['n_input']} | {r['seconds']:.1f}{_checked(r)} | {r['peak_mb']:.0f} | "
-                         f"{_fmt(r['chamfer_l1'])} |")
+            lines.append(f"| {method} | {r['n_input']} | {r['seconds']:.1f}{_checked(r)} {_ran_on(r)} | "
+                         f"{r['peak_mb']:.0f} | {_fmt(r['chamfer_l1'])} |")
         label = "geomprior fast" if method == "fast" else "open3d Poisson d9"
         if len(rs) > 1:
             slope = float(np.polyfit(np.log(n), np.log(t), 1)[0])
