@@ -1,72 +1,25 @@
-"""Command line: ``geomprior reconstruct``, ``geomprior eval``, ``geomprior view`` (and ``geomprior image``).
-
-Thin: parse, check everything cheap first, call the library, write the outputs.  Every user error
-is one line ``geomprior: error: <message>`` on stderr with exit code 2, and no output file is left
-behind (all outputs are published together, only when all of them were written).
-"""
+"""``geomprior reconstruct``, ``geomprior eval`` and ``geomprior view``: the surface commands."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
+import contextlib
 import json
 import logging
-import math
 import sys
 from pathlib import Path
-from typing import Sequence
 
+from geomprior.cli.common import (DEVICES, PRESETS, PROG, _int_at_least, _logging_through_tqdm, _positive_float,
+                                  _Progress)
 from geomprior.errors import InputError
 
 logger = logging.getLogger(__name__)
-PROG = "geomprior"
-PRESETS = ("fast", "default", "quality")
-DEVICES = ("auto", "cpu", "cuda")
 EXECUTORS = ("local", "ray")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors in the project's format."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise InputError(message)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    parse.__name__ = f"integer >= {low}"
-    return parse
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``geomprior`` command."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log progress details (-vv: debug)")
-    parser = _Parser(prog=PROG, description="Deep Geometric Prior: untrained networks as priors "
-                                            "for surface reconstruction.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
+def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
+    """Add ``reconstruct``, ``eval`` and ``view`` to the ``geomprior`` sub-parsers ``sub``."""
     rec = sub.add_parser("reconstruct", parents=[common], help="noisy point cloud -> mesh",
                          description="Fit Deep Geometric Prior patches to a noisy point cloud and "
                                      "write a mesh.")
@@ -148,73 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="draw the normals of point clouds that have them (e.g. reconstruct --points output)")
     view.set_defaults(func=_cmd_view)
 
-    from geomprior.image.cli import add_image_parser
-
-    add_image_parser(sub, common)
-    return parser
-
 
 # --------------------------------------------------------------------------------------------
 # reconstruct
-
-
-class _Progress:
-    """The library's progress callback on stderr: a tqdm bar per stage on a terminal; elsewhere (a log file, a
-    pipe, a batch job) one plain line per stage every ``interval`` seconds and where the stage ends."""
-
-    def __init__(self, interval: float = 60.0, clock=None) -> None:
-        import time
-
-        self.bar = None
-        self.stage: str | None = None
-        self.interval = interval
-        self.clock = clock or time.monotonic
-        self.lines = not sys.stderr.isatty()
-        self.last: tuple | None = None  # (step, total, info) of the last call, for the stage's closing line
-        self.started = self.printed = 0.0
-
-    def __call__(self, stage: str, step: int, total: int, info: dict) -> None:
-        if stage != self.stage:
-            self.close()
-            self.stage, self.started = stage, self.clock()
-            self.printed = self.started
-        self.last = (step, total, info)
-        if self.lines:
-            if self.clock() - self.printed >= self.interval:
-                self._line()
-            return
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(total=total, desc=stage, file=sys.stderr, dynamic_ncols=True, leave=True)
-        bar = self.bar
-        if total != bar.total:
-            bar.total = total
-        bar.n = step
-        if info:
-            bar.set_postfix(_postfix(info), refresh=False)
-        bar.refresh()
-
-    def _line(self) -> None:
-        from tqdm import tqdm
-
-        step, total, info = self.last
-        self.printed = self.clock()
-        meter = tqdm.format_meter(step, total, self.printed - self.started, ncols=0, prefix=self.stage,
-                                  postfix=", ".join(f"{k}={v}" for k, v in _postfix(info).items()) or None)
-        print(f"{PROG}: {meter}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        elif self.lines and self.last is not None:
-            self._line()
-        self.last = None
-
-
-def _postfix(info: dict) -> dict:
-    return {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()}
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -365,17 +254,6 @@ def _peak_memory(rec) -> str:
     return line
 
 
-@contextlib.contextmanager
-def _logging_through_tqdm():
-    try:
-        from tqdm.contrib.logging import logging_redirect_tqdm
-    except ImportError:  # pragma: no cover - old tqdm
-        yield
-        return
-    with logging_redirect_tqdm():
-        yield
-
-
 # --------------------------------------------------------------------------------------------
 # eval
 
@@ -454,43 +332,3 @@ def _cmd_view(args: argparse.Namespace) -> int:
     else:
         viz.show(geometries, title=f"geomprior: {' '.join(args.files)}", **options)
     return 0
-
-
-# --------------------------------------------------------------------------------------------
-
-
-def _fail(message: str, code: int) -> int:
-    line = " ".join(str(message).split()) or "unknown error"
-    print(f"{PROG}: error: {line}", file=sys.stderr, flush=True)
-    return code
-
-
-def _is_cuda_error(exc: BaseException) -> bool:
-    text = str(exc)
-    return "CUDA" in text or "cuda" in text
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``geomprior`` command; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
-    try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        args.argv = list(sys.argv[1:] if argv is None else argv)
-        level = logging.WARNING - 10 * min(args.verbose, 2)
-        logging.basicConfig(level=level, format=f"{PROG}: %(name)s: %(message)s", stream=sys.stderr)
-        return args.func(args)
-    except KeyboardInterrupt as e:  # a message says how to resume, where the run can be resumed
-        print(f"{PROG}: interrupted" + (f"; {e}" if str(e) else ""), file=sys.stderr, flush=True)
-        return 130
-    except (InputError, OSError, ValueError) as e:
-        if isinstance(e, OSError) and e.filename and e.strerror:
-            return _fail(f"{e.filename}: {e.strerror}", 2)
-        return _fail(str(e) or type(e).__name__, 2)
-    except (RuntimeError, AssertionError) as e:
-        if _is_cuda_error(e):  # e.g. "Torch not compiled with CUDA enabled", CUDA out of memory
-            return _fail(str(e).splitlines()[0] if str(e) else "CUDA error", 2)
-        raise
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

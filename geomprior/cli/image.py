@@ -13,6 +13,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+from geomprior.cli.common import DEVICES, _int_at_least, _logging_through_tqdm, _positive_float, _Progress
 from geomprior.errors import InputError
 
 STOP_RULES = ("auto", "heldout", "wmv", "discrepancy", "none")
@@ -31,8 +32,6 @@ def _ratio(text: str) -> float:
 
 def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
     """Add ``image`` and its sub-commands to the ``geomprior`` sub-parsers ``sub``."""
-    from geomprior.cli import DEVICES, _int_at_least, _positive_float
-
     image = sub.add_parser("image", help="image restoration with untrained networks",
                            description="Deep Image Prior, Deep Decoder and tiled coordinate MLPs as priors: "
                                        "fit, denoise, super-resolve, inpaint, compress, compressed sensing.")
@@ -126,7 +125,6 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from geomprior import io
-    from geomprior.cli import _logging_through_tqdm, _Progress
     from geomprior.image import io as iio
 
     name = args.image_task
