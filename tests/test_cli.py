@@ -322,3 +322,15 @@ def test_colours_of_the_scan_reach_the_core(tmp_path, fake_dgp):
     o3d.io.write_point_cloud(str(tmp_path / "coloured.ply"), cloud)
     assert cli.main(["reconstruct", str(tmp_path / "coloured.ply"), "-o", str(tmp_path / "m.ply")]) == 0
     np.testing.assert_allclose(fake_dgp["colors"], np.tile([1.0, 0.5, 0.0], (200, 1)), atol=1 / 255)
+
+
+def test_publish_writes_all_outputs_or_none(tmp_path):
+    from geomprior.cli.common import publish
+
+    outputs = {"a": tmp_path / "a.txt", "b": tmp_path / "b.txt"}
+    with pytest.raises(RuntimeError, match="disk full"):
+        publish(outputs, {"a": lambda p: Path(p).write_text("a"),
+                          "b": lambda p: (_ for _ in ()).throw(RuntimeError("disk full"))})
+    assert list(tmp_path.iterdir()) == []  # the written one is not published, no temporary file is left
+    publish(outputs, {"a": lambda p: Path(p).write_text("a"), "b": lambda p: Path(p).write_text("b")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"] and outputs["b"].read_text() == "b"

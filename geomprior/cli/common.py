@@ -7,9 +7,12 @@ import argparse
 import contextlib
 import math
 import sys
+from pathlib import Path
+from typing import Callable, TypeVar
 
 from geomprior.errors import InputError
 
+T = TypeVar("T")
 PROG = "geomprior"
 PRESETS = ("fast", "default", "quality")
 DEVICES = ("auto", "cpu", "cuda")
@@ -125,3 +128,23 @@ def _fail(message: str, code: int) -> int:
 def _is_cuda_error(exc: BaseException) -> bool:
     text = str(exc)
     return "CUDA" in text or "cuda" in text
+
+
+def with_progress(run: Callable[[_Progress], T]) -> T:
+    """``run(progress)`` with progress on stderr (log lines go around the bar), the bar closed however it ends."""
+    progress = _Progress()
+    try:
+        with _logging_through_tqdm():
+            return run(progress)
+    finally:
+        progress.close()
+
+
+def publish(outputs: dict[str, Path], writers: dict[str, Callable[[Path], None]]) -> None:
+    """Write each output of ``outputs`` (name -> checked path) with its writer (name -> a function that writes to a
+    path), to temporary files first: all of them appear together, only when every one was written (else none)."""
+    from geomprior.io import atomic_path
+
+    with contextlib.ExitStack() as stack:
+        for name, path in outputs.items():
+            writers[name](stack.enter_context(atomic_path(path)))

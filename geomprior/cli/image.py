@@ -8,12 +8,11 @@ ranges), run the library, print where it stopped and why, publish the outputs to
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import math
 from pathlib import Path
 
-from geomprior.cli.common import DEVICES, _int_at_least, _logging_through_tqdm, _positive_float, _Progress
+from geomprior.cli.common import DEVICES, _int_at_least, _positive_float, publish, with_progress
 from geomprior.errors import InputError
 
 STOP_RULES = ("auto", "heldout", "wmv", "discrepancy", "none")
@@ -175,48 +174,48 @@ def _run(args: argparse.Namespace) -> int:
         common["stop"] = stop
 
     # 2. the fit
-    progress = _Progress()
-    try:
-        with _logging_through_tqdm():
-            if name == "fit":
-                cfg = dataclasses.replace(tasks.make_config("mlp", args.preset, channels=args.channels),
-                                          fourier=args.fourier,
-                                          **({"tile": args.tile, "overlap": args.tile // 4} if args.tile else {}))
-                res = tasks.fit_image(image, config=cfg, progress=progress, **common)
-            elif name == "denoise":
-                res = tasks.denoise(image, method=args.method, reference=reference, progress=progress, **common)
-            elif name == "superres":
-                res = tasks.superresolve(image, args.factor, method=args.method, kernel=args.kernel,
-                                         reference=reference, progress=progress, **common)
-            elif name == "inpaint":
-                res = tasks.inpaint(image, mask, method=args.method, keep_known=args.keep_known,
-                                    reference=reference, progress=progress, **common)
-            elif name == "compress":
-                res = tasks.compress(image, channels=args.channels, depth=args.depth, progress=progress, **common)
-            else:
-                res = tasks.compressed_sensing(image, args.measurements, method=args.method, operator=args.operator,
-                                               block=args.block or None, progress=progress, **common)
-    finally:
-        progress.close()
+    def fit(progress):
+        if name == "fit":
+            cfg = dataclasses.replace(tasks.make_config("mlp", args.preset, channels=args.channels),
+                                      fourier=args.fourier,
+                                      **({"tile": args.tile, "overlap": args.tile // 4} if args.tile else {}))
+            return tasks.fit_image(image, config=cfg, progress=progress, **common)
+        if name == "denoise":
+            return tasks.denoise(image, method=args.method, reference=reference, progress=progress, **common)
+        if name == "superres":
+            return tasks.superresolve(image, args.factor, method=args.method, kernel=args.kernel,
+                                      reference=reference, progress=progress, **common)
+        if name == "inpaint":
+            return tasks.inpaint(image, mask, method=args.method, keep_known=args.keep_known,
+                                 reference=reference, progress=progress, **common)
+        if name == "compress":
+            return tasks.compress(image, channels=args.channels, depth=args.depth, progress=progress, **common)
+        return tasks.compressed_sensing(image, args.measurements, method=args.method, operator=args.operator,
+                                        block=args.block or None, progress=progress, **common)
+
+    res = with_progress(fit)
 
     # 3. outputs, published together
-    with contextlib.ExitStack() as stack:
-        iio.write_image(stack.enter_context(io.atomic_path(outputs["output"])), res.image, atomic=False)
-        if "code" in outputs:
-            iio.write_code(stack.enter_context(io.atomic_path(outputs["code"])), res.weights, shape=image.shape,
-                           config=tasks.compress_config(args.channels, args.depth), seed=args.seed,
-                           atomic=False)
-        if "history" in outputs:
-            io.write_json(stack.enter_context(io.atomic_path(outputs["history"])),
-                          {"command": f"image {name}", "input": str(input_path), **res.to_json()})
-        if "plot" in outputs:
-            from geomprior.plots import comparison_strip, plot_fit
+    def code(path):
+        iio.write_code(path, res.weights, shape=image.shape, config=tasks.compress_config(args.channels, args.depth),
+                       seed=args.seed, atomic=False)
 
-            plot_fit(stack.enter_context(io.atomic_path(outputs["plot"])), res.history, kept=res.best_step,
-                     title=f"{input_path.name}: {res.summary}", xlabel="iteration", kept_label="output")
-            panels = [image, res.image] + ([reference] if reference is not None else [])
-            comparison_strip(stack.enter_context(io.atomic_path(outputs["strip"])), panels,
-                             size=res.image.shape[:2])
+    def plot(path):
+        from geomprior.plots import plot_fit
+
+        plot_fit(path, res.history, kept=res.best_step, title=f"{input_path.name}: {res.summary}",
+                 xlabel="iteration", kept_label="output")
+
+    def strip(path):
+        from geomprior.plots import comparison_strip
+
+        panels = [image, res.image] + ([reference] if reference is not None else [])
+        comparison_strip(path, panels, size=res.image.shape[:2])
+
+    publish(outputs, {"output": lambda path: iio.write_image(path, res.image, atomic=False), "code": code,
+                      "history": lambda path: io.write_json(path, {"command": f"image {name}",
+                                                                   "input": str(input_path), **res.to_json()}),
+                      "plot": plot, "strip": strip})
 
     print(res.summary)
     h, w, c = res.image.shape

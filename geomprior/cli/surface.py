@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import contextlib
 import json
 import logging
 import sys
 from pathlib import Path
 
-from geomprior.cli.common import (DEVICES, PRESETS, PROG, _int_at_least, _logging_through_tqdm, _positive_float,
-                                  _Progress)
+from geomprior.cli.common import DEVICES, PRESETS, PROG, _int_at_least, _positive_float, publish, with_progress
 from geomprior.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -163,39 +161,32 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(cfg, **changes)
 
     # 2. the fit
-    progress = _Progress()
-    try:
-        with _logging_through_tqdm():
-            if tiled:
-                rec = _reconstruct_tiled(args, points, normals, colors, cfg, progress)
-            else:
-                rec = reconstruct(points, normals, config=cfg, colors=colors, device=args.device, seed=args.seed,
-                                  progress=progress)
-    finally:
-        progress.close()
+    def fit(progress):
+        if tiled:
+            return _reconstruct_tiled(args, points, normals, colors, cfg, progress)
+        return reconstruct(points, normals, config=cfg, colors=colors, device=args.device, seed=args.seed,
+                           progress=progress)
 
-    # 3. outputs: all written to temporary files first, published together at the end
-    with contextlib.ExitStack() as stack:
-        io.write_mesh(stack.enter_context(io.atomic_path(outputs["mesh"])), rec.mesh)
-        if "points" in outputs:
-            io.write_points(stack.enter_context(io.atomic_path(outputs["points"])),
-                            rec.points, rec.normals)
-        if "history" in outputs:
-            io.write_json(stack.enter_context(io.atomic_path(outputs["history"])), rec.history)
-        if "render" in outputs:
-            import open3d as o3d
-            from geomprior.viz import render_png
+    rec = with_progress(fit)
 
-            cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
-            render_png(stack.enter_context(io.atomic_path(outputs["render"])), [rec.mesh, cloud],
-                       keep_point_colors=colors is not None)
-        if "plot" in outputs:
-            from geomprior.plots import plot_fit
+    # 3. outputs, published together
+    def render(path):
+        import open3d as o3d
+        from geomprior.viz import render_png
 
-            local = rec.history["local"]
-            plot_fit(stack.enter_context(io.atomic_path(outputs["plot"])), local, kept=local["best_step"],
-                     title=f"{input_path.name}: local fit of {rec.history['patches']} patches: {local['reason']}",
-                     xlabel="epoch")
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+        render_png(path, [rec.mesh, cloud], keep_point_colors=colors is not None)
+
+    def plot(path):
+        from geomprior.plots import plot_fit
+
+        local = rec.history["local"]
+        plot_fit(path, local, kept=local["best_step"], xlabel="epoch",
+                 title=f"{input_path.name}: local fit of {rec.history['patches']} patches: {local['reason']}")
+
+    publish(outputs, {"mesh": lambda path: io.write_mesh(path, rec.mesh),
+                      "points": lambda path: io.write_points(path, rec.points, rec.normals),
+                      "history": lambda path: io.write_json(path, rec.history), "render": render, "plot": plot})
 
     print(rec.summary)
     print(*_report(rec.history["quality"]), sep="\n")
