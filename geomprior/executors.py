@@ -183,7 +183,7 @@ def make_executor(name: str, *, address: str | None = None, **ray_options) -> Lo
     """``"local"`` or ``"ray"`` (``address`` and ``ray_options`` go to ``RayExecutor``)."""
     if name == "local":
         if address is not None:
-            raise InputError("--address needs --executor ray")
+            raise InputError("an address is for the ray executor only")
         return LocalExecutor()
     if name == "ray":
         return RayExecutor(address=address, **ray_options)

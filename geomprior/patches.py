@@ -289,8 +289,7 @@ def load_patch_labels(path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if path.is_dir():
         if not (path / PATCH_LABELS_FILE).exists():
-            raise InputError(f"{path}: no {PATCH_LABELS_FILE} in this folder (a run folder written by "
-                             f"`geomprior reconstruct --run-dir` has one)")
+            raise InputError(f"{path}: no {PATCH_LABELS_FILE} in this folder (a tiled run's folder has one)")
         path = path / PATCH_LABELS_FILE
     check_file(path)
     try:

@@ -264,7 +264,7 @@ class RunDir:
         saved = self.path / SETTINGS
         if resume:
             if not saved.is_file():
-                raise InputError(f"{self.path}: nothing to resume (no {SETTINGS}); run without --resume to start")
+                raise InputError(f"{self.path}: nothing to resume (no {SETTINGS}); start a new run")
             try:
                 old = json.loads(saved.read_text())
             except (OSError, ValueError) as e:
@@ -272,11 +272,11 @@ class RunDir:
             diff = _differences(old, settings)
             if diff:
                 raise InputError(f"{self.path} was made with other settings ({'; '.join(diff[:4])}); resume with "
-                                 f"the same input and options, or use another --run-dir")
+                                 f"the same input and options, or use another run folder")
         else:
             if saved.exists():
-                raise InputError(f"{self.path} already holds a run; add --resume to continue it, or use another "
-                                 f"--run-dir")
+                raise InputError(f"{self.path} already holds a run; resume it, or use another run "
+                                 f"folder")
             if self.path.exists() and not self.path.is_dir():
                 raise InputError(f"{self.path}: is a file, not a folder")
             try:
@@ -472,7 +472,7 @@ def reconstruct_tiled(
     if np.ndim(points) != 2 or np.shape(points)[1] != 3:
         raise InputError(f"points must have shape (N, 3), got {np.shape(points)}")
     if resume and run_dir is None:
-        raise InputError("--resume needs --run-dir")
+        raise InputError("resume needs a run_dir")
     executor = executor or LocalExecutor()
     n = len(points)
     world = check_points(np.concatenate([p for _, p, _ in _chunks(points)]) if n else np.zeros((0, 3)))[0]

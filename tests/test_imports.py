@@ -1,8 +1,10 @@
-"""The package's modules import each other without a cycle (counting imports inside functions too)."""
+"""The package's shape: its modules import each other without a cycle (counting imports inside functions too), and
+the library's errors speak of its own arguments, not of command-line flags (those are the CLI's)."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "geomprior"
@@ -90,3 +92,21 @@ def test_the_package_has_no_import_cycle():
 def test_the_cycle_finder_finds_one():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def _raised_texts(path: Path) -> list[str]:
+    """The string pieces of every ``raise X(...)`` in a file."""
+    texts = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+            texts += [c.value for arg in node.exc.args for c in ast.walk(arg)
+                      if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+    return texts
+
+
+def test_library_errors_do_not_name_command_line_flags():
+    flag = re.compile(r"(^|\s|`)--[a-z]")
+    found = [(str(f.relative_to(PACKAGE)), t) for f in sorted(PACKAGE.rglob("*.py")) if "cli" not in f.parts
+             for t in _raised_texts(f) if flag.search(t)]
+    assert found == []
+    assert flag.search("use --radius") and not flag.search("a-b --") and _raised_texts(PACKAGE / "cli" / "surface.py")

@@ -166,7 +166,7 @@ def test_run_dir_refuses_other_settings(terrain, tiled_run, tmp_path):
         tiling.reconstruct_tiled(pts[:-1], None, CFG, tile_size=TILE, run_dir=run_dir, resume=True)
     with pytest.raises(InputError, match="other settings.*tile_size"):
         tiling.reconstruct_tiled(pts, None, CFG, tile_size=0.3, run_dir=run_dir, resume=True)
-    with pytest.raises(InputError, match="already holds a run; add --resume"):
+    with pytest.raises(InputError, match="already holds a run; resume it"):
         tiling.reconstruct_tiled(pts, None, CFG, tile_size=TILE, run_dir=run_dir)
     with pytest.raises(InputError, match="fewer than min_points"):
         tiling.reconstruct_tiled(pts, None, CFG, tile_size=0.001)

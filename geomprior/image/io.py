@@ -220,7 +220,7 @@ def read_code(path: str | os.PathLike) -> dict:
         if not isinstance(header, dict) or header.get("format") != CODE_FORMAT:
             raise ValueError("another format")
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # JSON and Unicode errors are ValueErrors
-        raise InputError(f"{path}: not a geomprior code file (geomprior image compress --code)") from None
+        raise InputError(f"{path}: not a geomprior code file (written by compress)") from None
     if header.get("version") != 1:
         raise InputError(f"{path}: code file version {header.get('version')!r}; this geomprior reads version 1")
     try:
