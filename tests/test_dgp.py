@@ -471,3 +471,20 @@ def test_two_separate_objects_are_two_closed_meshes_with_nothing_between(sphere)
     assert (q["components"], q["watertight"], q["euler"]) == (2, True, 4)
     x = np.asarray(rec.mesh.vertices)[:, 0]
     assert not ((x > 1.3) & (x < 4.3)).any()
+
+
+def test_the_consistency_refit_moves_the_patches_towards_their_consensus(sphere):
+    # the same local fit with and without the refit: the refit lowers its own loss (the distance of every patch to
+    # the mean of the overlapping predictions) and moves the dense points, but only by a nudge
+    _, points = sphere
+    cfg = dataclasses.replace(BASE, consistency_epochs=30)
+    without = dgp.fit_dense(points, config=dataclasses.replace(cfg, consistency=False), device="cpu", seed=0)
+    out = dgp.fit_dense(points, config=cfg, device="cpu", seed=0)
+    assert out.history["local"]["loss"] == without.history["local"]["loss"]  # the same local fit (times differ)
+    loss = out.history["consistency"]["loss"]
+    assert out.history["consistency"]["steps"] == 30 and loss[-1] < 0.95 * loss[0]
+    from scipy.spatial import cKDTree
+
+    moved = cKDTree(without.points).query(out.points)[0]  # (which grid points stay within a patch may change)
+    diag = 2 * np.sqrt(3)
+    assert moved.mean() > 1e-4 * diag and np.median(moved) < 0.01 * diag
