@@ -400,19 +400,21 @@ def _arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(mesh.vertices), np.asarray(mesh.triangles)
 
 
+def edge_uses(triangles: np.ndarray) -> np.ndarray:
+    """(E,) int: how many of the triangles (F, 3) hold each of their E distinct edges."""
+    edges = np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), 1)
+    return np.unique(edges[:, 0] * (int(triangles.max(initial=0)) + 1) + edges[:, 1], return_counts=True)[1]
+
+
 def _open_edges(triangles: np.ndarray) -> bool:
     """Whether some edge of the triangles (F, 3) belongs to one triangle only."""
-    edges = np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), 1)
-    _, uses = np.unique(edges[:, 0] * (int(triangles.max(initial=0)) + 1) + edges[:, 1], return_counts=True)
-    return bool((uses == 1).any())
+    return bool((edge_uses(triangles) == 1).any())
 
 
 def _genus(triangles: np.ndarray, n_vertices: int, components: int) -> int:
     """The total genus of a closed edge-manifold mesh (F, 3) of ``components`` components: Euler's V - E + F =
     2 (components - genus)."""
-    edges = np.unique(np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), 1),
-                      axis=0)
-    return (2 * components - (n_vertices - len(edges) + len(triangles))) // 2
+    return (2 * components - (n_vertices - len(edge_uses(triangles)) + len(triangles))) // 2
 
 
 def _areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:

@@ -196,12 +196,13 @@ def mesh_facts(mesh) -> dict:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
+    from geomprior.mesh import edge_uses
+
     triangles = np.asarray(mesh.triangles, dtype=np.int64)
     if not len(triangles):
         return {"components": 0, "edge_manifold": True, "boundary_edges": 0, "watertight": False, "euler": 0}
     used = np.unique(triangles)
-    edges = np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), 1)
-    _, uses = np.unique(edges[:, 0] * (used.max() + 1) + edges[:, 1], return_counts=True)
+    uses = edge_uses(triangles)
     f = np.arange(len(triangles))
     graph = coo_matrix((np.ones(3 * len(f), np.int8), (np.tile(f, 3), len(f) + triangles.T.ravel())),
                        shape=(len(f) + used.max() + 1,) * 2)
