@@ -122,8 +122,9 @@ def layout(points: np.ndarray, *, radius: float, padding: float, min_points: int
     are the scanned surface; their bounding box gives a first extent, and a small cluster within a patch's reach of
     them (padding × radius × that extent) is part of it too (a sparse part, a stray point near the surface, which
     the outlier filter judges). Small clusters farther away are set aside: they would inflate the extent, every
-    length that derives from it, and the mesh would span the gap to them. Objects: the kept points chained by steps of about a patch's reach (several
-    separate objects of a street scene stay separate objects, each meshed on its own).
+    length that derives from it, and the mesh would span the gap to them. Objects: the kept points chained by steps
+    of about a patch's reach (several separate objects of a street scene stay separate objects, each meshed on its
+    own).
 
     Raises InputError when no cluster is large: nothing in the scan is a surface.
     """

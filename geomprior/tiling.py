@@ -275,8 +275,7 @@ class RunDir:
                                  f"the same input and options, or use another run folder")
         else:
             if saved.exists():
-                raise InputError(f"{self.path} already holds a run; resume it, or use another run "
-                                 f"folder")
+                raise InputError(f"{self.path} already holds a run; resume it, or use another run folder")
             if self.path.exists() and not self.path.is_dir():
                 raise InputError(f"{self.path}: is a file, not a folder")
             try:

@@ -379,9 +379,10 @@ def _checked_note(rows: list[dict]) -> list[str]:
         return lines
     extra = [c["extra_seconds"] for c in checks]
     return lines + ["", f"† {len(checks)} rows ran with thin_parts={FIRST_DEFAULTS['thin_parts']!r}, before "
-            f"thin_parts={checks[0]['thin_parts']!r} became the default: their scans get exactly the same normals "
-            "either way (checked), so the fit is the same, but their time leaves out the longer normal estimate "
-            f"of today's setting ({min(extra):.1f} to {max(extra):.1f} s here, measured with the check)."]
+                    f"thin_parts={checks[0]['thin_parts']!r} became the default: their scans get exactly the same "
+                    "normals either way (checked), so the fit is the same, but their time leaves out the longer normal "
+                    f"estimate of today's setting ({min(extra):.1f} to {max(extra):.1f} s here, measured with the "
+                    "check)."]
 
 
 def winners(rows: list[dict]) -> list[str]:
