@@ -32,13 +32,13 @@ from .mesh import mesh_surface
 from .metrics import scan_quality
 from .normals import _scatter, estimate_normals
 from .patches import RADIUS, Patches, bbox_diagonal, cover
+from .presets import check_preset
 from .scan import Layout, layout
 from .transport import assign, sinkhorn_divergence
 from .uv import blue_noise
 
 log = logging.getLogger(__name__)
 
-PRESETS = ("fast", "default", "quality")
 PLANAR = math.sqrt(math.pi) / 2  # the planar skip maps [0,1]² onto a square of the unit disc's area
 
 
@@ -117,8 +117,7 @@ class DGPConfig:
     @classmethod
     def preset(cls, name: str) -> "DGPConfig":
         """Named settings: "fast", "default" or "quality"."""
-        if name not in PRESETS:
-            raise InputError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+        check_preset(name)
         if name == "fast":
             return cls(widths=(64, 64), lr=2e-3, refresh_every=30, patience=3, consistency_epochs=10, grid=10,
                        poisson_depth=8)

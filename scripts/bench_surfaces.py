@@ -44,7 +44,8 @@ import numpy as np
 from _bench import RowCache, header
 from _scans import SHAPES
 
-from geomprior.dgp import PRESETS, SCORE_TOLERANCE
+from geomprior.dgp import SCORE_TOLERANCE
+from geomprior.presets import PRESETS
 from geomprior.io import write_json
 
 SHAPE_NAMES = ("bunny00", "fandisk", "kitten", "sphere", "torus", "plate")

@@ -14,7 +14,6 @@ from geomprior.errors import InputError
 
 T = TypeVar("T")
 PROG = "geomprior"
-PRESETS = ("fast", "default", "quality")
 DEVICES = ("auto", "cpu", "cuda")
 
 

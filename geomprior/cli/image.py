@@ -14,9 +14,9 @@ from pathlib import Path
 
 from geomprior.cli.common import DEVICES, _int_at_least, _positive_float, publish, with_progress
 from geomprior.errors import InputError
+from geomprior.presets import PRESETS
 
 STOP_RULES = ("auto", "heldout", "wmv", "discrepancy", "none")
-PRESETS = ("fast", "default", "quality")
 
 
 def _ratio(text: str) -> float:

@@ -9,8 +9,9 @@ import logging
 import sys
 from pathlib import Path
 
-from geomprior.cli.common import DEVICES, PRESETS, PROG, _int_at_least, _positive_float, publish, with_progress
+from geomprior.cli.common import DEVICES, PROG, _int_at_least, _positive_float, publish, with_progress
 from geomprior.errors import InputError
+from geomprior.presets import PRESETS
 
 logger = logging.getLogger(__name__)
 EXECUTORS = ("local", "ray")

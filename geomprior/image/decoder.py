@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from geomprior.errors import InputError
+from geomprior.presets import check_preset
 
 Preset = Literal["fast", "default", "quality"]
-PRESETS = ("fast", "default", "quality")
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,7 @@ class DDConfig:
     @classmethod
     def preset(cls, name: Preset = "default", **changes) -> "DDConfig":
         """fast: k = 32; default: k = 64; quality: k = 128 (the paper's denoising width)."""
-        if name not in PRESETS:
-            raise InputError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+        check_preset(name)
         k = {"fast": 32, "default": 64, "quality": 128}[name]
         return dataclasses.replace(cls(channels=k), **changes)
 

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from geomprior.errors import InputError
+from geomprior.presets import check_preset
 
 Preset = Literal["fast", "default", "quality"]
-PRESETS = ("fast", "default", "quality")
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,7 @@ class DIPConfig:
     @classmethod
     def preset(cls, name: Preset = "default", **changes) -> "DIPConfig":
         """fast: 32 channels, 4 scales (CPU previews); default: 64 channels (CPU); quality: the reference 128."""
-        if name not in PRESETS:
-            raise InputError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+        check_preset(name)
         base = {
             "fast": cls(channels_down=(32,) * 4, channels_up=(32,) * 4, channels_skip=(4,) * 4),
             "default": cls(channels_down=(64,) * 5, channels_up=(64,) * 5, channels_skip=(4,) * 5),

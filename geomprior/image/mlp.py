@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from geomprior.errors import InputError
+from geomprior.presets import check_preset
 from geomprior.nets import BatchedMLP
 
 Preset = Literal["fast", "default", "quality"]
-PRESETS = ("fast", "default", "quality")
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,7 @@ class MLPConfig:
     @classmethod
     def preset(cls, name: Preset = "default", **changes) -> "MLPConfig":
         """fast: 2×32 hidden units; default: 3×64; quality: 3×128 (all on 16-pixel tiles overlapping by 4)."""
-        if name not in PRESETS:
-            raise InputError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+        check_preset(name)
         base = {
             "fast": cls(widths=(32, 32)),
             "default": cls(),
