@@ -11,7 +11,7 @@ _LAZY = {
     "denoise": "tasks", "superresolve": "tasks", "inpaint": "tasks", "compress": "tasks", "compress_config": "tasks",
     "decompress": "tasks",
     "compressed_sensing": "tasks", "fit_image": "tasks", "solve": "tasks", "psnr": "tasks",
-    "ImageResult": "tasks", "StopConfig": "tasks",
+    "ImageResult": "tasks", "StopConfig": "tasks", "SolveOptions": "tasks",
     "DIPConfig": "dip", "SkipNet": "dip", "DDConfig": "decoder", "DeepDecoder": "decoder",
     "dd_parameter_count": "decoder", "MLPConfig": "mlp", "CoordinateMLP": "mlp", "Tiling": "mlp",
 }
