@@ -67,6 +67,9 @@ class DGPConfig:
     # sides oriented alike, and its patches straddle it (scripts/bench_surfaces.py, ablations "thin-part normals",
     # "plain normals"). "auto": estimate both ways, take the thin-part normals when the two disagree widely
     thin_parts: bool | Literal["auto"] = "auto"
+    # turn the normals outward by where they are seen from (see orient_outward); "auto": where the scan encloses a
+    # volume. Off until the benchmark matrix has been measured with it (BENCHMARKS.md, "Scans as they come")
+    outward: bool | Literal["auto"] = False
     # networks
     widths: tuple[int, ...] = (64, 64, 64)  # hidden layer widths of each patch MLP (the original: 128,256,512,512)
     planar_skip: bool = True  # φ = MLP + a flat square in the patch plane (start flat, avoid folds)
@@ -148,7 +151,7 @@ class DGPConfig:
         for name, valid in (("loss", ("assignment", "sinkhorn")), ("matching", ("exact", "sinkhorn")),
                             ("early_stop", ("run", "item", "none")),
                             ("val_score", ("surface", "transport")), ("thin_parts", (True, False, "auto")),
-                            ("small_clusters", ("drop", "keep")), ("closed", (True, False, "auto")),
+                            ("outward", (True, False, "auto")), ("small_clusters", ("drop", "keep")), ("closed", (True, False, "auto")),
                             ("surface", ("manifold", "poisson"))):
             if getattr(self, name) not in valid:
                 raise InputError(f"invalid {name} {getattr(self, name)!r}; valid: {', '.join(map(str, valid))}")
@@ -460,7 +463,7 @@ def prepare_points(points, normals=None, config: DGPConfig | None = None, *, dia
         inliers = find_inliers(pts, cfg.padding * radius, cfg.min_points)
         pts, nrm = pts[inliers], (None if nrm is None else nrm[inliers])
     if nrm is None:
-        nrm = estimate_normals(pts, scale=radius, thin_parts=cfg.thin_parts)
+        nrm = estimate_normals(pts, scale=radius, thin_parts=cfg.thin_parts, outward=cfg.outward)
     return pts, nrm, inliers, given
 
 

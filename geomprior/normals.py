@@ -21,6 +21,13 @@ def _scatter(around: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.einsum("nki,nkj->nij", centred, centred)
 
 
+OUTWARD_VIEWS = 128  # directions over the sphere that outward orientation looks from
+VIEW_PIXEL = 1.5  # ... through a depth buffer of pixels this many point spacings wide
+VIEW_DEPTH = 2.0  # ... where a point within this many spacings of the nearest depth at its pixel is seen
+ENCLOSES = 0.8  # outward="auto": the median one-sidedness above which a scan is taken to enclose a volume
+ONE_SIDED = 0.5  # a point whose one-sidedness is above this takes the side it is seen from
+INTERLEAVED = 0.1  # the share of points whose NORMAL_K neighbours' outward normals oppose theirs (over a quarter of
+# them) above which none is turned
 THIN_PART_SWITCH = 0.1  # thin_parts="auto": the share of points on which the two orientations may disagree
 NORMAL_K = 30  # the fewest neighbours a normal is estimated from ...
 NORMAL_REACH = 0.3  # ... or as many as lie within this share of the patch radius (the median over the points)
@@ -48,7 +55,8 @@ def normal_neighbours(points: np.ndarray, scale: float | None = None) -> int:
 
 
 def estimate_normals(points: np.ndarray, *, k: int | None = None, scale: float | None = None,
-                     thin_parts: bool | Literal["auto"] = False) -> np.ndarray:
+                     thin_parts: bool | Literal["auto"] = False, outward: bool | Literal["auto"] = False
+                     ) -> np.ndarray:
     """(N, 3) unit normals by PCA over k neighbours, oriented consistently (open3d's tangent-plane MST).
 
     k: the neighbours (None: :func:`normal_neighbours` for this scan and ``scale``, the patch radius)
@@ -62,17 +70,89 @@ def estimate_normals(points: np.ndarray, *, k: int | None = None, scale: float |
                 ``THIN_PART_SWITCH`` of the points. Where a leak turns a side, they disagree on that whole side
                 (47-50 % on the plates of scripts/normals_study.py with a turned side); on scans without thin parts
                 on a few points at most (0.0-2.7 % on its bunny, fandisk, kitten, sphere and torus scans).
+    outward: then turn the normals to face the outside where they are seen from outside (:func:`orient_outward`);
+             "auto": where the scan encloses a volume (its median one-sidedness is at least ``ENCLOSES``)
     """
     if k is None:
         k = normal_neighbours(points, scale)
     if thin_parts != "auto":
-        return _oriented_normals(points, k, thin=bool(thin_parts))
-    plain, thin = _oriented_normals(points, k, thin=False), _oriented_normals(points, k, thin=True)
-    disagree = orientation_disagreement(plain, thin)
-    use_thin = disagree > THIN_PART_SWITCH
-    log.info("normals: the plain and thin-part orientations disagree on %.1f%% of the points: %s", 100 * disagree,
-             "thin part, using the thin-part normals" if use_thin else "using the plain normals")
-    return thin if use_thin else plain
+        normals = _oriented_normals(points, k, thin=bool(thin_parts))
+    else:
+        plain, thin = _oriented_normals(points, k, thin=False), _oriented_normals(points, k, thin=True)
+        disagree = orientation_disagreement(plain, thin)
+        use_thin = disagree > THIN_PART_SWITCH
+        log.info("normals: the plain and thin-part orientations disagree on %.1f%% of the points: %s", 100 * disagree,
+                 "thin part, using the thin-part normals" if use_thin else "using the plain normals")
+        normals = thin if use_thin else plain
+    if outward:
+        normals = orient_outward(points, normals, only_enclosing=outward == "auto")
+    return normals
+
+
+def _view_directions(n: int) -> np.ndarray:
+    """(n, 3) unit vectors spread evenly over the sphere (a Fibonacci lattice)."""
+    i = np.arange(n) + 0.5
+    z = 1 - 2 * i / n
+    r, angle = np.sqrt(1 - z * z), np.pi * (1 + 5**0.5) * i
+    return np.stack([r * np.cos(angle), r * np.sin(angle), z], 1)
+
+
+def orient_outward(points: np.ndarray, normals: np.ndarray, *, views: int = OUTWARD_VIEWS,
+                   only_enclosing: bool = False) -> np.ndarray:
+    """Normals (N, 3) turned to face the directions the points are seen from, where those agree.
+
+    The scan is looked at from ``views`` directions spread over the sphere: each point is drawn as a disc into a
+    depth buffer of pixels ``VIEW_PIXEL`` spacings wide (spacing: :func:`geomprior.scan.spacing`), and the points
+    within ``VIEW_DEPTH`` spacings of the nearest depth at their pixel are seen. Each view votes, weighted by
+    |cos| of the angle between a seen point's normal and the view, for the side the normal faces. A point seen
+    from one side (one-sidedness, |sum of votes| / sum of |votes|, above ``ONE_SIDED``) takes that side; others keep
+    their normal. On a scan that encloses a volume this fixes what a spanning tree gets wrong when it leaks
+    between the two sides of a thin part (a leg, a fin); an open sheet is seen from both sides and is left as it
+    is. Nothing is turned where, turned, more than ``INTERLEAVED`` of the points would have over a quarter of their
+    ``NORMAL_K`` nearest neighbours facing the other way: then the two sides lie within the noise (a sheet thinner
+    than its noise), and one orientation for both fits the noise better than two interleaved ones.
+
+    only_enclosing: change nothing unless the median one-sidedness of the seen points is at least ``ENCLOSES``
+    """
+    from scipy.ndimage import minimum_filter
+
+    from .scan import spacing
+
+    step = spacing(points)
+    if len(points) <= NORMAL_K or not step > 0:
+        return normals
+    centred = points - points.mean(0)
+    vote, weight = np.zeros(len(points)), np.zeros(len(points))
+    for view in _view_directions(views):
+        across = np.cross(view, [1.0, 0.0, 0.0] if abs(view[0]) < 0.9 else [0.0, 1.0, 0.0])
+        across /= np.linalg.norm(across)
+        pixel = np.floor(np.c_[centred @ across, centred @ np.cross(view, across)] / (VIEW_PIXEL * step))
+        pixel = (pixel - pixel.min(0)).astype(np.int64)
+        depth = -centred @ view  # seen from far along +view: nearer is smaller
+        nearest = np.full(tuple(pixel.max(0) + 1), np.inf)
+        np.minimum.at(nearest, (pixel[:, 0], pixel[:, 1]), depth)
+        nearest = minimum_filter(nearest, size=3, mode="constant", cval=np.inf)  # discs, not dots
+        seen = depth <= nearest[pixel[:, 0], pixel[:, 1]] + VIEW_DEPTH * step
+        cos = normals[seen] @ view
+        vote[seen] += cos
+        weight[seen] += np.abs(cos)
+    one_sided = np.abs(vote) / np.maximum(weight, 1e-12)
+    median = float(np.median(one_sided[weight > 0])) if (weight > 0).any() else 0.0
+    if only_enclosing and median < ENCLOSES:
+        log.info("normals: median one-sidedness %.2f: the scan does not enclose a volume", median)
+        return normals
+    flip = (vote < 0) & (one_sided > ONE_SIDED)
+    # where the two sides lie within the noise (a sheet thinner than it), outward normals of both sides interleave
+    # and no patch could hold one side: then the spanning tree's single orientation is kept
+    turned = np.where(flip[:, None], -normals, normals)
+    near = cKDTree(points).query(points, NORMAL_K + 1, workers=-1)[1][:, 1:]
+    interleaved = float(np.mean(np.mean(np.einsum("ij,ikj->ik", turned, turned[near]) < 0, axis=1) > 0.25))
+    if interleaved > INTERLEAVED:
+        log.info("normals: median one-sidedness %.2f; outward normals would interleave on %.1f%% of the points (a "
+                 "sheet thinner than its noise): none turned", median, 100 * interleaved)
+        return normals
+    log.info("normals: median one-sidedness %.2f; %.1f%% of the normals turned outward", median, 100 * flip.mean())
+    return np.where(flip[:, None], -normals, normals)
 
 
 def orientation_disagreement(a: np.ndarray, b: np.ndarray) -> float:

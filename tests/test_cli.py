@@ -129,6 +129,7 @@ class FakeConfig:
     consistency: bool = True
     drop_outliers: bool = True
     thin_parts: object = "auto"
+    outward: object = False
     small_clusters: str = "drop"
     closed: object = "auto"
     name: str = "default"
@@ -232,11 +233,12 @@ def test_reconstruct_defaults_keep_preset(tmp_path, scan, fake_dgp):
     assert fake_dgp["device"] == "auto" and fake_dgp["seed"] == 0
 
 
-@pytest.mark.parametrize("flag, value", [(["--thin-parts"], True), (["--thin-parts", "on"], True),
-                                         (["--thin-parts", "off"], False), (["--thin-parts", "auto"], "auto")])
-def test_thin_parts_flag(tmp_path, scan, fake_dgp, flag, value):
-    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), *flag]) == 0
-    assert fake_dgp["config"].thin_parts == value
+@pytest.mark.parametrize("name", ["thin_parts", "outward"])
+@pytest.mark.parametrize("words, value", [([], True), (["on"], True), (["off"], False), (["auto"], "auto")])
+def test_normal_flags(tmp_path, scan, fake_dgp, name, words, value):
+    flag = "--" + name.replace("_", "-")
+    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), flag, *words]) == 0
+    assert getattr(fake_dgp["config"], name) == value
 
 
 def test_failure_while_writing_publishes_nothing(tmp_path, scan, fake_dgp, monkeypatch, capsys):

@@ -172,7 +172,7 @@ def test_thin_parts_setting_reaches_the_normal_estimate(sphere, monkeypatch):
     monkeypatch.setattr(dgp, "estimate_normals", lambda p, **kw: seen.append(kw) or plain(p, **kw))
     reconstruct(sphere[1], config=dataclasses.replace(CHEAP, thin_parts=True), device="cpu", seed=0)
     diag = float(np.linalg.norm(np.ptp(sphere[1], axis=0)))
-    assert seen == [{"scale": pytest.approx(CHEAP.radius * diag), "thin_parts": True}]  # the patch radius
+    assert seen == [{"scale": pytest.approx(CHEAP.radius * diag), "thin_parts": True, "outward": False}]
 
 
 def test_normals_of_a_dense_noisy_scan_reach_past_the_noise():

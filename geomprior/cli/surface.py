@@ -51,6 +51,10 @@ def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
                      help="normals for thin parts (sheets, blades), so that the two sides of a part do not get the "
                           "same orientation (only when the input has no normals): on, off, or auto (default: "
                           "estimate both ways, take the thin-part normals where the two disagree widely)")
+    rec.add_argument("--outward", nargs="?", const="on", choices=("auto", "on", "off"),
+                     help="turn the estimated normals to face the directions the points are seen from (only when "
+                          "the input has no normals): on, off (default), or auto (where the scan encloses a volume); "
+                          "helps closed shapes with thin parts such as legs")
     rec.add_argument("--history", metavar="RUN.json", help="write the run history as JSON")
     rec.add_argument("--render", metavar="PNG", help="render the mesh and the input points to a PNG")
     rec.add_argument("--plot", metavar="PNG", help="plot the local fit's training and validation loss per "
@@ -159,6 +163,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         changes["closed"] = args.closed
     if args.thin_parts is not None:
         changes["thin_parts"] = {"on": True, "off": False}.get(args.thin_parts, "auto")
+    if args.outward is not None:
+        changes["outward"] = {"on": True, "off": False}.get(args.outward, "auto")
     cfg = dataclasses.replace(cfg, **changes)
 
     # 2. the fit

@@ -1,0 +1,68 @@
+"""Outward orientation of normals by visibility (geomprior.normals.orient_outward)."""
+
+import numpy as np
+import open3d as o3d
+import pytest
+
+from geomprior import normals
+from geomprior.synthetic import noisy_scan, sphere_mesh, terrain_mesh
+
+
+def _true_normals(mesh, points):
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(mesh))
+    hit = scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
+    mesh.compute_triangle_normals()
+    return np.asarray(mesh.triangle_normals)[hit["primitive_ids"].numpy()]
+
+
+def _outward_share(n, truth):
+    return float(np.mean(np.einsum("ij,ij->i", n, truth) > 0))
+
+
+def test_a_turned_cap_of_a_sphere_is_turned_back():
+    points = noisy_scan(sphere_mesh(resolution=30), 3000, 0.005, seed=0)
+    truth = points / np.linalg.norm(points, axis=1, keepdims=True)
+    wrong = np.where((points[:, 2] > 0.3)[:, None], -truth, truth)
+    assert _outward_share(wrong, truth) < 0.7
+    assert _outward_share(normals.orient_outward(points, wrong, views=64), truth) > 0.99
+
+
+def test_the_two_sides_of_a_thin_box_are_turned_apart():
+    # a 1 x 1 x 0.08 box at 0.5 % noise with every normal facing up, as when a spanning tree leaks across a thin
+    # part: seen from below, the bottom side turns down
+    box = o3d.geometry.TriangleMesh.create_box(1.0, 1.0, 0.08).subdivide_midpoint(3)
+    points = noisy_scan(box, 6000, 0.005, seed=0)
+    truth = _true_normals(box, points)
+    up = np.tile([0.0, 0.0, 1.0], (len(points), 1))
+    inner = (np.abs(points[:, :2] - 0.5) < 0.4).all(1)
+    bottom = inner & (truth[:, 2] < -0.9)
+    turned = normals.orient_outward(points, up, views=128)
+    assert np.mean(turned[bottom, 2] < 0) > 0.95 and np.mean(turned[inner & (truth[:, 2] > 0.9), 2] > 0) > 0.95
+
+
+def test_a_sheet_thinner_than_its_noise_keeps_one_orientation():
+    # the two sides 0.2 and 4 noise levels apart: there is one side to see from above and below, or outward normals
+    # would interleave; either way the inner points keep facing up
+    for thickness in (0.002, 0.02):
+        box = o3d.geometry.TriangleMesh.create_box(1.0, 1.0, thickness).subdivide_midpoint(3)
+        points = noisy_scan(box, 6000, 0.005, seed=0)
+        up = np.tile([0.0, 0.0, 1.0], (len(points), 1))
+        inner = (np.abs(points[:, :2] - 0.5) < 0.4).all(1)
+        assert np.mean(normals.orient_outward(points, up, views=64)[inner, 2] > 0) > 0.9
+        np.testing.assert_array_equal(normals.orient_outward(points, up, views=64, only_enclosing=True), up)
+
+
+def test_an_open_surface_is_left_alone():
+    points = noisy_scan(terrain_mesh(resolution=60), 4000, 0.005, seed=0)
+    n = normals.estimate_normals(points)
+    np.testing.assert_array_equal(normals.orient_outward(points, n, views=64, only_enclosing=True), n)
+    np.testing.assert_array_equal(normals.estimate_normals(points, outward="auto"), n)
+
+
+@pytest.mark.parametrize("views", [1, 16])
+def test_same_input_same_output(views):
+    points = noisy_scan(sphere_mesh(resolution=20), 1000, 0.01, seed=1)
+    n = normals.estimate_normals(points)
+    np.testing.assert_array_equal(normals.orient_outward(points, n, views=views),
+                                  normals.orient_outward(points, n, views=views))
