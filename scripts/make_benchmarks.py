@@ -3,12 +3,13 @@
 Each script writes a Markdown fragment that names its machine, date, command and conventions; this script puts
 the fragments in order, copies the pictures they show into docs/benchmarks/ (links ``docs/benchmarks/NAME.png``
 in a fragment: NAME.png beside it; renders listed in the fragment's JSON rows: embedded below it, also when only
-the published copy is left, as in a fresh clone), and says which fragments are missing and how to make them. A
+the published copy is left, as in a fresh clone), and says which fragments are missing and how to make them. The
+lecture claims' fragments are made here, from the JSON their scripts wrote under docs/claims. A
 table (``### `` title) of the current BENCHMARKS.md that no fragment replaces is kept as it is, with its own
 machine, date and command, so one table can be remeasured without the rows of the others (a GPU table on a machine
 without one; ``--fresh``: the fragments alone).
 
-    python scripts/make_benchmarks.py [--out benchmarks] [--output BENCHMARKS.md] [--fresh]
+    python scripts/make_benchmarks.py [--out benchmarks] [--output BENCHMARKS.md] [--claims docs/claims] [--fresh]
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ FRAGMENTS = [
     ("Images on a GPU", "gpu_image/bench_image*.md",
      "python scripts/bench_image.py --device cuda --out benchmarks/gpu_image --reuse [--preset quality]"),
     ("GPU", "gpu/bench_gpu.md", "bash scripts/bench_gpu.sh"),
+    ("Lecture claims", None, "python scripts/claimN_*.py --out docs/claims"),  # made from the claims' JSON
 ]
+CLAIM_SKIP = {"command", "machine", "quick", "config", "load_average"}  # not results
 LINK = re.compile(r"\(docs/benchmarks/([\w.-]+\.png)\)")
 
 INTRO = """# Benchmarks
@@ -90,14 +93,50 @@ def _fragment(path: Path, docs: Path) -> str:
     return text + "\n"
 
 
-def build(out: Path, docs: Path, previous: str = "") -> str:
-    """BENCHMARKS.md from the fragments under ``out``, keeping the tables of ``previous`` (the file as it was) that
-    no fragment replaces."""
+def _leaves(value, prefix: str = ""):
+    """(dotted key, value) for every scalar of a claim's JSON; lists of numbers (curves) are left out, lists of
+    records become their rows."""
+    if isinstance(value, dict):
+        for key, v in value.items():
+            if key not in CLAIM_SKIP:
+                yield from _leaves(v, f"{prefix}{key}.")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, dict):
+                yield from _leaves(v, f"{prefix}{i}.")
+    else:
+        yield prefix.rstrip("."), value
+
+
+def claim_tables(claims: Path) -> list[str]:
+    """One table per lecture claim: its script's first docstring line, the machine and command its JSON (under
+    ``claims``) names, every number it recorded, and its picture."""
+    import ast
+
+    tables = []
+    for path in sorted(claims.glob("claim*.json")):
+        data = json.loads(path.read_text())
+        script = REPO / "scripts" / f"{path.stem}.py"
+        title = (ast.get_docstring(ast.parse(script.read_text())) or path.stem).splitlines()[0]
+        rows = [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in _leaves(data)]
+        tables.append("\n".join([f"### {title}", "", f"Machine: {data.get('machine', '-')}. Command: "
+                                  f"`{data.get('command', '-')}`", "", "| quantity | value |", "|---|---|", *rows,
+                                  "", f"![{path.stem}](docs/claims/{path.stem}.png)", ""]))
+    return tables
+
+
+def build(out: Path, docs: Path, previous: str = "", claims: Path | None = None) -> str:
+    """BENCHMARKS.md from the fragments under ``out`` (and the lecture claims' JSON under ``claims``), keeping the
+    tables of ``previous`` (the file as it was) that no fragment replaces."""
     kept = published(previous)
     parts = [INTRO]
     for section, pattern, command in FRAGMENTS:
         parts.append(f"## {section}\n")
-        fresh = [b for path in sorted(out.glob(pattern)) for b in _blocks(_fragment(path, docs))]
+        if pattern is None:
+            texts = claim_tables(claims) if claims is not None and claims.is_dir() else []
+        else:
+            texts = [_fragment(path, docs) for path in sorted(out.glob(pattern))]
+        fresh = [b for text in texts for b in _blocks(text)]
         tables = _merge(kept.get(section, []), fresh)
         parts += tables or [f"Not measured yet: run `{command}`, then `python scripts/make_benchmarks.py`.\n"]
     return "\n".join(parts)
@@ -110,10 +149,12 @@ def main(argv=None) -> int:
     p.add_argument("--fresh", action="store_true",
                    help="only the fragments present (else the tables no fragment replaces are kept)")
     p.add_argument("--docs", default=str(REPO / "docs" / "benchmarks"), help="where the pictures are copied")
+    p.add_argument("--claims", default=str(REPO / "docs" / "claims"),
+                   help="the lecture claims' JSON and pictures (what scripts/claimN_*.py --out docs/claims wrote)")
     args = p.parse_args(argv)
     target = Path(args.output)
     previous = "" if args.fresh or not target.exists() else target.read_text()
-    text = build(Path(args.out), Path(args.docs), previous)
+    text = build(Path(args.out), Path(args.docs), previous, Path(args.claims))
     tmp = target.with_suffix(".md.tmp")
     tmp.write_text(text)
     tmp.replace(target)

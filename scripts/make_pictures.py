@@ -1,8 +1,8 @@
-"""The README's picture of a reconstruction next to its input scan.
+"""The user guide's picture (docs/guide.md) of a reconstruction next to its input scan.
 
-Reconstructs the bundled sample data/bunny_noisy.ply with the fast preset (seed 0, CPU: the README's results
-table times the fast preset on this scan's shape at 24.5 s on an idle 2-core CPU), moves a copy of the mesh to the right of the scan (along the screen's x axis) and renders both in
-one picture from geomprior.viz's fixed camera (render_png, headless): SCAN | MESH, same scale.
+Reconstructs the bundled sample data/bunny_noisy.ply with the fast preset (seed 0, CPU), moves a copy of the
+mesh to the right of the scan (along the screen's x axis) and renders both in one picture from geomprior.viz's
+fixed camera (render_png, headless): SCAN | MESH, same scale.
 
     python scripts/make_pictures.py [--input data/bunny_noisy.ply] [--out docs/reconstruction.png]
 
