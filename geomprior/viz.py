@@ -21,7 +21,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from geomprior.errors import InputError
-from geomprior.io import _native_output_captured, atomic_path, check_writable
+from geomprior.io import atomic_path, check_writable
+from geomprior.native import _native_output_captured
 
 logger = logging.getLogger(__name__)
 
