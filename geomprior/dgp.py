@@ -63,9 +63,9 @@ class DGPConfig:
     # small clusters of points out of a patch's reach of the scanned surface (stray returns, see geomprior.scan):
     # "drop" sets them aside before the fit, "keep" reconstructs them as objects of their own
     small_clusters: Literal["drop", "keep"] = "drop"
-    # estimate the normals for thin parts (see estimate_normals): a plate scanned at 0.5 % noise otherwise gets both
-    # sides oriented alike, and its patches straddle it (scripts/bench_surfaces.py, ablations "thin-part normals",
-    # "plain normals"). "auto": estimate both ways, take the thin-part normals when the two disagree widely
+    # estimate the normals for thin parts (see estimate_normals): a thin plate's two sides otherwise get oriented
+    # alike, and its patches straddle it (BENCHMARKS.md, ablations "thin-part normals"). "auto": estimate both ways,
+    # take the thin-part normals when the two disagree widely
     thin_parts: bool | Literal["auto"] = "auto"
     # turn the normals outward by where they are seen from (see orient_outward); "auto": where the scan encloses a
     # volume. Off until the benchmark matrix has been measured with it (BENCHMARKS.md, "Scans as they come")
@@ -76,9 +76,8 @@ class DGPConfig:
     lr: float = 1e-3  # Adam learning rate
     # correspondences / loss
     loss: Literal["assignment", "sinkhorn"] = "assignment"  # MSE to matched points, or the Sinkhorn divergence
-    # exact one-to-one matching, or the hardened Sinkhorn plan (the original's scheme). On the bunny scan, fast preset,
-    # 2-core CPU: exact 0.00218 Chamfer-L1 in 25 s, the Sinkhorn plan 0.00233 in 112 s
-    # (scripts/bench_quality.py --shapes bunny00 --presets fast [--set matching=sinkhorn])
+    # exact one-to-one matching, or the hardened Sinkhorn plan (the original's scheme; on a CPU slower and no better,
+    # BENCHMARKS.md, ablations)
     matching: Literal["exact", "sinkhorn"] = "exact"
     refresh_every: int = 20  # recompute correspondences every this many steps
     blur: float = 0.01  # Sinkhorn blur (ε = blur²), in patch units (unit ball)
@@ -89,10 +88,9 @@ class DGPConfig:
     holdout: float = 0.1  # share of each patch's points held out for validation
     # validation score: "surface" = each held-out point's squared offset from the fitted surface over its own
     # position in the patch plane (see _surface_offset); "transport" = the former score, the exact matching cost
-    # between the held-out points and the surface at their (never trained) uv samples. With ~8 held-out points per
-    # patch (scans of ~5,000 points) "transport" rises while the surface still nears the truth and kept weights
-    # 120-140 steps before the oracle's (scripts/early_stop_study.py --points 5000 [--val-score transport]; the
-    # ablations "transport validation")
+    # between the held-out points and the surface at their (never trained) uv samples, which with few held-out
+    # points per patch rises while the surface still nears the truth (BENCHMARKS.md, ablations "transport
+    # validation"; scripts/early_stop_study.py)
     val_score: Literal["surface", "transport"] = "surface"
     eval_every: int = 10  # validation interval in steps
     patience: int = 4  # evaluations outside the validation minimum's basin before stopping

@@ -37,10 +37,8 @@ NORMAL_K_MAX = 400
 def normal_neighbours(points: np.ndarray, scale: float | None = None) -> int:
     """How many neighbours a point's normal is estimated from: ``NORMAL_K``, or more on a scan so dense that they
     would lie within the noise: the median number of points within ``NORMAL_REACH`` patch radii, at most
-    ``NORMAL_K_MAX``. On the bunny at 0.5 % noise (``python scripts/normals_study.py``) 30 neighbours give normals
-    with mean |cos| 0.970 / 0.909 / 0.743 to the true ones at 20,000 / 80,000 / 320,000 points (7.7 % facing the
-    wrong way at 320,000), this count 0.970 / 0.974 / 0.988 (30 / 57 / 232 neighbours; 0.1 % facing the wrong way).
-    Every 20,000-point scan of scripts/bench_surfaces.py keeps 30, its non-uniform variants included.
+    ``NORMAL_K_MAX``: on a dense scan a fixed count spans little more than the noise, and its normals are mostly
+    noise (BENCHMARKS.md, "Normal estimate: neighbours against density").
 
     scale: the patch radius (None: the default patch radius, ``patches.RADIUS`` × the bounding-box diagonal).
     """
@@ -67,9 +65,8 @@ def estimate_normals(points: np.ndarray, *, k: int | None = None, scale: float |
                 apart than those neighbours reach), and the orientation propagates only within a cone around each
                 normal (open3d's ``cos_alpha_tol`` = 0.5, after Piazza, Valentini and Varetti 2023).
                 "auto": both estimates; the plain one unless they disagree (up to one global flip) on more than
-                ``THIN_PART_SWITCH`` of the points. Where a leak turns a side, they disagree on that whole side
-                (47-50 % on the plates of scripts/normals_study.py with a turned side); on scans without thin parts
-                on a few points at most (0.0-2.7 % on its bunny, fandisk, kitten, sphere and torus scans).
+                ``THIN_PART_SWITCH`` of the points. Where a leak turns a side, they disagree on that whole side;
+                on scans without thin parts on a few points at most (BENCHMARKS.md, "Normal orientation").
     outward: then turn the normals to face the outside where they are seen from outside (:func:`orient_outward`);
              "auto": where the scan encloses a volume (its median one-sidedness is at least ``ENCLOSES``)
     """

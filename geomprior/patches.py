@@ -120,8 +120,8 @@ def cover(
               would shrink it to a fraction of its radius, a scale at which it fits the noise, and multiply the
               patches. Such a patch takes max_points members spread over its whole reach instead (every m-th in
               order of distance from the centre) and counts all its members as covered: it keeps its scale, and
-              the patch count stays that of a sparser scan (``python scripts/bench_surfaces.py --suite scaling``
-              measures the effect). 0 switches it off
+              the patch count stays that of a sparser scan (BENCHMARKS.md, "cost against the number of points").
+              0 switches it off
 
     Every point is a member of at least one patch, or within the reach of a spread one: where the first centres
     leave points uncovered (wide spacing, or patches capped at max_points in dense regions), centres are added among

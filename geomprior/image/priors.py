@@ -45,9 +45,7 @@ def _seeded(seed: int):
 def _dd_for_measurements(config: DDConfig, measured: int, out_channels: int) -> DDConfig:
     """A Deep Decoder for exact measurements (inpainting, compressed sensing): twice the preset's k when the
     preset has fewer weights than measured values. There is no noise to under-fit there, and a decoder with fewer
-    weights than constraints cannot match them: at k = 64 on a 256² RGB image with half the pixels known (25k
-    weights, 98k values) DD's output stays below biharmonic inpainting (measured before inpainting kept the known
-    pixels), at k = 128 with 6000 iterations it beats it (``scripts/bench_image.py``, inpaint rows)."""
+    weights than constraints cannot match them (BENCHMARKS.md, Images, inpaint rows)."""
     if dd_parameter_count(config.channels, config.depth, out_channels) >= measured:
         return config
     log.info("Deep Decoder: %d measured values, k = %d -> %d", measured, config.channels, 2 * config.channels)
