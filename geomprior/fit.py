@@ -177,6 +177,9 @@ def fit(
                restored together with ``params`` (with a leading item dimension P when P > 1)
     lr_decay : "cosine" lowers the learning rate from ``lr`` to 0 at ``max_steps`` along half a cosine
     Frozen items (per-item stopping) get zero gradients and zero Adam momentum, so they do not move.
+
+    Long: the one loop every fit of the package runs (patches and pixels); its steps, evaluations, stopping and
+    recovery from a non-finite loss read top to bottom in one place.
     """
     stopper = stopper or EarlyStopping(mode="none")
     if lr_decay not in ("none", "cosine"):

@@ -126,6 +126,9 @@ def cover(
     Every point is a member of at least one patch, or within the reach of a spread one: where the first centres
     leave points uncovered (wide spacing, or patches capped at max_points in dense regions), centres are added among
     them until none is left.
+
+    Long: the covering loop (centres, members, spread patches, sparse regions, added centres) shares its arrays
+    from one round to the next; it reads as one algorithm.
     """
     points = np.asarray(points, dtype=np.float64)
     n = len(points)

@@ -463,6 +463,9 @@ def reconstruct_tiled(
     executor    : LocalExecutor (default) or RayExecutor; closing it is the caller's business
     run_dir     : folder for checkpoints (settings.json, tiles/, patches.npz); ``resume``: continue the run in it
     progress    : (stage, step, total, info) callback: stage "tiles" (info: running, retried), then "mesh"
+
+    Long: the run's life in order (tiles, checkpoints and resume, executor, orientation, merge, mesh), each step
+    short; splitting it would pass a dozen locals between the pieces.
     """
     cfg = config or DGPConfig()
     cfg.validate()

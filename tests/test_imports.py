@@ -1,5 +1,6 @@
-"""The package's shape: its modules import each other without a cycle (counting imports inside functions too), and
-the library's errors speak of its own arguments, not of command-line flags (those are the CLI's)."""
+"""The package's shape: its modules import each other without a cycle (counting imports inside functions too), the
+library's errors speak of its own arguments, not of command-line flags (those are the CLI's), and its modules and
+functions stay small enough to read."""
 
 from __future__ import annotations
 
@@ -110,3 +111,19 @@ def test_library_errors_do_not_name_command_line_flags():
              for t in _raised_texts(f) if flag.search(t)]
     assert found == []
     assert flag.search("use --radius") and not flag.search("a-b --") and _raised_texts(PACKAGE / "cli" / "surface.py")
+
+
+def test_modules_and_functions_stay_small():
+    """No module of geomprior above 600 lines; no function above 80 without a "Long:" reason in its docstring."""
+    root = PACKAGE
+    too_long = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 600:
+            too_long.append(f"{path.relative_to(root)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 80 and "Long:" not in (ast.get_docstring(node) or ""):
+                    too_long.append(f"{path.relative_to(root)}: {node.name}() {length} lines")
+    assert not too_long, too_long

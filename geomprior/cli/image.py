@@ -30,7 +30,9 @@ def _ratio(text: str) -> float:
 
 
 def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
-    """Add ``image`` and its sub-commands to the ``geomprior`` sub-parsers ``sub``."""
+    """Add ``image`` and its sub-commands to the ``geomprior`` sub-parsers ``sub``.
+
+    Long: one flat list of every sub-command's options, in the order ``--help`` shows them."""
     image = sub.add_parser("image", help="image restoration with untrained networks",
                            description="Deep Image Prior, Deep Decoder and tiled coordinate MLPs as priors: "
                                        "fit, denoise, super-resolve, inpaint, compress, compressed sensing.")
@@ -125,75 +127,20 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from geomprior import io
     from geomprior.image import io as iio
+    from geomprior.image import tasks
 
-    name = args.image_task
     # 1. everything cheap first
     input_path = Path(args.input)
-    outputs = {"output": io.check_writable(args.output, extensions=iio.WRITE_EXTENSIONS)}
-    if getattr(args, "code", None):
-        outputs["code"] = io.check_writable(args.code, extensions=(".npz",))
-    if args.history:
-        outputs["history"] = io.check_writable(args.history, extensions=(".json",))
-    if args.plot:
-        from geomprior.plots import strip_path
-
-        outputs["plot"] = io.check_writable(args.plot, extensions=(".png",))
-        outputs["strip"] = io.check_writable(strip_path(args.plot), extensions=(".png",))
-    seen = {input_path.resolve(): "INPUT"}
-    for flag in ("reference", "mask"):
-        if getattr(args, flag, None):
-            seen.setdefault(Path(getattr(args, flag)).resolve(), f"--{flag}")
-    for key, path in outputs.items():
-        if path.resolve() in seen:
-            raise InputError(f"{path}: used both as {seen[path.resolve()]} and as the {key}")
-        seen[path.resolve()] = key
+    outputs = _outputs(args, input_path)
     image = iio.read_image(input_path)
     reference = (iio.read_image(args.reference, rgb=image.shape[2] == 3)  # a gray reference for a colour input
                  if getattr(args, "reference", None) else None)
-    mask = iio.read_mask(args.mask, image.shape[:2]) if name == "inpaint" else None
-
-    from geomprior.image import tasks
-
+    mask = iio.read_mask(args.mask, image.shape[:2]) if args.image_task == "inpaint" else None
     tasks.pick_device(args.device)
-    stop = None
-    if getattr(args, "stop", None) is not None:
-        sigma = args.sigma / 255 if getattr(args, "sigma", None) else None
-        rule = args.stop
-        if rule == "discrepancy" and sigma is None:
-            raise InputError("--stop discrepancy needs the noise level --sigma")
-        stop = tasks.StopConfig(rule=rule, patience=args.patience, sigma=sigma)
-    common = dict(iters=args.iters, device=args.device, seed=args.seed)
-    if name not in ("compress", "fit"):
-        if args.runs is not None:
-            common["runs"] = args.runs
-        if args.channels is None:  # a preset lets the task adapt it (DD's width for exact measurements)
-            common["preset"] = args.preset
-        else:
-            common["config"] = tasks.make_config(args.method, args.preset, channels=args.channels)
-    if stop is not None:
-        common["stop"] = stop
+    common = _options(args)
 
     # 2. the fit
-    def fit(progress):
-        if name == "fit":
-            cfg = dataclasses.replace(tasks.make_config("mlp", args.preset, channels=args.channels),
-                                      fourier=args.fourier,
-                                      **({"tile": args.tile, "overlap": args.tile // 4} if args.tile else {}))
-            return tasks.fit_image(image, config=cfg, progress=progress, **common)
-        if name == "denoise":
-            return tasks.denoise(image, method=args.method, reference=reference, progress=progress, **common)
-        if name == "superres":
-            return tasks.superresolve(image, args.factor, method=args.method, kernel=args.kernel,
-                                      reference=reference, progress=progress, **common)
-        if name == "inpaint":
-            return tasks.inpaint(image, mask, method=args.method, keep_known=args.keep_known,
-                                 reference=reference, progress=progress, **common)
-        if name == "compress":
-            return tasks.compress(image, channels=args.channels, depth=args.depth, progress=progress, **common)
-        return tasks.compressed_sensing(image, args.measurements, method=args.method, operator=args.operator,
-                                        block=args.block or None, progress=progress, **common)
-
-    res = with_progress(fit)
+    res = with_progress(lambda progress: _fit(args, image, reference, mask, dict(common, progress=progress)))
 
     # 3. outputs, published together
     def code(path):
@@ -213,10 +160,85 @@ def _run(args: argparse.Namespace) -> int:
         comparison_strip(path, panels, size=res.image.shape[:2])
 
     publish(outputs, {"output": lambda path: iio.write_image(path, res.image, atomic=False), "code": code,
-                      "history": lambda path: io.write_json(path, {"command": f"image {name}",
+                      "history": lambda path: io.write_json(path, {"command": f"image {args.image_task}",
                                                                    "input": str(input_path), **res.to_json()}),
                       "plot": plot, "strip": strip})
+    _report(args.image_task, res, outputs)
+    return 0
 
+
+def _outputs(args: argparse.Namespace, input_path: Path) -> dict[str, Path]:
+    """The command's output files by role, checked writable and distinct from its inputs and from each other."""
+    from geomprior import io
+    from geomprior.image import io as iio
+
+    outputs = {"output": io.check_writable(args.output, extensions=iio.WRITE_EXTENSIONS)}
+    if getattr(args, "code", None):
+        outputs["code"] = io.check_writable(args.code, extensions=(".npz",))
+    if args.history:
+        outputs["history"] = io.check_writable(args.history, extensions=(".json",))
+    if args.plot:
+        from geomprior.plots import strip_path
+
+        outputs["plot"] = io.check_writable(args.plot, extensions=(".png",))
+        outputs["strip"] = io.check_writable(strip_path(args.plot), extensions=(".png",))
+    seen = {input_path.resolve(): "INPUT"}
+    for flag in ("reference", "mask"):
+        if getattr(args, flag, None):
+            seen.setdefault(Path(getattr(args, flag)).resolve(), f"--{flag}")
+    for key, path in outputs.items():
+        if path.resolve() in seen:
+            raise InputError(f"{path}: used both as {seen[path.resolve()]} and as the {key}")
+        seen[path.resolve()] = key
+    return outputs
+
+
+def _options(args: argparse.Namespace) -> dict:
+    """The task's options (geomprior.image.SolveOptions fields) from the command line."""
+    from geomprior.image import tasks
+
+    common = dict(iters=args.iters, device=args.device, seed=args.seed)
+    if getattr(args, "stop", None) is not None:
+        sigma = args.sigma / 255 if getattr(args, "sigma", None) else None
+        if args.stop == "discrepancy" and sigma is None:
+            raise InputError("--stop discrepancy needs the noise level --sigma")
+        common["stop"] = tasks.StopConfig(rule=args.stop, patience=args.patience, sigma=sigma)
+    if args.image_task not in ("compress", "fit"):
+        if args.runs is not None:
+            common["runs"] = args.runs
+        if args.channels is None:  # a preset lets the task adapt it (DD's width for exact measurements)
+            common["preset"] = args.preset
+        else:
+            common["config"] = tasks.make_config(args.method, args.preset, channels=args.channels)
+    return common
+
+
+def _fit(args: argparse.Namespace, image, reference, mask, common: dict):
+    """Run the command's task on the image."""
+    from geomprior.image import tasks
+
+    name = args.image_task
+    if name == "fit":
+        cfg = dataclasses.replace(tasks.make_config("mlp", args.preset, channels=args.channels),
+                                  fourier=args.fourier,
+                                  **({"tile": args.tile, "overlap": args.tile // 4} if args.tile else {}))
+        return tasks.fit_image(image, config=cfg, **common)
+    if name == "denoise":
+        return tasks.denoise(image, method=args.method, reference=reference, **common)
+    if name == "superres":
+        return tasks.superresolve(image, args.factor, method=args.method, kernel=args.kernel, reference=reference,
+                                  **common)
+    if name == "inpaint":
+        return tasks.inpaint(image, mask, method=args.method, keep_known=args.keep_known, reference=reference,
+                             **common)
+    if name == "compress":
+        return tasks.compress(image, channels=args.channels, depth=args.depth, **common)
+    return tasks.compressed_sensing(image, args.measurements, method=args.method, operator=args.operator,
+                                    block=args.block or None, **common)
+
+
+def _report(name: str, res, outputs: dict[str, Path]) -> None:
+    """Where the run stopped, its size, and the files written (stdout)."""
     print(res.summary)
     h, w, c = res.image.shape
     if name == "compress":
@@ -230,7 +252,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"parameters: {res.parameters}")
     for key, path in outputs.items():
         print(f"{key}: {path}")
-    return 0
 
 
 def _decompress(args: argparse.Namespace) -> int:

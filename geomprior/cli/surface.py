@@ -18,7 +18,9 @@ EXECUTORS = ("local", "ray")
 
 
 def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
-    """Add ``reconstruct``, ``eval`` and ``view`` to the ``geomprior`` sub-parsers ``sub``."""
+    """Add ``reconstruct``, ``eval`` and ``view`` to the ``geomprior`` sub-parsers ``sub``.
+
+    Long: one flat list of every command's options, in the order ``--help`` shows them."""
     rec = sub.add_parser("reconstruct", parents=[common], help="noisy point cloud -> mesh",
                          description="Fit Deep Geometric Prior patches to a noisy point cloud and "
                                      "write a mesh.")
@@ -110,6 +112,9 @@ def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    """``geomprior reconstruct``: check every input and output, fit (tiled or not), publish the outputs together.
+
+    Long: the three steps read top to bottom, as the README describes them; each is a few lines per option."""
     from geomprior import io
 
     # 1. everything cheap first, so a long fit is never wasted
