@@ -13,7 +13,7 @@ import sys
 import time
 
 import numpy as np
-from _scans import machine  # also puts the repository first on sys.path
+from _scans import machine
 
 from geomprior.image.tasks import psnr
 from geomprior.io import atomic_path, write_json

@@ -30,16 +30,12 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import header
+from _scans import REPO, machine
+from make_big_scan import make, suggested_radius
 
-from _bench import header  # noqa: E402
-from _scans import machine  # noqa: E402
-from make_big_scan import make, suggested_radius  # noqa: E402
-
-from geomprior.io import read_mesh, write_json  # noqa: E402
-from geomprior.metrics import evaluate  # noqa: E402
+from geomprior.io import read_mesh, write_json
+from geomprior.metrics import evaluate
 
 
 def reconstruct(scan: Path, out: Path, name: str, extra: list[str]) -> dict:

@@ -16,10 +16,9 @@ import math
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geomprior.io import write_mesh, write_points  # noqa: E402
-from geomprior.synthetic import noisy_scan, terrain_mesh  # noqa: E402
+from geomprior.io import write_mesh, write_points
+from geomprior.synthetic import noisy_scan, terrain_mesh
 
 AREA = 1.0  # the terrain is about the unit square (its waves add well under 1% of area)
 DIAGONAL = math.sqrt(2.0)

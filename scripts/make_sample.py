@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from geomprior.io import read_mesh, write_points  # noqa: E402
-from geomprior.synthetic import noisy_scan  # noqa: E402
+from geomprior.io import read_mesh, write_points
+from geomprior.synthetic import noisy_scan
 
 
 def main(argv: list[str] | None = None) -> int:
