@@ -14,9 +14,8 @@ from pathlib import Path
 
 from geomprior.cli.common import DEVICES, _int_at_least, _positive_float, publish, with_progress
 from geomprior.errors import InputError
+from geomprior.image import STOP_RULES
 from geomprior.presets import PRESETS
-
-STOP_RULES = ("auto", "heldout", "wmv", "discrepancy", "none")
 
 
 def _ratio(text: str) -> float:

@@ -6,6 +6,9 @@ operators A), :mod:`~geomprior.image.dip`, :mod:`~geomprior.image.decoder`, :mod
 fit_image, solve). The names below load on first use, so ``import geomprior.image`` stays fast.
 """
 
+STOP_RULES = ("auto", "heldout", "wmv", "discrepancy", "none")
+"""The early-stopping rules of :class:`StopConfig` (here, so that the command line lists them without torch)."""
+
 _LAZY = {
     "read_image": "io", "write_image": "io", "read_mask": "io",
     "denoise": "tasks", "superresolve": "tasks", "inpaint": "tasks", "compress": "tasks", "compress_config": "tasks",
@@ -15,7 +18,7 @@ _LAZY = {
     "DIPConfig": "dip", "SkipNet": "dip", "DDConfig": "decoder", "DeepDecoder": "decoder",
     "dd_parameter_count": "decoder", "MLPConfig": "mlp", "CoordinateMLP": "mlp", "Tiling": "mlp",
 }
-__all__ = sorted(_LAZY)
+__all__ = sorted([*_LAZY, "STOP_RULES"])
 
 
 def __getattr__(name):

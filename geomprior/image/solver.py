@@ -25,6 +25,7 @@ import torch
 from geomprior.device import pick_device
 from geomprior.errors import InputError
 from geomprior.fit import EarlyStopping, FitResult, Progress, fit
+from geomprior.image import STOP_RULES
 from geomprior.image import operators as ops
 from geomprior.image.decoder import DDConfig
 from geomprior.image.dip import DIPConfig
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 Method = Literal["dip", "dd", "mlp"]
 METHODS = tuple(PRIORS)
 Rule = Literal["auto", "heldout", "wmv", "discrepancy", "none"]
-RULES = ("auto", "heldout", "wmv", "discrepancy", "none")
+RULES = STOP_RULES
 Task = Literal["fit", "denoise", "superres", "inpaint", "compress", "cs"]
 TASK_METHODS = {
     "fit": ("mlp",),
