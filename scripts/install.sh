@@ -42,4 +42,4 @@ if ! "$py" -c "import torch" >/dev/null 2>&1; then
     "$py" -m pip install torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
 # the test extra, the distributed extra (Ray) and the lidar extra (laspy) so that their tests run too
-"$py" -m pip install -e ".[test,distributed,lidar]"
+"$py" -m pip install -e ".[test,distributed,lidar,generative]"

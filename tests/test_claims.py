@@ -76,3 +76,12 @@ def test_compressed_sensing_dip_needs_early_stopping_and_dd_does_not(tmp_path):
     assert dd["parameter_ratio"] < 1 < dip["parameter_ratio"]
     assert dd["drop_db"] < 0.5  # the Deep Decoder ends near its best ...
     assert dip["drop_db"] > 1 and dip["drop_db"] > dd["drop_db"] + 1  # ... DIP falls well below its peak
+
+
+def test_image_adaptive_gan_goes_beyond_the_generators_range(tmp_path):
+    r = run_quick("claim6_learned_priors", tmp_path)
+    assert set(r["results"]) == {"held-out digits", "letters"} and set(r["methods"]) == {
+        "csgm", "iagan", "lcm", "dip", "dd", "tv"}
+    # adapting the generator to the image fits it closer than its latent alone can, on digits and on letters
+    assert r["verdicts"]["held-out: IAGAN - CSGM"] > 0 and r["verdicts"]["letters: IAGAN - CSGM"] > 0
+    assert r["digit_indices"] and r["generator"]["held_out"] is None  # the indices are recorded once

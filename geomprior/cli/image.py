@@ -14,7 +14,7 @@ from pathlib import Path
 
 from geomprior.cli.common import DEVICES, _int_at_least, _positive_float, publish, with_progress
 from geomprior.errors import InputError
-from geomprior.image import STOP_RULES
+from geomprior.image import GENERATIVE, STOP_RULES
 from geomprior.presets import PRESETS
 
 
@@ -44,6 +44,9 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
         p.add_argument("input", metavar="INPUT", help="image: .png .jpg .bmp .tif ...")
         p.add_argument("-o", "--output", metavar="OUTPUT", required=True, help="image: .png .jpg .bmp .tif")
         p.add_argument("--method", choices=methods, default=default, help=f"prior (default: {default})")
+        if set(methods) & set(GENERATIVE):
+            p.add_argument("--generator", metavar="G.pt", help="trained generator file for --method csgm, iagan or "
+                                                                "lcm (scripts/train_generator.py makes one)")
         if sizes:
             p.add_argument("--preset", choices=PRESETS, default="default",
                            help="network size: fast, default (CPU-sized) or quality (the reference) "
@@ -81,16 +84,16 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
                    help="octaves of Fourier positional encoding (default: 0, off)")
     p.add_argument("--tile", type=_int_at_least(2), metavar="PX", help="tile side in pixels (default: 16)")
 
-    p = task("denoise", "Remove noise from an image.", ("dip", "dd", "mlp"), "dip")
+    p = task("denoise", "Remove noise from an image.", ("dip", "dd", "mlp", *GENERATIVE), "dip")
     p.add_argument("--sigma", type=_positive_float, metavar="S",
                    help="noise standard deviation on the 0-255 scale, if known (used by --stop discrepancy)")
 
-    p = task("superres", "Super-resolve an image by an integer factor.", ("dip", "dd"), "dip")
+    p = task("superres", "Super-resolve an image by an integer factor.", ("dip", "dd", *GENERATIVE), "dip")
     p.add_argument("--factor", type=_int_at_least(2), required=True, metavar="F", help="upsampling factor (2, 4, 8)")
     p.add_argument("--kernel", choices=("lanczos2", "lanczos3", "box"), default="lanczos2",
                    help="downsampler in the loss (default: lanczos2)")
 
-    p = task("inpaint", "Fill in the missing pixels of an image.", ("dip", "dd", "mlp"), "dip")
+    p = task("inpaint", "Fill in the missing pixels of an image.", ("dip", "dd", "mlp", *GENERATIVE), "dip")
     p.add_argument("--mask", required=True, metavar="MASK", help="image of the same size: white = known, "
                                                                 "black = missing")
     p.add_argument("--keep-known", action=argparse.BooleanOptionalAction, default=True,
@@ -114,7 +117,7 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_decompress)
 
     p = task("cs", "Compressed sensing: simulate measurements of an image and recover it from them alone.",
-             ("dd", "dip"), "dd", reference=False)
+             ("dd", "dip", *GENERATIVE), "dd", reference=False)
     p.add_argument("--measurements", type=_ratio, required=True, metavar="R",
                    help="measurements per pixel value, in (0, 1]")
     p.add_argument("--operator", choices=("gaussian", "fourier"), default="gaussian",
@@ -197,6 +200,14 @@ def _options(args: argparse.Namespace) -> dict:
     from geomprior.image import tasks
 
     common = dict(iters=args.iters, device=args.device, seed=args.seed)
+    if getattr(args, "method", None) in GENERATIVE:
+        from geomprior.image.generative import load_generator
+
+        if not args.generator:
+            raise InputError(f"--method {args.method} needs a trained generator: --generator FILE")
+        common["generator"] = load_generator(args.generator)
+        del common["iters"]
+        return common
     if getattr(args, "stop", None) is not None:
         sigma = args.sigma / 255 if getattr(args, "sigma", None) else None
         if args.stop == "discrepancy" and sigma is None:

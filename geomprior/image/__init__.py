@@ -3,11 +3,15 @@
 Submodules: :mod:`~geomprior.image.io` (read/write images), :mod:`~geomprior.image.operators` (forward
 operators A), :mod:`~geomprior.image.dip`, :mod:`~geomprior.image.decoder`, :mod:`~geomprior.image.mlp`
 (the priors), :mod:`~geomprior.image.tasks` (denoise, superresolve, inpaint, compress, compressed_sensing,
-fit_image, solve). The names below load on first use, so ``import geomprior.image`` stays fast.
+fit_image, solve), :mod:`~geomprior.image.generative` (trained generators helped by untrained priors: CSGM, IAGAN,
+LCM). The names below load on first use, so ``import geomprior.image`` stays fast.
 """
 
 STOP_RULES = ("auto", "heldout", "wmv", "discrepancy", "none")
 """The early-stopping rules of :class:`StopConfig` (here, so that the command line lists them without torch)."""
+
+GENERATIVE = ("csgm", "iagan", "lcm")
+"""The methods that recover an image with a trained generator (:mod:`geomprior.image.generative`)."""
 
 _LAZY = {
     "read_image": "io", "write_image": "io", "read_mask": "io",
@@ -15,10 +19,12 @@ _LAZY = {
     "decompress": "tasks",
     "compressed_sensing": "tasks", "fit_image": "tasks", "solve": "tasks", "psnr": "tasks",
     "ImageResult": "tasks", "StopConfig": "tasks", "SolveOptions": "tasks",
+    "save_generator": "generative", "load_generator": "generative", "invert": "generative",
+    "InvertConfig": "generative", "Generator": "generative", "back_project": "generative",
     "DIPConfig": "dip", "SkipNet": "dip", "DDConfig": "decoder", "DeepDecoder": "decoder",
     "dd_parameter_count": "decoder", "MLPConfig": "mlp", "CoordinateMLP": "mlp", "Tiling": "mlp",
 }
-__all__ = sorted([*_LAZY, "STOP_RULES"])
+__all__ = sorted([*_LAZY, "GENERATIVE", "STOP_RULES"])
 
 
 def __getattr__(name):

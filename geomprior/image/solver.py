@@ -25,7 +25,7 @@ import torch
 from geomprior.device import pick_device
 from geomprior.errors import InputError
 from geomprior.fit import EarlyStopping, FitResult, Progress, fit
-from geomprior.image import STOP_RULES
+from geomprior.image import GENERATIVE, STOP_RULES
 from geomprior.image import operators as ops
 from geomprior.image.decoder import DDConfig
 from geomprior.image.dip import DIPConfig
@@ -36,8 +36,9 @@ from geomprior.image.stopping import WindowedVariance
 
 log = logging.getLogger(__name__)
 
-Method = Literal["dip", "dd", "mlp"]
+Method = Literal["dip", "dd", "mlp", "csgm", "iagan", "lcm"]
 METHODS = tuple(PRIORS)
+GENERATIVE_TASKS = ("denoise", "superres", "inpaint", "cs")
 Rule = Literal["auto", "heldout", "wmv", "discrepancy", "none"]
 RULES = STOP_RULES
 Task = Literal["fit", "denoise", "superres", "inpaint", "compress", "cs"]
@@ -198,13 +199,15 @@ def make_config(method: Method, preset: str = "default", *, channels: int | None
 
 def _prior(method: str):
     if method not in PRIORS:
-        raise InputError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+        raise InputError(f"unknown method {method!r}; valid: {', '.join(METHODS + GENERATIVE)}")
     return PRIORS[method]
 
 
 def check_method(task: str, method: str | None) -> str:
     """The method that does ``task`` (None: its default); an InputError for one that does not."""
     method = TASK_METHODS[task][0] if method is None else method
+    if method in GENERATIVE and task in GENERATIVE_TASKS:
+        return method
     _prior(method)
     if method not in TASK_METHODS[task]:
         raise InputError(f"method {method!r} does not do {task}; valid for {task}: {', '.join(TASK_METHODS[task])}")

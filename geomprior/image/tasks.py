@@ -1,6 +1,8 @@
 """Image restoration with untrained networks: fit, denoise, super-resolve, inpaint, compress, compressed sensing.
 
-Each task builds its measurements y and operator A and calls :func:`geomprior.image.solver.solve`. Every task takes
+Each task builds its measurements y and operator A and calls :func:`geomprior.image.solver.solve`, or, for the
+methods ``csgm``, ``iagan`` and ``lcm`` with a trained ``generator`` (denoise, superresolve, inpaint,
+compressed_sensing), :func:`geomprior.image.generative.invert`. Every task takes
 a :class:`~geomprior.image.solver.SolveOptions` (``options=``) and/or any of its fields as keywords: ``method``
 (``dip``, ``dd``, ``mlp``: :mod:`geomprior.image.priors`), ``config``, ``preset``, ``stop``, ``iters``,
 ``device``, ``seed``, ``reference``, ``progress``, ``runs``. Images are (H, W, C) float arrays in [0, 1]; results
@@ -25,6 +27,7 @@ from geomprior.image.io import check_image
 from geomprior.image.priors import _deep_decoder
 from geomprior.image.solver import (
     DEFAULT_ITERS,
+    GENERATIVE,
     ImageResult,
     SolveOptions,
     StopConfig,
@@ -52,6 +55,36 @@ def _prepared(image, name: str, task: str, given: SolveOptions | None, changes: 
     return check_image(image, name), opts
 
 
+def _generative(y: torch.Tensor, operator: ops.Operator, shape: tuple[int, int, int], opts: SolveOptions,
+                task: str, generator, *, noiseless: bool, keep_known: bool = False) -> ImageResult:
+    """A trained generator's recovery (:func:`geomprior.image.generative.invert`) as an ImageResult."""
+    from geomprior.image.generative import InvertConfig, invert
+
+    if generator is None:
+        raise InputError(f"method {opts.method!r} needs a trained generator (geomprior.image.load_generator)")
+    h, w, c = shape
+    if tuple(generator.image_shape) != (c, h, w):
+        gc, gh, gw = generator.image_shape
+        raise InputError(f"the generator makes {gw}x{gh}x{gc} images, this task needs {w}x{h}x{c} "
+                         "(width x height x channels)")
+    if opts.config is not None and not isinstance(opts.config, InvertConfig):
+        raise InputError(f"method {opts.method!r} needs an InvertConfig, got {type(opts.config).__name__}")
+    pick_device(opts.device)  # checked; the generator runs on the CPU
+    res = invert(generator, operator, y, method=opts.method, config=opts.config, noiseless=noiseless,
+                 seed=opts.seed, progress=opts.progress)
+    image = res.image
+    if keep_known:
+        image = _to_hwc(operator.keep_known(_to_nchw(image, "cpu"), y.float()))
+    cfg = opts.config or InvertConfig()
+    steps = cfg.steps + (cfg.adapt_steps if opts.method != "csgm" else 0)
+    reference = check_image(opts.reference, "reference") if opts.reference is not None else None
+    return ImageResult(image=image, method=opts.method, task=task, steps=steps, best_step=steps,
+                       reason="ran its fixed number of steps", stop_rule="none",
+                       parameters=sum(p.numel() for p in generator.module.parameters()), history=res.history,
+                       psnr=psnr(image, reference) if reference is not None else None,
+                       extra={"residual": res.residual})
+
+
 def fit_image(image: np.ndarray, options: SolveOptions | None = None, **changes) -> ImageResult:
     """Represent an image (H, W, C) as tiled coordinate MLPs and return their blended output.
 
@@ -76,7 +109,7 @@ def dip_denoise_config(preset: str = "default") -> DIPConfig:
 
 
 def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, sigma: float | None = None,
-            **changes) -> ImageResult:
+            generator=None, **changes) -> ImageResult:
     """Denoise a noisy image (H, W, C) in [0, 1].
 
     sigma : the noise standard deviation on the [0, 1] scale, if known; it enables ``StopConfig(rule="discrepancy")``
@@ -86,6 +119,9 @@ def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, sigma: fl
             Images, rows ``plain`` against ``run1``)
     """
     img, opts = _prepared(noisy, "noisy image", "denoise", options, changes)
+    if opts.method in GENERATIVE:
+        return _generative(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, "denoise", generator,
+                           noiseless=False)
     if opts.runs is None and opts.method == "dip" and opts.config is None:
         opts = dataclasses.replace(opts, runs=DIP_DENOISE_RUNS, config=dip_denoise_config(opts.preset))
     stop = opts.stop or StopConfig()
@@ -95,7 +131,7 @@ def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, sigma: fl
 
 
 def superresolve(small: np.ndarray, factor: int, options: SolveOptions | None = None, *,
-                 kernel: ops.Kernel = "lanczos2", **changes) -> ImageResult:
+                 kernel: ops.Kernel = "lanczos2", generator=None, **changes) -> ImageResult:
     """Upsample a low-resolution image (h, w, C) by an integer ``factor``: the result (h·f, w·f, C) matches the
     input after antialiased downsampling (``kernel``)."""
     img, opts = _prepared(small, "low-resolution image", "superres", options, changes)
@@ -110,12 +146,15 @@ def superresolve(small: np.ndarray, factor: int, options: SolveOptions | None = 
         if ref.shape[:2] != (h * factor, w * factor):
             raise InputError(f"reference is {ref.shape[1]}x{ref.shape[0]}, expected the input size times {factor}: "
                              f"{w * factor}x{h * factor}")
+    if opts.method in GENERATIVE:
+        return _generative(_to_nchw(img, "cpu"), ops.Downsample(factor, kernel), (h * factor, w * factor, c), opts,
+                           "superres", generator, noiseless=True)
     return solve(_to_nchw(img, "cpu"), ops.Downsample(factor, kernel), (h * factor, w * factor, c), opts,
                  task="superres")
 
 
 def inpaint(damaged: np.ndarray, mask: np.ndarray, options: SolveOptions | None = None, *, keep_known: bool = True,
-            **changes) -> ImageResult:
+            generator=None, **changes) -> ImageResult:
     """Fill the missing pixels of ``damaged`` (H, W, C); mask (H, W) bool, True = known pixel.
 
     keep_known: the result keeps the known pixels exactly, as ``skimage.restoration.inpaint_biharmonic`` does, and
@@ -131,7 +170,11 @@ def inpaint(damaged: np.ndarray, mask: np.ndarray, options: SolveOptions | None 
     if not m.any():
         raise InputError("the mask marks no pixel as known")
     op = ops.Mask(m)
-    res = solve(op(_to_nchw(img, "cpu")), op, img.shape, opts, task="inpaint", keep_known=keep_known)
+    if opts.method in GENERATIVE:
+        res = _generative(op(_to_nchw(img, "cpu")), op, img.shape, opts, "inpaint", generator, noiseless=True,
+                          keep_known=keep_known)
+    else:
+        res = solve(op(_to_nchw(img, "cpu")), op, img.shape, opts, task="inpaint", keep_known=keep_known)
     res.extra["keep_known"] = keep_known
     return res
 
@@ -194,7 +237,7 @@ def make_cs_operator(shape: tuple[int, int, int], ratio: float, *, kind: Literal
 
 def compressed_sensing(image: np.ndarray, ratio: float, options: SolveOptions | None = None, *,
                        operator: Literal["gaussian", "fourier"] = "gaussian", block: int | None = 32,
-                       noise: float = 0.0, **changes) -> ImageResult:
+                       noise: float = 0.0, generator=None, **changes) -> ImageResult:
     """Simulate compressed measurements y = A x (+ N(0, noise²)) of ``image`` (H, W, C) and recover x from y alone.
 
     The PSNR is measured against ``image``; ``extra`` holds the operator's actual ratio and measurement count.
@@ -205,6 +248,10 @@ def compressed_sensing(image: np.ndarray, ratio: float, options: SolveOptions | 
         y = op(_to_nchw(img, "cpu"))
         if noise > 0:
             y = y + noise * torch.randn(y.shape, generator=torch.Generator().manual_seed(opts.seed + 2))
-    res = solve(y, op, img.shape, opts, task="cs", reference=img)
+    if opts.method in GENERATIVE:
+        res = _generative(y, op, img.shape, dataclasses.replace(opts, reference=img), "cs", generator,
+                          noiseless=noise == 0)
+    else:
+        res = solve(y, op, img.shape, opts, task="cs", reference=img)
     res.extra.update(measurements=int(y.numel()), ratio=float(op.ratio), operator=operator)
     return res
