@@ -101,7 +101,7 @@ class ImageResult:
     """What a run produced."""
 
     image: np.ndarray  # (H, W, C) float32 in [0, 1]
-    method: str  # dip / dd / mlp
+    method: str  # dip / dd / mlp, or csgm / iagan / lcm (a trained generator)
     task: str  # fit / denoise / superres / inpaint / compress / cs
     steps: int  # iterations run
     best_step: int  # iteration whose output is returned
