@@ -85,6 +85,19 @@ def test_csgm_recovers_an_image_the_generator_makes(G):
     assert _psnr(res.image[..., 0], x0[0, 0].numpy()) > 40
 
 
+def test_a_module_in_memory_is_a_generator_too(G):
+    module = _Tiny()
+    gen = gm.as_generator(module, LATENT)
+    assert gen.image_shape == IMAGE and gen.latent_shape == LATENT
+    before = [p.clone() for p in module.parameters()]
+    op, _, y = _measure(gen)
+    res = gm.invert(gen, op, y, method="iagan", config=gm.InvertConfig(restarts=2, steps=20, adapt_steps=10))
+    assert res.image.shape == (8, 8, 1)
+    assert all(torch.equal(a, b) and b.grad is None for a, b in zip(before, module.parameters()))
+    with pytest.raises(InputError, match=r"\(B, C, H, W\)"):
+        gm.as_generator(nn.Flatten(), LATENT)
+
+
 def test_iagan_with_frozen_weights_is_csgm(G):
     op, _, y = _measure(G)
     cfg = gm.InvertConfig(restarts=2, steps=50, adapt_steps=20)

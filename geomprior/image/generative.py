@@ -190,12 +190,24 @@ class _LatentNet(nn.Module):
         return self.net(self.noise).reshape(1, *self.shape)
 
 
+def as_generator(module: nn.Module, latent_shape) -> Generator:
+    """A :class:`Generator` of a module a user already has: latents (B, *latent_shape) -> images (B, C, H, W) in
+    [0, 1]; its image shape is read from one output. Its weights are not changed by :func:`invert`."""
+    latent_shape = tuple(int(s) for s in latent_shape)
+    with torch.no_grad():
+        out = module(torch.zeros(1, *latent_shape))
+    if out.dim() != 4:
+        raise InputError(f"a generator must give (B, C, H, W) images, this one gives shape {tuple(out.shape)}")
+    return Generator(module, latent_shape, tuple(out.shape[1:]))
+
+
 def invert(generator: Generator, operator: ops.Operator, y: torch.Tensor, *, method: GenerativeMethod = "iagan",
            config: InvertConfig | None = None, noiseless: bool = True, seed: int = 0,
            progress: Progress | None = None) -> InvertResult:
     """Recover the image x with y = A x (+ noise) as (a neighbour of) G's output.
 
-    generator : a :class:`Generator` (:func:`load_generator`), left unchanged (IAGAN adapts a copy)
+    generator : a :class:`Generator` (:func:`load_generator`, or :func:`as_generator` for a module in memory), left
+                unchanged (IAGAN adapts a copy)
     operator  : a linear operator on (1, C, H, W) images of G's size (:mod:`geomprior.image.operators`)
     y         : (1, ...) measurements, ``operator.output_shape(generator.image_shape)``
     noiseless : the measurements are exact (IAGAN then back-projects, unless ``config.back_project`` says)
@@ -211,7 +223,9 @@ def invert(generator: Generator, operator: ops.Operator, y: torch.Tensor, *, met
         raise InputError(f"measurements have shape {tuple(y.shape)}, the operator gives {expected}")
     y = y.float()
     gen = torch.Generator().manual_seed(seed)
-    G = generator.module
+    G = copy.deepcopy(generator.module).eval()  # the caller's module stays as it was (weights, grads, mode)
+    for p in G.parameters():
+        p.requires_grad_(False)
     history: dict = {}
     none = EarlyStopping(mode="none")
 
@@ -227,7 +241,6 @@ def invert(generator: Generator, operator: ops.Operator, y: torch.Tensor, *, met
     x = G(z).detach()
 
     if method == "iagan" and cfg.adapt_steps > 0 and cfg.adapt_lr > 0:
-        G = copy.deepcopy(G)
         weights = list(G.parameters())
         for p in weights:
             p.requires_grad_(True)
