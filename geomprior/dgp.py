@@ -149,7 +149,8 @@ class DGPConfig:
         for name, valid in (("loss", ("assignment", "sinkhorn")), ("matching", ("exact", "sinkhorn")),
                             ("early_stop", ("run", "item", "none")),
                             ("val_score", ("surface", "transport")), ("thin_parts", (True, False, "auto")),
-                            ("outward", (True, False, "auto")), ("small_clusters", ("drop", "keep")), ("closed", (True, False, "auto")),
+                            ("outward", (True, False, "auto")), ("small_clusters", ("drop", "keep")),
+                            ("closed", (True, False, "auto")),
                             ("surface", ("manifold", "poisson"))):
             if getattr(self, name) not in valid:
                 raise InputError(f"invalid {name} {getattr(self, name)!r}; valid: {', '.join(map(str, valid))}")

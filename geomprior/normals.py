@@ -149,7 +149,7 @@ def orient_outward(points: np.ndarray, normals: np.ndarray, *, views: int = OUTW
                  "sheet thinner than its noise): none turned", median, 100 * interleaved)
         return normals
     log.info("normals: median one-sidedness %.2f; %.1f%% of the normals turned outward", median, 100 * flip.mean())
-    return np.where(flip[:, None], -normals, normals)
+    return turned
 
 
 def orientation_disagreement(a: np.ndarray, b: np.ndarray) -> float:

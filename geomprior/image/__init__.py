@@ -19,8 +19,8 @@ _LAZY = {
     "decompress": "tasks",
     "compressed_sensing": "tasks", "fit_image": "tasks", "solve": "tasks", "psnr": "tasks",
     "ImageResult": "tasks", "StopConfig": "tasks", "SolveOptions": "tasks",
-    "save_generator": "generative", "load_generator": "generative", "invert": "generative", "as_generator": "generative",
-    "InvertConfig": "generative", "Generator": "generative", "back_project": "generative",
+    "save_generator": "generative", "load_generator": "generative", "invert": "generative",
+    "as_generator": "generative", "InvertConfig": "generative", "Generator": "generative", "back_project": "generative",
     "DIPConfig": "dip", "SkipNet": "dip", "DDConfig": "decoder", "DeepDecoder": "decoder",
     "dd_parameter_count": "decoder", "MLPConfig": "mlp", "CoordinateMLP": "mlp", "Tiling": "mlp",
 }

@@ -11,7 +11,8 @@ generator G (a module z ↦ image).
   latents.
 
 Generator files are exported programs (``torch.export``) with geomprior's metadata (:func:`save_generator`,
-:func:`load_generator`), so they load without the code that trained them. Images are (H, W, C) float arrays in [0, 1], like G's outputs.
+:func:`load_generator`), so they load without the code that trained them. Images are (H, W, C) float arrays in
+[0, 1], like G's outputs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from geomprior.fit import EarlyStopping, Progress, fit
 from geomprior.image import GENERATIVE
 from geomprior.image import operators as ops
 from geomprior.image.priors import _seeded
+from geomprior.image.solver import _to_hwc
 
 log = logging.getLogger(__name__)
 
@@ -269,5 +271,4 @@ def invert(generator: Generator, operator: ops.Operator, y: torch.Tensor, *, met
     x = x.clamp(0, 1)  # the image range (after a back-projection, A x = y up to that clipping)
     residual = float(_residual(operator, x, y)[0])
     log.info("%s: mean squared residual %.3g", method, residual)
-    return InvertResult(image=x[0].permute(1, 2, 0).cpu().numpy().astype(np.float32), method=method,
-                        latent=z.cpu().numpy(), residual=residual, history=history)
+    return InvertResult(image=_to_hwc(x), method=method, latent=z.cpu().numpy(), residual=residual, history=history)

@@ -45,18 +45,26 @@ __all__ = ["DEFAULT_ITERS", "DIP_DENOISE_RUNS", "ImageResult", "SolveOptions", "
            "inpaint", "make_config", "make_cs_operator", "pick_device", "psnr", "solve", "superresolve"]
 
 
-def _prepared(image, name: str, task: str, given: SolveOptions | None, changes: dict,
-              **defaults) -> tuple[np.ndarray, SolveOptions]:
-    """The checked image and the run's options: ``defaults`` where neither ``given`` nor ``changes`` sets them,
-    and the task's method checked."""
+def _prepared(image, name: str, task: str, given: SolveOptions | None,
+              changes: dict) -> tuple[np.ndarray, SolveOptions]:
+    """The checked image and the run's options (``given`` with ``changes``), the task's method checked."""
     opts = options(given, **changes)
-    unset = {k: v for k, v in defaults.items() if getattr(opts, k) is None}
-    opts = dataclasses.replace(opts, **unset, method=check_method(task, opts.method))
-    return check_image(image, name), opts
+    return check_image(image, name), dataclasses.replace(opts, method=check_method(task, opts.method))
+
+
+def _recover(y: torch.Tensor, operator: ops.Operator, shape: tuple[int, int, int], opts: SolveOptions, task: str,
+             generator, *, noiseless: bool, keep_known: bool = False, **changes) -> ImageResult:
+    """The image behind the measurements y: :func:`solve` with the untrained priors, or a trained ``generator``'s
+    recovery for the generative methods (noiseless: the measurements are exact). ``changes``: SolveOptions fields
+    for this run."""
+    if opts.method not in GENERATIVE:
+        return solve(y, operator, shape, opts, task=task, keep_known=keep_known, **changes)
+    return _generative(y, operator, shape, options(opts, **changes), task, generator, noiseless=noiseless,
+                       keep_known=keep_known)
 
 
 def _generative(y: torch.Tensor, operator: ops.Operator, shape: tuple[int, int, int], opts: SolveOptions,
-                task: str, generator, *, noiseless: bool, keep_known: bool = False) -> ImageResult:
+                task: str, generator, *, noiseless: bool, keep_known: bool) -> ImageResult:
     """A trained generator's recovery (:func:`geomprior.image.generative.invert`) as an ImageResult."""
     from geomprior.image.generative import InvertConfig, invert
 
@@ -119,15 +127,13 @@ def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, sigma: fl
             Images, rows ``plain`` against ``run1``)
     """
     img, opts = _prepared(noisy, "noisy image", "denoise", options, changes)
-    if opts.method in GENERATIVE:
-        return _generative(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, "denoise", generator,
-                           noiseless=False)
     if opts.runs is None and opts.method == "dip" and opts.config is None:
         opts = dataclasses.replace(opts, runs=DIP_DENOISE_RUNS, config=dip_denoise_config(opts.preset))
     stop = opts.stop or StopConfig()
     if sigma is not None and stop.sigma is None:
         stop = dataclasses.replace(stop, sigma=float(sigma))
-    return solve(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, task="denoise", stop=stop)
+    return _recover(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, "denoise", generator, noiseless=False,
+                    stop=stop)
 
 
 def superresolve(small: np.ndarray, factor: int, options: SolveOptions | None = None, *,
@@ -146,11 +152,8 @@ def superresolve(small: np.ndarray, factor: int, options: SolveOptions | None = 
         if ref.shape[:2] != (h * factor, w * factor):
             raise InputError(f"reference is {ref.shape[1]}x{ref.shape[0]}, expected the input size times {factor}: "
                              f"{w * factor}x{h * factor}")
-    if opts.method in GENERATIVE:
-        return _generative(_to_nchw(img, "cpu"), ops.Downsample(factor, kernel), (h * factor, w * factor, c), opts,
-                           "superres", generator, noiseless=True)
-    return solve(_to_nchw(img, "cpu"), ops.Downsample(factor, kernel), (h * factor, w * factor, c), opts,
-                 task="superres")
+    return _recover(_to_nchw(img, "cpu"), ops.Downsample(factor, kernel), (h * factor, w * factor, c), opts,
+                    "superres", generator, noiseless=True)
 
 
 def inpaint(damaged: np.ndarray, mask: np.ndarray, options: SolveOptions | None = None, *, keep_known: bool = True,
@@ -170,11 +173,8 @@ def inpaint(damaged: np.ndarray, mask: np.ndarray, options: SolveOptions | None 
     if not m.any():
         raise InputError("the mask marks no pixel as known")
     op = ops.Mask(m)
-    if opts.method in GENERATIVE:
-        res = _generative(op(_to_nchw(img, "cpu")), op, img.shape, opts, "inpaint", generator, noiseless=True,
-                          keep_known=keep_known)
-    else:
-        res = solve(op(_to_nchw(img, "cpu")), op, img.shape, opts, task="inpaint", keep_known=keep_known)
+    res = _recover(op(_to_nchw(img, "cpu")), op, img.shape, opts, "inpaint", generator, noiseless=True,
+                   keep_known=keep_known)
     res.extra["keep_known"] = keep_known
     return res
 
@@ -248,10 +248,6 @@ def compressed_sensing(image: np.ndarray, ratio: float, options: SolveOptions | 
         y = op(_to_nchw(img, "cpu"))
         if noise > 0:
             y = y + noise * torch.randn(y.shape, generator=torch.Generator().manual_seed(opts.seed + 2))
-    if opts.method in GENERATIVE:
-        res = _generative(y, op, img.shape, dataclasses.replace(opts, reference=img), "cs", generator,
-                          noiseless=noise == 0)
-    else:
-        res = solve(y, op, img.shape, opts, task="cs", reference=img)
+    res = _recover(y, op, img.shape, opts, "cs", generator, noiseless=noise == 0, reference=img)
     res.extra.update(measurements=int(y.numel()), ratio=float(op.ratio), operator=operator)
     return res
