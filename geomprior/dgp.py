@@ -30,10 +30,10 @@ from .fit import EarlyStopping, FitResult, Progress, fit
 from .nets import BatchedMLP
 from .mesh import mesh_surface
 from .metrics import scan_quality
-from .normals import _scatter, estimate_normals
+from .normals import estimate_normals
 from .patches import RADIUS, Patches, bbox_diagonal, cover
 from .presets import check_preset
-from .scan import Layout, layout
+from .scan import Layout, find_inliers, layout
 from .transport import assign, sinkhorn_divergence
 from .uv import blue_noise
 
@@ -68,8 +68,8 @@ class DGPConfig:
     # take the thin-part normals when the two disagree widely
     thin_parts: bool | Literal["auto"] = "auto"
     # turn the normals outward by where they are seen from (see orient_outward); "auto": where the scan encloses a
-    # volume. Off until the benchmark matrix has been measured with it (BENCHMARKS.md, "Scans as they come")
-    outward: bool | Literal["auto"] = False
+    # volume (a closed shape's thin parts, legs or ears, otherwise get patches of misoriented normals)
+    outward: bool | Literal["auto"] = "auto"
     # networks
     widths: tuple[int, ...] = (64, 64, 64)  # hidden layer widths of each patch MLP (the original: 128,256,512,512)
     planar_skip: bool = True  # φ = MLP + a flat square in the patch plane (start flat, avoid folds)
@@ -104,6 +104,10 @@ class DGPConfig:
     consistency_epochs: int = 30  # steps of the consistency refit
     consistency_lr: float = 1e-4  # its Adam learning rate: small, the fitted patches only need a nudge
     # output
+    # the points the mesh is made from: "fitted" = the fit's input points, each moved to the mean of the patch
+    # predictions matched to it (the patches' consensus, where the scan has points); "dense" = every patch's uv
+    # grid (also over stretches without points, e.g. a gap between two legs, which it can bridge)
+    mesh_points: Literal["fitted", "dense"] = "fitted"
     grid: int = 12  # dense output: grid × grid uv samples per patch
     grid_margin: float = 0.1  # ... on [margin, 1 − margin]²
     poisson_depth: int = 9  # Screened Poisson octree depth
@@ -151,7 +155,7 @@ class DGPConfig:
                             ("val_score", ("surface", "transport")), ("thin_parts", (True, False, "auto")),
                             ("outward", (True, False, "auto")), ("small_clusters", ("drop", "keep")),
                             ("closed", (True, False, "auto")),
-                            ("surface", ("manifold", "poisson"))):
+                            ("surface", ("manifold", "poisson")), ("mesh_points", ("fitted", "dense"))):
             if getattr(self, name) not in valid:
                 raise InputError(f"invalid {name} {getattr(self, name)!r}; valid: {', '.join(map(str, valid))}")
 
@@ -193,32 +197,6 @@ def check_points(points, normals=None) -> tuple[np.ndarray, np.ndarray | None]:
     if not (np.isfinite(nrm).all() and (length > 0).all()):
         return pts, None
     return pts, nrm / length
-
-
-def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 32, ratio: float = 1.5,
-                 flat_k: int = 16, flatness: float = 0.2) -> np.ndarray:
-    """(N,) bool: the points that are not outliers.
-
-    A point is kept when it has at least min(``min_points``, a quarter of the median count) other points within
-    ``reach`` (so a uniformly sparse scan keeps its points), or when it lies in a sparse region of a surface: the
-    distance to its ``k``-th neighbour is at most ``ratio`` times the median of its ``k`` neighbours' own (it is no
-    sparser than they are; a point off the surface is far sparser than the surface points around it) and it and
-    its ``flat_k`` nearest neighbours are flat (smallest over middle covariance eigenvalue at most ``flatness``;
-    a cloud of outliers can be as sparse as its members, but it fills a volume).
-    """
-    tree = cKDTree(points)
-    others = tree.query_ball_point(points, reach, return_length=True, workers=-1) - 1
-    keep = others >= min(min_points, int(np.median(others)) // 4)
-    k = min(k, len(points) - 1)
-    if keep.all() or k < 2:
-        return keep
-    dist, near = tree.query(points, k + 1, workers=-1)
-    kth = dist[:, -1]
-    few = np.flatnonzero(~keep)
-    sparse_alike = kth[few] <= ratio * np.median(kth[near[few, 1:]], axis=1)
-    eig = np.linalg.eigvalsh(_scatter(points[near[few, :min(flat_k, k) + 1]])[1])
-    keep[few] = sparse_alike & (eig[:, 0] <= flatness * eig[:, 1])
-    return keep
 
 
 class _PatchSurfaces:
@@ -326,6 +304,9 @@ class DenseOutput:
     points        : (M, 3) float dense points on the fitted patches
     normals       : (M, 3) float their unit normals (Jacobian cross products, oriented)
     patch         : (M,) int the patch each dense point comes from
+    fitted_points : (F, 3) float the fit's points (the inliers), each the mean of the patch predictions matched to
+                    it after the local fit; fitted_normals: (F, 3) their unit normals, the mean of those
+                    predictions' Jacobian normals
     patches       : the covering (``patches.Patches``)
     input_normals : (N, 3) float the input points' normals the run used (given, or estimated and oriented; zero
                     for dropped outliers)
@@ -337,6 +318,8 @@ class DenseOutput:
     points: np.ndarray
     normals: np.ndarray
     patch: np.ndarray
+    fitted_points: np.ndarray
+    fitted_normals: np.ndarray
     patches: Patches
     input_normals: np.ndarray
     inliers: np.ndarray
@@ -382,13 +365,18 @@ def reconstruct(
     shift = (lambda p, n: monitor(p + scan.center, n)) if monitor is not None else None
     out = fit_dense(pts[kept] - scan.center, None if nrm is None else nrm[kept], cfg, device=device, seed=seed,
                     progress=progress, monitor=shift, diagonal=scan.diagonal)
-    mesh, report, summary = finish(out.points, out.normals, scan, cfg, out.patches.radius, pts, colors,
-                                   progress=progress)
+    mesh, report, summary = finish(*mesh_points(out, cfg), scan, cfg, out.patches.radius, pts, colors,
+                                   dense=out.points, progress=progress)
     patches = dataclasses.replace(out.patches, index=kept[out.patches.index],
                                   centers=out.patches.centers + scan.center, origin=out.patches.origin + scan.center)
     summary = out.summary + summary
     history = {**out.history, **report, "summary": summary}
     return Reconstruction(mesh, out.points + scan.center, out.normals, history, summary, patches)
+
+
+def mesh_points(out: DenseOutput, cfg: DGPConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The oriented points (M, 3), (M, 3) a fit's mesh is made from (``cfg.mesh_points``)."""
+    return (out.fitted_points, out.fitted_normals) if cfg.mesh_points == "fitted" else (out.points, out.normals)
 
 
 def scan_layout(points: np.ndarray, cfg: DGPConfig) -> Layout:
@@ -409,14 +397,17 @@ def check_colors(colors, n: int) -> np.ndarray | None:
     return out
 
 
-def finish(dense_points: np.ndarray, dense_normals: np.ndarray, scan: Layout, cfg: DGPConfig, radius: float,
-           points: np.ndarray, colors: np.ndarray | None = None, *, progress: Progress | None = None
-           ) -> tuple[object, dict, str]:
+def finish(mesh_pts: np.ndarray, mesh_nrm: np.ndarray, scan: Layout, cfg: DGPConfig, radius: float,
+           points: np.ndarray, colors: np.ndarray | None = None, *, dense: np.ndarray | None = None,
+           progress: Progress | None = None) -> tuple[object, dict, str]:
     """The mesh of a fit and its report: what every reconstruction does after its fit.
 
-    dense_points, dense_normals : (M, 3) the fitted patches' dense oriented points, about ``scan.center``
+    mesh_pts, mesh_nrm : (M, 3) the oriented points the mesh is made from (``mesh_points``), about ``scan.center``
     scan   : the scan's layout;  radius : the patch radius (absolute)
     points : (N, 3) the whole scan (world coordinates);  colors : (N, 3) in [0, 1] or None
+    dense  : (D, 3) the fit's dense points, about ``scan.center``, when ``mesh_pts`` are its fitted points: the
+             open mesh's trim and the closed-or-open decision measure from them (as dense as the uv grid, where
+             the fitted points are only as dense as the scan)
 
     Each object of the layout is meshed on its own (``mesh.mesh_surface``: closed or open by ``cfg.closed``). Returns
     the mesh in world coordinates (vertex colours from the 4 nearest kept points when ``colors`` is given), the
@@ -424,13 +415,16 @@ def finish(dense_points: np.ndarray, dense_normals: np.ndarray, scan: Layout, cf
     set aside), and the end of the run's summary line.
     """
     if progress is not None:
-        progress("mesh", 0, 1, {"points": len(dense_points)})
+        progress("mesh", 0, 1, {"points": len(mesh_pts)})
     kept = np.flatnonzero(scan.kept)
     tree = cKDTree(points[kept] - scan.center)
-    objects = scan.objects[kept][tree.query(dense_points, workers=-1)[1]] if len(dense_points) else None
-    mesh, pieces = mesh_surface(dense_points, dense_normals, objects=objects, depth=cfg.poisson_depth,
+    def object_of(p):
+        return scan.objects[kept][tree.query(p, workers=-1)[1]] if len(p) else None
+
+    support = None if dense is None else (dense, object_of(dense))
+    mesh, pieces = mesh_surface(mesh_pts, mesh_nrm, objects=object_of(mesh_pts), depth=cfg.poisson_depth,
                                 closed=cfg.closed, max_distance=cfg.trim * radius, min_area=math.pi * radius**2,
-                                manifold=cfg.surface == "manifold")
+                                manifold=cfg.surface == "manifold", support=support)
     if colors is not None and len(mesh.vertices):
         import open3d as o3d
 
@@ -439,9 +433,9 @@ def finish(dense_points: np.ndarray, dense_normals: np.ndarray, scan: Layout, cf
     mesh.translate(scan.center)
     quality = {**scan_quality(mesh, points, spacing=scan.spacing), "set_aside": int((~scan.kept).sum())}
     if progress is not None:
-        progress("mesh", 1, 1, {"points": len(dense_points), "triangles": len(mesh.triangles)})
+        progress("mesh", 1, 1, {"points": len(mesh_pts), "triangles": len(mesh.triangles)})
     kinds = sorted({"closed" if p["closed"] else "open" for p in pieces}) if cfg.surface == "manifold" else ["Poisson"]
-    summary = (f"; {len(dense_points)} dense points -> {'/'.join(kinds) or 'empty'} mesh with "
+    summary = (f"; {len(mesh_pts)} {cfg.mesh_points} points -> {'/'.join(kinds) or 'empty'} mesh with "
                f"{len(mesh.triangles)} triangles, {quality['components']} component(s)")
     if quality["set_aside"]:
         summary = f"; {quality['set_aside']} points in {len(scan.set_aside)} far clusters set aside" + summary
@@ -510,9 +504,7 @@ def fit_dense(
     target = torch.from_numpy(patches.to_local(pts)).float().to(dev)
     uv = blue_noise(counts, width=patches.mask.shape[1], seed=seed).to(dev)
     surf = _PatchSurfaces(len(patches), cfg.widths, cfg.planar_skip, gen, dev)
-
     grid = _grid(cfg.grid, cfg.grid_margin, dev).expand(len(patches), -1, -1)
-
     tree = cKDTree(pts)
 
     def dense():
@@ -531,8 +523,9 @@ def fit_dense(
     if n_input > len(pts):
         summary = f"{n_input - len(pts)} outlying points dropped; " + summary
 
+    fitted_pts, fitted_nrm = _consensus(surf, uv, target, mask, patches, pts, nrm)
     if cfg.consistency and cfg.consistency_epochs > 0:
-        target_c = torch.from_numpy(patches.to_local(_consensus(surf, uv, target, mask, patches, pts))).float().to(dev)
+        target_c = torch.from_numpy(patches.to_local(fitted_pts)).float().to(dev)
         cons = _local_fit(surf, uv, target_c, mask, torch.zeros_like(mask), cfg, stage="consistency",
                           epochs=cfg.consistency_epochs, lr=cfg.consistency_lr, stopper=EarlyStopping(mode="none"),
                           progress=progress, monitor=None)
@@ -545,21 +538,30 @@ def fit_dense(
     patches.index = ids[patches.index]
     input_normals = np.zeros((n_input, 3))
     input_normals[ids] = nrm
-    return DenseOutput(dense_pts, dense_nrm, pid, patches, input_normals, inliers, history, summary)
+    return DenseOutput(dense_pts, dense_nrm, pid, fitted_pts, fitted_nrm, patches, input_normals, inliers, history,
+                       summary)
 
 
-def _consensus(surf: _PatchSurfaces, uv, target, mask, patches: Patches, pts: np.ndarray) -> np.ndarray:
-    """(N, 3) world targets: each point's mean over the patch predictions matched to it (one-to-one per patch)."""
-    with torch.no_grad():
-        pred = surf(uv)
-        idx = assign(pred, target, mask, method="exact")
-    world = patches.to_world(pred.cpu().numpy().astype(np.float64))
+def _consensus(surf: _PatchSurfaces, uv, target, mask, patches: Patches, pts: np.ndarray, normals: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) world points: each point's mean over the patch predictions matched to it (one-to-one per patch), and
+    (N, 3) unit normals: the mean of those predictions' Jacobian normals, each turned to the point's side
+    (``normals``). A point no patch matched keeps its position and normal."""
+    y, n = surf.with_normals(uv)
+    idx = assign(y, target, mask, method="exact")
     owner = np.take_along_axis(patches.index, idx.cpu().numpy(), 1)
     m = patches.mask
-    total = np.zeros_like(pts)
-    np.add.at(total, owner[m], world[m])
-    hits = np.bincount(owner[m], minlength=len(pts))
-    return np.where(hits[:, None] > 0, total / np.maximum(hits, 1)[:, None], pts)
+    world = patches.to_world(y.cpu().numpy().astype(np.float64))[m]
+    pid = np.broadcast_to(np.arange(len(patches))[:, None], m.shape)[m]
+    turned = patches.rotate_to_world(n.cpu().numpy().astype(np.float64)[m], pid)
+    turned *= np.where(np.einsum("mi,mi->m", turned, normals[owner[m]]) < 0, -1.0, 1.0)[:, None]
+    hits = np.bincount(owner[m], minlength=len(pts))[:, None]
+    total, direction = np.zeros_like(pts), np.zeros_like(pts)
+    np.add.at(total, owner[m], world)
+    np.add.at(direction, owner[m], turned)
+    length = np.linalg.norm(direction, axis=1, keepdims=True)
+    return (np.where(hits > 0, total / np.maximum(hits, 1), pts),
+            np.where((hits > 0) & (length > 0), direction / np.maximum(length, 1e-300), normals))
 
 
 def _grid(size: int, margin: float, dev) -> torch.Tensor:

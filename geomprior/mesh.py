@@ -294,7 +294,8 @@ class _Piece:
 
 def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray | None = None, depth: int = 9,
                  closed: bool | Literal["auto"] = "auto", max_distance: float | None = None,
-                 min_area: float = 0.0, manifold: bool = True) -> tuple[object, list[dict]]:
+                 min_area: float = 0.0, manifold: bool = True,
+                 support: tuple[np.ndarray, np.ndarray | None] | None = None) -> tuple[object, list[dict]]:
     """A mesh a user keeps, from dense oriented points (M, 3) (and their unit normals (M, 3)).
 
     objects      : (M,) int  the object of each point (None: one object); each object is meshed on its own, so
@@ -307,6 +308,9 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                    ``max_distance`` from every point (the points enclose a volume), else open
     max_distance : how far the open mesh reaches beyond the points (None: open meshes are not trimmed, "auto" is
                    closed)
+    support      : (S, 3) points and their (S,) objects (None: one object) that ``max_distance`` is measured from
+                   instead of ``points`` (e.g. denser points on the same surface, where ``points`` are too sparse
+                   to tell a gap in the scan from the space between two of them)
 
     manifold     : False: one Screened Poisson mesh of all the points as open3d gives it, its vertices farther than
                    ``max_distance`` from every point dropped (what geomprior did before; ``objects``, ``closed``
@@ -329,6 +333,9 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     if closed not in (True, False, "auto"):
         raise ValueError(f"closed must be True, False or 'auto', got {closed!r}")
     ids = np.unique(objects)
+    if support is not None:
+        reach, reach_objects = np.asarray(support[0], dtype=np.float64), support[1]
+        reach_objects = np.zeros(len(reach), np.int64) if reach_objects is None else np.asarray(reach_objects)
     extents = {o: float(np.linalg.norm(np.ptp(points[objects == o], axis=0))) for o in ids}
     largest = max(extents.values(), default=0.0)
     pieces = []
@@ -338,7 +345,8 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
             continue
         d = depth - int(round(np.log2(largest / extents[o]))) if largest > 0 else depth
         pieces.append(_mesh_object(points[rows], normals[rows], depth=max(4, d), closed=closed,
-                                   max_distance=max_distance, min_area=min_area))
+                                   max_distance=max_distance, min_area=min_area,
+                                   reach=None if support is None else reach[reach_objects == o]))
     vertices, triangles, count = [], [], 0
     for p in pieces:
         vertices.append(p.vertices)
@@ -352,13 +360,14 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     return mesh, [p.facts for p in pieces]
 
 
-def _mesh_object(points, normals, *, depth, closed, max_distance, min_area) -> _Piece:
-    piece = _extract(points, normals, depth=depth, closed=closed, max_distance=max_distance, min_area=min_area)
+def _mesh_object(points, normals, *, depth, closed, max_distance, min_area, reach=None) -> _Piece:
+    piece = _extract(points, normals, depth=depth, closed=closed, max_distance=max_distance, min_area=min_area,
+                     reach=reach)
     if piece.facts["closed"] and piece.facts["genus"] > 0 and depth > 4:
         # a handle that one level coarser does not have is narrower than two of its cells: noise where a thin part's
         # two sides come close (a toe, a tail's tip), not the shape's; a real one (a torus's hole) stays
         coarser = _extract(points, normals, depth=depth - 1, closed=True, max_distance=max_distance,
-                           min_area=min_area)
+                           min_area=min_area, reach=reach)
         if (coarser.facts["genus"] < piece.facts["genus"]
                 and coarser.facts["components"] <= piece.facts["components"]):
             log.info("mesh: %d handle(s) at depth %d are gone at depth %d; kept that", piece.facts["genus"]
@@ -367,8 +376,10 @@ def _mesh_object(points, normals, *, depth, closed, max_distance, min_area) -> _
     return piece
 
 
-def _extract(points, normals, *, depth, closed, max_distance, min_area) -> _Piece:
-    """One object's mesh at one Poisson depth (``_mesh_object``)."""
+def _extract(points, normals, *, depth, closed, max_distance, min_area, reach=None) -> _Piece:
+    """One object's mesh at one Poisson depth (``_mesh_object``); ``max_distance`` is measured from ``reach``
+    (default: the points)."""
+    reach = points if reach is None else reach
     raw = poisson_mesh(points, normals, depth=depth)
     if closed is not False and _open_edges(np.asarray(raw.triangles)):
         # Poisson's box cut the surface (the marching cubes would close the cut flat, inventing a wall): a box twice
@@ -378,7 +389,8 @@ def _extract(points, normals, *, depth, closed, max_distance, min_area) -> _Piec
     area = _areas(v, t)
     far = np.zeros(len(t), bool)
     if max_distance is not None and len(t):
-        far = (cKDTree(points).query(v, workers=-1)[0] > max_distance)[t].any(1)
+        dist = cKDTree(reach).query(v, workers=-1)[0] if len(reach) else np.full(len(v), np.inf)
+        far = (dist > max_distance)[t].any(1)
     open_share = float(area[far].sum() / area.sum()) if area.sum() > 0 else 0.0
     is_closed = bool(closed) if closed != "auto" else (max_distance is None or open_share <= CLOSED_SHARE)
     if not is_closed:

@@ -10,15 +10,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .patches import RADIUS, bbox_diagonal
+from .scan import _scatter
 
 log = logging.getLogger(__name__)
-
-
-def _scatter(around: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbourhoods (n, k, 3) -> their means (n, 3) and scatter matrices (n, 3, 3)."""
-    mean = around.mean(1)
-    centred = around - mean[:, None]
-    return mean, np.einsum("nki,nkj->nij", centred, centred)
 
 
 OUTWARD_VIEWS = 128  # directions over the sphere that outward orientation looks from

@@ -172,3 +172,36 @@ def layout(points: np.ndarray, *, radius: float, padding: float, min_points: int
 
 def _diagonal(points: np.ndarray) -> float:
     return float(np.linalg.norm(points.max(0) - points.min(0)))
+
+
+def _scatter(around: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbourhoods (n, k, 3) -> their means (n, 3) and scatter matrices (n, 3, 3)."""
+    mean = around.mean(1)
+    centred = around - mean[:, None]
+    return mean, np.einsum("nki,nkj->nij", centred, centred)
+
+
+def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 32, ratio: float = 1.5,
+                 flat_k: int = 16, flatness: float = 0.2) -> np.ndarray:
+    """(N,) bool: the points that are not outliers.
+
+    A point is kept when it has at least min(``min_points``, a quarter of the median count) other points within
+    ``reach`` (so a uniformly sparse scan keeps its points), or when it lies in a sparse region of a surface: the
+    distance to its ``k``-th neighbour is at most ``ratio`` times the median of its ``k`` neighbours' own (it is no
+    sparser than they are; a point off the surface is far sparser than the surface points around it) and it and
+    its ``flat_k`` nearest neighbours are flat (smallest over middle covariance eigenvalue at most ``flatness``;
+    a cloud of outliers can be as sparse as its members, but it fills a volume).
+    """
+    tree = cKDTree(points)
+    others = tree.query_ball_point(points, reach, return_length=True, workers=-1) - 1
+    keep = others >= min(min_points, int(np.median(others)) // 4)
+    k = min(k, len(points) - 1)
+    if keep.all() or k < 2:
+        return keep
+    dist, near = tree.query(points, k + 1, workers=-1)
+    kth = dist[:, -1]
+    few = np.flatnonzero(~keep)
+    sparse_alike = kth[few] <= ratio * np.median(kth[near[few, 1:]], axis=1)
+    eig = np.linalg.eigvalsh(_scatter(points[near[few, :min(flat_k, k) + 1]])[1])
+    keep[few] = sparse_alike & (eig[:, 0] <= flatness * eig[:, 1])
+    return keep

@@ -13,15 +13,17 @@ How a scan is cut
   points with the core's patches in the consistency stage. Patches of a tile are covered with the whole scan's
   diagonal (the patch radius) and voxel grid, so its patches centred in the core are the ones the untiled
   scan gets there.
-- **What a tile keeps**: the dense points of its patches whose CENTRE lies in its core. Patch centres are input
-  points, so every patch is kept by exactly one tile (whole patches, no seams of half patches); patches centred in
-  the halo only help their neighbours' consistency and orientation, and are fitted again by their own tile.
+- **What a tile keeps**: the dense points of its patches whose CENTRE lies in its core, and its fitted points
+  (``DenseOutput.fitted_points``) that lie in its core. Patch centres are input points, so every patch is kept by
+  exactly one tile (whole patches, no seams of half patches); patches centred in the halo only help their
+  neighbours' consistency and orientation, and are fitted again by their own tile.
 - **Normals**: given normals are used as they are. Otherwise each tile estimates and orients them on its own
   points (open3d, as the untiled path does); the tiles' orientations are then made consistent with each other
   from the points they share (core of one, halo of another): signs are propagated along a maximum spanning tree
   of the tiles' agreement, and each tile's dense normals are flipped with its tile.
-- **Mesh**: the union of the dense points is meshed as an untiled run's are (``dgp.finish``: per object, Screened
-  Poisson and its manifold re-extraction), not per tile: the dense points (48 bytes each) are far smaller than the
+- **Mesh**: the union of the tiles' fitted (or dense: ``DGPConfig.mesh_points``) points is meshed as an untiled
+  run's are (``dgp.finish``: per object, Screened Poisson and its manifold re-extraction), not per tile: these
+  points (48 bytes each) are far smaller than the
   fit's working set, open3d's Poisson at depth <= 10 meshes millions of them in a few GB, and one global solve has
   no seams to stitch.
 - **Seeds**: tile ``t`` of ``T > 1`` runs with a seed drawn from (seed, t) (``numpy.random.SeedSequence``); a single
@@ -192,6 +194,7 @@ def run_tile(job: TileJob) -> dict:
     """Fit one tile and keep what its core owns. Returns a dict of arrays (the checkpoint's content):
 
     points, normals   : (M, 3) float64 dense points of the patches centred in the core, unit normals
+    fitted_points, fitted_normals : (F, 3) float64 the fit's points in the core (``DenseOutput.fitted_points``)
     patch             : (M,) int64 their patch, numbered 0..n_patches-1 within the tile
     n_patches         : () int64
     label_ids, label_patch, label_dist : global point ids that are members of a kept patch, the kept patch
@@ -212,7 +215,8 @@ def run_tile(job: TileJob) -> dict:
                         origin=job.origin)
     if out is None:  # a few stray points: nothing to fit
         log.info("tile %d: %d points, too few to fit", job.index, len(points))
-        result = {"points": empty_f, "normals": empty_f, "patch": np.zeros(0, np.int64), "n_patches": 0,
+        result = {"points": empty_f, "normals": empty_f, "fitted_points": empty_f, "fitted_normals": empty_f,
+                  "patch": np.zeros(0, np.int64), "n_patches": 0,
                   "label_ids": np.zeros(0, np.int64), "label_patch": np.zeros(0, np.int64),
                   "label_dist": np.zeros(0), "history": "{}",
                   "normal_ids": job.ids, "normal_vals": np.zeros((len(job.ids), 3), np.float32),
@@ -226,7 +230,9 @@ def run_tile(job: TileJob) -> dict:
                        p.radius)
         labels = point_labels(mine, points)
         (who,) = np.nonzero(labels >= 0)
+        fitted = core[out.inliers]  # the fit's points that the core owns
         result = {"points": out.points[dense], "normals": out.normals[dense],
+                  "fitted_points": out.fitted_points[fitted], "fitted_normals": out.fitted_normals[fitted],
                   "patch": number[out.patch[dense]].astype(np.int64), "n_patches": int(kept.sum()),
                   "label_ids": job.ids[who], "label_patch": labels[who],
                   "label_dist": np.linalg.norm(points[who] - mine.centers[labels[who]], axis=1),
@@ -530,7 +536,12 @@ def reconstruct_tiled(
         ids = r["label_ids"][closer]
         labels[ids], best[ids] = offsets[t] + r["label_patch"][closer], r["label_dist"][closer]
     del best
-    mesh, report, ending = finish(dense_p, dense_n, scan, cfg, cfg.radius * diagonal, world, colors,
+    if cfg.mesh_points == "fitted":
+        mesh_p = np.concatenate([results[t]["fitted_points"] for t in range(count)])
+        mesh_n = np.concatenate([results[t]["fitted_normals"] * sign[t] for t in range(count)])
+    else:
+        mesh_p, mesh_n = dense_p, dense_n
+    mesh, report, ending = finish(mesh_p, mesh_n, scan, cfg, cfg.radius * diagonal, world, colors, dense=dense_p,
                                   progress=progress)
     if rd is not None:
         save_patch_labels(rd.path / PATCH_LABELS_FILE, world.astype(np.float32), labels)

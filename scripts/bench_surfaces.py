@@ -200,7 +200,8 @@ def _config_json(cfg) -> dict | None:
 
 
 # DGPConfig fields whose default changed after rows were cached: the value a row that does not record them ran with
-FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport", "surface": "poisson"}
+FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport", "surface": "poisson", "mesh_points": "dense"}
+MESHING = ("surface", "mesh_points")  # the DGPConfig fields that change the meshing of a fit, not the fit
 
 
 def _saved_config(saved: dict) -> dict:
@@ -218,11 +219,13 @@ def _same_config(saved: dict | None, current: dict | None) -> bool:
     return _saved_config(saved) == current
 
 
-def _differs_in(saved: dict | None, current: dict | None, field: str) -> bool:
-    """Whether a cached geomprior row's DGPConfig differs from the current one in ``field`` alone."""
+def _differs_in(saved: dict | None, current: dict | None, fields: str | tuple[str, ...]) -> bool:
+    """Whether a cached geomprior row's DGPConfig differs from the current one in ``fields`` (one or several)
+    alone."""
     if saved is None or current is None:
         return False
-    return {**_saved_config(saved), field: None} == {**current, field: None}
+    fields = (fields,) if isinstance(fields, str) else fields
+    return {**_saved_config(saved), **dict.fromkeys(fields)} == {**current, **dict.fromkeys(fields)}
 
 
 def _normals_check(job: dict, saved: dict) -> dict:
@@ -264,14 +267,14 @@ def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool
     reused only if it ran with the settings the code gives that job now, or with settings that differ in
     thin_parts alone when its scan gets the same normals either way (``_normals_check``: run once, kept in the
     row as "normals_check"; not under ``cached_only``, which computes nothing). Under ``cached_only`` a row that
-    differs in surface alone (it ran with the former mesh) is shown too, marked "former_mesh"."""
+    differs in the meshing alone (``MESHING``: it ran with a former mesh) is shown too, marked "former_mesh"."""
     ctx = multiprocessing.get_context("spawn")
     out, missing = [], []
     for job in jobs:
         row = cache.get(job["key"]) if reuse or cached_only else None
         current = _config_json(_config(job["method"], job.get("overrides", {}), job.get("max_epochs")))
         if row is not None and not _same_config(row.get("config"), current):
-            if cached_only and _differs_in(row.get("config"), current, "surface"):
+            if cached_only and _differs_in(row.get("config"), current, MESHING):
                 row = {**row, "former_mesh": True}  # shown, marked ‡, until it is computed again
             else:
                 row = _reusable(row, job, current, cache, compute=not cached_only)
@@ -372,9 +375,9 @@ def _checked_note(rows: list[dict]) -> list[str]:
     """The footnotes on the rows shown with the former mesh (‡) and those reused through ``_normals_check`` (†)."""
     former = sum(bool(r.get("former_mesh")) for r in rows)
     lines = [] if not former else [
-        "", f"‡ {former} rows ran before the manifold mesh (DGPConfig.surface='manifold') became the default and "
-        "are not measured again yet: their mesh is open3d's Screened Poisson as it comes (surface='poisson'); the "
-        "fit is the same."]
+        "", f"‡ {former} rows ran with a former meshing and are not measured again yet: their mesh is made from the "
+        "dense uv-grid points (DGPConfig.mesh_points='dense'), not the fitted points, and where the row predates "
+        "the manifold mesh it is open3d's Screened Poisson as it comes (surface='poisson'); the fit is the same."]
     checks = [r["normals_check"] for r in rows if "normals_check" in r]
     if not checks:
         return lines

@@ -30,12 +30,13 @@ def test_quick_run_writes_its_tables(bench, tmp_path):
     text = (tmp_path / "bench_scans_quick.md").read_text()
     assert "#### Stray points" in text and "#### Closed shapes" in text
     assert "sphere strays:" in text and "| sphere | default | 1 | yes | yes | 2 (2) |" in text
-    assert "| sphere | default, --outward auto | 1 | yes | yes | 2 (2) |" in text
+    assert "| sphere | dense points instead of fitted | 1 | yes | yes | 2 |" in text
+    assert "| sphere | noise-free samples, true normals | 1 | yes | yes | 2 |" in text
     rows = json.loads((tmp_path / "bench_scans_quick.json").read_text())["rows"]
     assert {(r["variant"], r["method"]) for r in rows} == {(v, m) for v in ("", "strays", "box")
-                                                           for m in ("default", "poisson9")} | {("", "outward")}
-    outward = next(r for r in rows if r["method"] == "outward")
-    assert outward["config"]["outward"] == "auto" and "former" not in outward
+                                                           for m in ("default", "poisson9")} | {("", "oracle")}
+    plain = next(r for r in rows if r["method"] == "default" and not r["variant"])
+    assert plain["config"]["mesh_points"] == "fitted" and plain["dense"]["chamfer_l1"] < 0.05
     strays = next(r for r in rows if r["variant"] == "strays" and r["method"] == "default")
     assert strays["set_aside"] == 12 and strays["quality"]["coverage"] > 0.95
     # with --reuse the cached rows come back as they were (nothing is refitted: the same times)

@@ -130,6 +130,7 @@ class FakeConfig:
     drop_outliers: bool = True
     thin_parts: object = "auto"
     outward: object = False
+    mesh_points: str = "fitted"
     small_clusters: str = "drop"
     closed: object = "auto"
     name: str = "default"
@@ -239,6 +240,12 @@ def test_normal_flags(tmp_path, scan, fake_dgp, name, words, value):
     flag = "--" + name.replace("_", "-")
     assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), flag, *words]) == 0
     assert getattr(fake_dgp["config"], name) == value
+
+
+@pytest.mark.parametrize("value", ["fitted", "dense"])
+def test_mesh_points_flag(tmp_path, scan, fake_dgp, value):
+    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), "--mesh-points", value]) == 0
+    assert fake_dgp["config"].mesh_points == value
 
 
 def test_failure_while_writing_publishes_nothing(tmp_path, scan, fake_dgp, monkeypatch, capsys):

@@ -13,6 +13,7 @@ pytest.importorskip("open3d")
 
 import geomprior.dgp as dgp  # noqa: E402
 import geomprior.normals as normals  # noqa: E402
+import geomprior.scan as scan  # noqa: E402
 from geomprior.dgp import DGPConfig, reconstruct  # noqa: E402
 from geomprior.errors import InputError  # noqa: E402
 from geomprior.metrics import point_to_mesh_distance  # noqa: E402
@@ -72,6 +73,26 @@ def test_early_stopping_fires_and_dense_points_denoise(sphere, sphere_rec):
     noisy = point_to_mesh_distance(points, truth).mean()
     dense = point_to_mesh_distance(sphere_rec.points, truth).mean()
     assert dense < 0.8 * noisy, (dense, noisy)
+
+
+def test_fitted_points_denoise_and_face_outward(sphere):
+    truth, points = sphere
+    out = dgp.fit_dense(points, config=BASE, device="cpu", seed=0)
+    fitted, nrm = out.fitted_points, out.fitted_normals
+    assert fitted.shape == nrm.shape == (out.inliers.sum(), 3)
+    noisy = point_to_mesh_distance(points, truth).mean()
+    assert point_to_mesh_distance(fitted, truth).mean() < 0.6 * noisy  # the patches' consensus, not the scan
+    np.testing.assert_allclose(np.linalg.norm(nrm, axis=1), 1.0, atol=1e-6)
+    radial = np.einsum("ij,ij->i", nrm, fitted / np.linalg.norm(fitted, axis=1, keepdims=True))
+    assert np.mean(radial > 0) >= 0.99 and np.median(radial) > 0.95
+
+
+@pytest.mark.parametrize("source", ["fitted", "dense"])
+def test_mesh_points_choose_what_is_meshed(sphere, source):
+    truth, points = sphere
+    rec = reconstruct(points, config=dataclasses.replace(CHEAP, mesh_points=source), device="cpu", seed=0)
+    assert f"{source} points ->" in rec.summary
+    assert mesh_vertex_distance(rec, truth).mean() < 0.02
 
 
 def test_sphere_mesh_close_to_true_surface(sphere_rec):
@@ -172,7 +193,7 @@ def test_thin_parts_setting_reaches_the_normal_estimate(sphere, monkeypatch):
     monkeypatch.setattr(dgp, "estimate_normals", lambda p, **kw: seen.append(kw) or plain(p, **kw))
     reconstruct(sphere[1], config=dataclasses.replace(CHEAP, thin_parts=True), device="cpu", seed=0)
     diag = float(np.linalg.norm(np.ptp(sphere[1], axis=0)))
-    assert seen == [{"scale": pytest.approx(CHEAP.radius * diag), "thin_parts": True, "outward": False}]
+    assert seen == [{"scale": pytest.approx(CHEAP.radius * diag), "thin_parts": True, "outward": "auto"}]
 
 
 def test_normals_of_a_dense_noisy_scan_reach_past_the_noise():
@@ -321,20 +342,22 @@ def test_inliers_keep_a_sparse_region_and_drop_points_off_the_surface():
     sparse = np.c_[rng.uniform(0.5, 1, 800), rng.uniform(0, 1, 800), np.zeros(800)]
     off = rng.uniform([0, 0, 0.2], [1, 1, 0.4], size=(40, 3))
     points = np.concatenate([dense, sparse, off])
-    keep = dgp.find_inliers(points, reach=0.04, min_points=16)
+    keep = scan.find_inliers(points, reach=0.04, min_points=16)
     assert keep[:8000].all() and keep[8000:8800].mean() > 0.9 and not keep[8800:].any()
-    by_count = dgp.find_inliers(points, reach=0.04, min_points=16, ratio=0)  # the neighbour count alone
+    by_count = scan.find_inliers(points, reach=0.04, min_points=16, ratio=0)  # the neighbour count alone
     assert by_count[:8000].all() and by_count[8000:8800].mean() < 0.1 and not by_count[8800:].any()
-    not_flat = dgp.find_inliers(points, reach=0.04, min_points=16, flatness=1.0)  # sparseness alone
+    not_flat = scan.find_inliers(points, reach=0.04, min_points=16, flatness=1.0)  # sparseness alone
     assert not_flat[8800:].any()  # keeps part of the outlier cloud
 
 
-def test_outlier_filter_keeps_the_mesh_on_the_surface(sphere_with_outliers):
+def test_outlier_filter_keeps_the_patches_on_the_surface(sphere_with_outliers):
     truth, points, _ = sphere_with_outliers
     far = {}
     for drop in (True, False):
         rec = reconstruct(points, config=dataclasses.replace(OUTLYING, drop_outliers=drop), device="cpu", seed=0)
-        far[drop] = np.mean(mesh_vertex_distance(rec, truth) > 0.1)
+        far[drop] = np.mean(point_to_mesh_distance(rec.points, truth) / diagonal(truth) > 0.1)
+        if drop:
+            assert np.mean(mesh_vertex_distance(rec, truth) > 0.1) < 0.01
     assert far[True] < 0.01 and far[False] > 0.05, far  # without the filter, patches float around the outliers
 
 

@@ -55,8 +55,11 @@ def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
                           "estimate both ways, take the thin-part normals where the two disagree widely)")
     rec.add_argument("--outward", nargs="?", const="on", choices=("auto", "on", "off"),
                      help="turn the estimated normals to face the directions the points are seen from (only when "
-                          "the input has no normals): on, off (default), or auto (where the scan encloses a volume); "
+                          "the input has no normals): on, off, or auto (default: where the scan encloses a volume); "
                           "helps closed shapes with thin parts such as legs")
+    rec.add_argument("--mesh-points", choices=("fitted", "dense"),
+                     help="the points the mesh is made from: fitted (default: each scan point moved to the mean of "
+                          "the patch predictions matched to it) or dense (every patch's uv grid)")
     rec.add_argument("--history", metavar="RUN.json", help="write the run history as JSON")
     rec.add_argument("--render", metavar="PNG", help="render the mesh and the input points to a PNG")
     rec.add_argument("--plot", metavar="PNG", help="plot the local fit's training and validation loss per "
@@ -170,6 +173,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         changes["thin_parts"] = {"on": True, "off": False}.get(args.thin_parts, "auto")
     if args.outward is not None:
         changes["outward"] = {"on": True, "off": False}.get(args.outward, "auto")
+    if args.mesh_points is not None:
+        changes["mesh_points"] = args.mesh_points
     cfg = dataclasses.replace(cfg, **changes)
 
     # 2. the fit
