@@ -71,7 +71,10 @@ ABLATIONS = {
     "thin-part normals": {"thin_parts": True},
     "plain normals": {"thin_parts": False},
     "transport validation (the former score)": TRANSPORT,
-    "former mesh (Poisson as it comes)": {"surface": "poisson"},  # before the manifold mesh (DGPConfig.surface)
+    # what geomprior wrote before the manifold mesh (DGPConfig.surface) and the fitted points (mesh_points)
+    "former mesh (Poisson as it comes)": {"surface": "poisson", "mesh_points": "dense"},
+    "dense points instead of fitted": {"mesh_points": "dense"},
+    "normals not turned outward": {"outward": False},
     "default, 5,000 points": {},
     "transport validation, 5,000 points": TRANSPORT,
     "Sinkhorn-divergence loss, 5,000 points": {"loss": "sinkhorn"},  # what a CPU affords
@@ -82,7 +85,8 @@ ABLATIONS = {
 }
 FIT_SEED = {"default, fit seed 1": 1, "default, fit seed 2": 2}  # else 0: held-out points, uv samples, weights
 # the ablations that also run on the thin plate
-ON_PLATE = ("default", "thin-part normals", "plain normals", "former mesh (Poisson as it comes)")
+ON_PLATE = ("default", "thin-part normals", "plain normals", "former mesh (Poisson as it comes)",
+            "dense points instead of fitted")
 ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers"}  # else plain
 ABLATION_POINTS = {name: 5_000 for name in ABLATIONS if name.endswith(", 5,000 points")}  # else --points
 
@@ -200,8 +204,11 @@ def _config_json(cfg) -> dict | None:
 
 
 # DGPConfig fields whose default changed after rows were cached: the value a row that does not record them ran with
-FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport", "surface": "poisson", "mesh_points": "dense"}
-MESHING = ("surface", "mesh_points")  # the DGPConfig fields that change the meshing of a fit, not the fit
+FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport", "surface": "poisson", "mesh_points": "dense",
+                  "outward": False}
+# DGPConfig fields whose default changed after rows were cached: a row that differs from today's settings in these
+# alone is shown, marked, until it is measured again
+SINCE = ("surface", "mesh_points", "outward")
 
 
 def _saved_config(saved: dict) -> dict:
@@ -267,15 +274,15 @@ def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool
     reused only if it ran with the settings the code gives that job now, or with settings that differ in
     thin_parts alone when its scan gets the same normals either way (``_normals_check``: run once, kept in the
     row as "normals_check"; not under ``cached_only``, which computes nothing). Under ``cached_only`` a row that
-    differs in the meshing alone (``MESHING``: it ran with a former mesh) is shown too, marked "former_mesh"."""
+    differs in ``SINCE`` alone (it ran with former defaults) is shown too, marked "former_defaults"."""
     ctx = multiprocessing.get_context("spawn")
     out, missing = [], []
     for job in jobs:
         row = cache.get(job["key"]) if reuse or cached_only else None
         current = _config_json(_config(job["method"], job.get("overrides", {}), job.get("max_epochs")))
         if row is not None and not _same_config(row.get("config"), current):
-            if cached_only and _differs_in(row.get("config"), current, MESHING):
-                row = {**row, "former_mesh": True}  # shown, marked ‡, until it is computed again
+            if cached_only and _differs_in(row.get("config"), current, SINCE):
+                row = {**row, "former_defaults": True}  # shown, marked ‡, until it is computed again
             else:
                 row = _reusable(row, job, current, cache, compute=not cached_only)
         if row is None and cached_only:
@@ -368,16 +375,16 @@ def _ran_on(r: dict) -> str:
 
 
 def _checked(r: dict) -> str:
-    return ("†" if "normals_check" in r else "") + ("‡" if r.get("former_mesh") else "")
+    return ("†" if "normals_check" in r else "") + ("‡" if r.get("former_defaults") else "")
 
 
 def _checked_note(rows: list[dict]) -> list[str]:
     """The footnotes on the rows shown with the former mesh (‡) and those reused through ``_normals_check`` (†)."""
-    former = sum(bool(r.get("former_mesh")) for r in rows)
+    former = sum(bool(r.get("former_defaults")) for r in rows)
     lines = [] if not former else [
-        "", f"‡ {former} rows ran with a former meshing and are not measured again yet: their mesh is made from the "
-        "dense uv-grid points (DGPConfig.mesh_points='dense'), not the fitted points, and where the row predates "
-        "the manifold mesh it is open3d's Screened Poisson as it comes (surface='poisson'); the fit is the same."]
+        "", f"‡ {former} rows ran with former defaults and are not measured again yet: normals not turned outward "
+        "(DGPConfig.outward=False), the mesh made from the dense uv-grid points (mesh_points='dense'), and in the "
+        "oldest rows open3d's Screened Poisson mesh as it comes (surface='poisson'); everything else as now."]
     checks = [r["normals_check"] for r in rows if "normals_check" in r]
     if not checks:
         return lines

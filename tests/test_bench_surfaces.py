@@ -136,26 +136,26 @@ def test_a_row_with_other_normals_settings_is_reused_only_with_the_same_normals(
     assert row["chamfer_l1"] < 0.05 and "normals_check" not in row and row["config"]["thin_parts"] == "auto"
 
 
-def test_a_row_with_a_former_mesh_is_shown_marked_until_computed_again(bench, tmp_path):
+def test_a_row_with_a_former_defaults_is_shown_marked_until_computed_again(bench, tmp_path):
     import dataclasses
 
     job = bench._job("sphere", 0.005, "", "fast", 1000, 2000, max_epochs=5)
     current = bench._config_json(bench._config("fast", {}, 5))
-    old = {k: v for k, v in current.items() if k not in bench.MESHING}  # cached before the fields: former meshes
-    assert bench._differs_in(old, current, bench.MESHING) and not bench._same_config(old, current)
+    old = {k: v for k, v in current.items() if k not in bench.SINCE}  # cached before the fields: former meshes
+    assert bench._differs_in(old, current, bench.SINCE) and not bench._same_config(old, current)
     assert not bench._differs_in(old, current, "surface")  # its mesh_points differ too
     cache = bench.RowCache(tmp_path, {"x": 1})
     cache.put(job["key"], {**job, "config": old, "chamfer_l1": 0.5, "hausdorff": 0.5, "normal_consistency": 0.5,
                            "fscore": 0.5, "seconds": 1.0, "peak_mb": 1.0})
     (row,), missing = bench.run_rows([job], cache, reuse=False, cached_only=True)
-    assert missing == [] and row["former_mesh"] and "former_mesh" not in cache.get(job["key"])
+    assert missing == [] and row["former_defaults"] and "former_defaults" not in cache.get(job["key"])
     table = "\n".join(bench._quality_table([row], "method"))
-    assert "1.0‡ (" in table and "1 rows ran with a former meshing" in table
+    assert "1.0‡ (" in table and "1 rows ran with former defaults" in table
     # another setting as well: not shown; computing (not cached_only) runs it again with the manifold mesh
     cache.put(job["key"], {**cache.get(job["key"]), "config": {**old, "widths": [1]}})
     assert bench.run_rows([job], cache, reuse=False, cached_only=True) == ([], [job])
     (row,), _ = bench.run_rows([job], cache, reuse=True, fresh_process=False)
-    assert "former_mesh" not in row and row["config"] == current
+    assert "former_defaults" not in row and row["config"] == current
     assert dataclasses.asdict(bench._config("fast", {}, 5))["surface"] == "manifold"
     assert dataclasses.asdict(bench._config("fast", {}, 5))["mesh_points"] == "fitted"
 
