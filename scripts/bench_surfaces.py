@@ -7,7 +7,10 @@ Suites (``--suite``, default all three):
   0.25 %, 0.5 % and 1 % of the bounding-box diagonal; at 0.5 % also a variant with 2 % outliers (uniform in the
   bounding box) and one with strongly non-uniform density (the half x > median 10× sparser). Methods: geomprior
   presets fast / default / quality, open3d Screened Poisson at depths 8 / 9 / 10 (normals estimated and oriented by
-  open3d, 2 % lowest-density vertices trimmed), open3d Ball Pivoting (radii 1, 2, 4 × the mean point spacing).
+  open3d, 2 % lowest-density vertices trimmed), open3d Ball Pivoting (radii 1, 2, 4 × the mean point spacing),
+  MeshLab's (pymeshlab) RIMLS and APSS (marching cubes, 200³; the same normals; filter scale 2, 4 or 8, the best
+  per scan by Chamfer-L1: chosen in the peer's favour with the reference) and Screened Poisson at depth 9
+  ("mlpoisson9", its mesh as it comes).
 - ``scaling``: geomprior fast and Poisson depth 9 on the bunny at 5k, 20k, 80k and 320k points: time and peak
   memory against the point count, log-log plot, fitted exponent.
 - ``ablations``: the default preset against one change at a time on bunny00 and fandisk at 0.5 % noise (the
@@ -51,7 +54,10 @@ from geomprior.io import write_json
 SHAPE_NAMES = ("bunny00", "fandisk", "kitten", "sphere", "torus", "plate")
 NOISE = (0.0025, 0.005, 0.01)
 VARIANTS = ("outliers", "nonuniform")  # at 0.5 % noise
-METHODS = (*PRESETS, "poisson8", "poisson9", "poisson10", "bpa")
+METHODS = (*PRESETS, "poisson8", "poisson9", "poisson10", "bpa", "rimls", "apss", "mlpoisson9")
+# MeshLab's MLS peers run at each of these filter scales (multiples of the local spacing); a row keeps the one with
+# the lowest Chamfer-L1 against the reference: the scale chosen per scan in the peer's favour
+MLS_SCALES = (2.0, 4.0, 8.0)
 SCALING_POINTS = (5_000, 20_000, 80_000, 320_000)
 TRANSPORT = {"val_score": "transport", "tolerance": SCORE_TOLERANCE["transport"]}  # the former score, its basin
 ABLATIONS = {
@@ -170,6 +176,10 @@ def _reconstruct(method: str, points: np.ndarray, cfg, device: str = "cpu", seed
         return screened_poisson(points, depth=int(method[len("poisson"):])), None
     if method == "bpa":
         return ball_pivoting(points), None
+    if method.startswith("mlpoisson"):
+        from geomprior.baselines import meshlab_poisson
+
+        return meshlab_poisson(points, depth=int(method[len("mlpoisson"):])), None
     rec = reconstruct(points, config=cfg, device=device, seed=seed)
     return rec.mesh, rec.history["local"]
 
@@ -178,6 +188,8 @@ def _row(job: dict) -> dict:
     from geomprior.metrics import evaluate
 
     reference, points = make_scan(job["shape"], job["noise"], job["variant"], job["points"])
+    if job["method"] in ("rimls", "apss"):
+        return _mls_row(job, reference, points)
     t = time.perf_counter()
     cfg = _config(job["method"], job.get("overrides", {}), job.get("max_epochs"))
     device = job.get("device", "cpu")
@@ -197,6 +209,24 @@ def _row(job: dict) -> dict:
     if len(mesh.triangles) == 0:
         return {**row, "chamfer_l1": math.nan, "hausdorff": math.nan, "normal_consistency": math.nan, "fscore": 0.0}
     return {**row, **evaluate(mesh, reference, n_samples=job["samples"])}
+
+
+def _mls_row(job: dict, reference, points: np.ndarray) -> dict:
+    """A MeshLab MLS row: every scale of MLS_SCALES, the best kept (its time; the others' in "scales")."""
+    from geomprior.baselines import meshlab_mls
+    from geomprior.metrics import evaluate
+
+    tried = []
+    for scale in MLS_SCALES:
+        t = time.perf_counter()
+        mesh = meshlab_mls(points, kind=job["method"], filter_scale=scale)
+        seconds = time.perf_counter() - t
+        quality = evaluate(mesh, reference, n_samples=job["samples"]) if len(mesh.triangles) else {
+            "chamfer_l1": math.inf, "hausdorff": math.inf, "normal_consistency": math.nan, "fscore": 0.0}
+        tried.append({"filter_scale": scale, "seconds": seconds, "triangles": len(mesh.triangles), **quality})
+    best = min(tried, key=lambda r: r["chamfer_l1"])
+    return {**job, "n_input": len(points), **best, "scales": tried, "load": os.getloadavg()[0],
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "config": None}
 
 
 def _config_json(cfg) -> dict | None:
@@ -361,10 +391,16 @@ def _quality_table(rows: list[dict], label) -> list[str]:
              "s (threads, load) | peak MB |", "|" + "---|" * 10]
     for r in rows:
         lines.append(f"| {r['shape']} | {r['noise'] * 100:g}% | {r['variant'] or '-'} | "
-                     f"{r.get('ablation', r['method'])} | {_fmt(r['chamfer_l1'])} | {_fmt(r['hausdorff'], '.5f')} | "
+                     f"{_label(r)} | {_fmt(r['chamfer_l1'])} | {_fmt(r['hausdorff'], '.5f')} | "
                      f"{_fmt(r['normal_consistency'], '.4f')} | {_fmt(r['fscore'], '.4f')} | {r['seconds']:.1f}"
                      f"{_checked(r)} {_ran_on(r)} | {r['peak_mb']:.0f} |")
     return lines + _checked_note(rows)
+
+
+def _label(r: dict) -> str:
+    """A row's method or ablation, with the filter scale an MLS peer's row kept."""
+    scale = f" (scale {r['filter_scale']:g})" if "filter_scale" in r else ""
+    return r.get("ablation", r["method"]) + scale
 
 
 def _ran_on(r: dict) -> str:

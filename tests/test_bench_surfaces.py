@@ -238,3 +238,11 @@ def test_normals_study_quick(tmp_path):
     text = (tmp_path / "normals_study_quick.md").read_text()
     assert "Machine:" in text and "| sphere 0.5% plain seed 0 | 2000 |" in text
     assert "### Normal estimate: neighbours against density" in text and "| sphere 0.5% plain | 2000 | 30 |" in text
+
+
+def test_an_mls_row_keeps_the_best_filter_scale(bench):
+    pytest.importorskip("pymeshlab")
+    row = bench._row(bench._job("sphere", 0.005, "", "apss", 1000, 2000))
+    assert [t["filter_scale"] for t in row["scales"]] == list(bench.MLS_SCALES)
+    assert row["chamfer_l1"] == min(t["chamfer_l1"] for t in row["scales"]) < 0.05
+    assert "(scale " in bench._quality_table([row], "method")[2]
