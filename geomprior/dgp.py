@@ -418,6 +418,7 @@ def finish(mesh_pts: np.ndarray, mesh_nrm: np.ndarray, scan: Layout, cfg: DGPCon
         progress("mesh", 0, 1, {"points": len(mesh_pts)})
     kept = np.flatnonzero(scan.kept)
     tree = cKDTree(points[kept] - scan.center)
+
     def object_of(p):
         return scan.objects[kept][tree.query(p, workers=-1)[1]] if len(p) else None
 

@@ -3,7 +3,8 @@
 Suites (``--suite``, default all three):
 
 - ``matrix``: noisy scans of bunny00, fandisk (meshes), kitten (its 5,210 points; the clean points with their
-  normals are the reference), and synthetic sphere, torus and a thin plate (1 × 1 × 0.04 box), at Gaussian noise
+  normals are the reference), synthetic sphere, torus and a thin plate (1 × 1 × 0.04 box), and the detail-rich
+  diplodocus, mannequin-devil, camel, dino and blade (meshes; ``DETAILED``), at Gaussian noise
   0.25 %, 0.5 % and 1 % of the bounding-box diagonal; at 0.5 % also a variant with 2 % outliers (uniform in the
   bounding box) and one with strongly non-uniform density (the half x > median 10× sparser). Methods: geomprior
   presets fast / default / quality, open3d Screened Poisson at depths 8 / 9 / 10 (normals estimated and oriented by
@@ -51,7 +52,9 @@ from geomprior.dgp import SCORE_TOLERANCE
 from geomprior.presets import PRESETS
 from geomprior.io import write_json
 
-SHAPE_NAMES = ("bunny00", "fandisk", "kitten", "sphere", "torus", "plate")
+# detail-rich shapes (organic, fine detail; blade: CAD with thin parts), from CGAL's demo data as bunny00 and fandisk
+DETAILED = ("diplodocus", "mannequin-devil", "camel", "dino", "blade")
+SHAPE_NAMES = ("bunny00", "fandisk", "kitten", "sphere", "torus", "plate", *DETAILED)
 NOISE = (0.0025, 0.005, 0.01)
 VARIANTS = ("outliers", "nonuniform")  # at 0.5 % noise
 METHODS = (*PRESETS, "poisson8", "poisson9", "poisson10", "bpa", "rimls", "apss", "mlpoisson9")
@@ -107,7 +110,7 @@ def _mesh(shape: str):
     from geomprior.io import read_mesh
     from geomprior.synthetic import sphere_mesh, torus_mesh
 
-    if shape in ("bunny00", "fandisk"):
+    if shape in ("bunny00", "fandisk", *DETAILED):
         return read_mesh(SHAPES / f"{shape}.off")
     if shape == "sphere":
         return sphere_mesh(resolution=80)
