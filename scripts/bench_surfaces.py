@@ -362,7 +362,7 @@ def matrix_jobs(args) -> list[dict]:
     for shape in args.shapes:
         # the variants are 0.5 % scans: they run with --noise lists that hold 0.005
         with_variants = 0.005 in args.noise and not args.quick
-        scans = [(n, "") for n in args.noise] + ([(0.005, v) for v in VARIANTS] if with_variants else [])
+        scans = [(n, "") for n in args.noise] + ([(0.005, v) for v in args.variants] if with_variants else [])
         for noise, variant in scans:
             for method in args.methods:
                 jobs.append(_job(shape, noise, variant, method, args.points, args.samples, max_epochs=args.max_epochs))
@@ -525,6 +525,8 @@ def main(argv=None) -> int:
     p.add_argument("--shapes", nargs="+", default=list(SHAPE_NAMES), choices=SHAPE_NAMES)
     p.add_argument("--noise", nargs="+", type=float, default=list(NOISE))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS,
+                   help="the 0.5 %% variants of the matrix (default: all; none: plain scans only)")
     p.add_argument("--ablations", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS), metavar="NAME",
                    help="the ablation rows to run (default: all): " + "; ".join(ABLATIONS).replace("%", "%%"))
     p.add_argument("--points", type=int, default=20_000, help="points per scan (kitten: its own 5,210)")

@@ -87,14 +87,15 @@ def test_ablations_option_picks_the_rows_and_their_point_counts(bench):
 def test_noise_option_picks_the_matrix_scans(bench):
     import argparse
 
-    def scans(noise):
+    def scans(noise, variants=bench.VARIANTS):
         args = argparse.Namespace(quick=False, shapes=["sphere"], noise=noise, methods=["fast"], points=1000,
-                                  samples=1000, max_epochs=None)
+                                  samples=1000, max_epochs=None, variants=list(variants))
         return [(j["noise"], j["variant"]) for j in bench.matrix_jobs(args)]
 
     # the outlier and non-uniform variants are 0.5 % scans: they come with 0.005 only
     assert scans([0.01]) == [(0.01, "")]
     assert scans([0.0025, 0.005]) == [(0.0025, ""), (0.005, ""), (0.005, "outliers"), (0.005, "nonuniform")]
+    assert scans([0.005], variants=[]) == [(0.005, "")]
 
 
 def test_winners_names_the_scans_a_peer_wins(bench):
