@@ -63,8 +63,10 @@ def _open3d_mesh(ms):
     import open3d as o3d
 
     m = ms.current_mesh()
-    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(m.vertex_matrix()),
+    vertices = m.vertex_matrix()
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                      o3d.utility.Vector3iVector(m.face_matrix().astype(np.int32)))
+    mesh.remove_vertices_by_mask(~np.isfinite(vertices).all(1))  # MLS marching cubes can leave a few NaN vertices
     mesh.remove_unreferenced_vertices()
     mesh.compute_vertex_normals()
     return mesh

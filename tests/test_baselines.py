@@ -33,3 +33,21 @@ def test_meshlab_peers_reconstruct_a_sphere():
         assert r["chamfer_l1"] < 0.01 and r["normal_consistency"] > 0.95
     with pytest.raises(ValueError, match="kind"):
         meshlab_mls(points, kind="mls")
+
+
+def test_meshlab_meshes_lose_their_non_finite_vertices():
+    from geomprior.baselines import _open3d_mesh
+
+    class Mesh:  # what pymeshlab's MLS marching cubes can hand back: a NaN vertex and its triangle
+        def vertex_matrix(self):
+            return np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [np.nan, 0, 0]], float)
+
+        def face_matrix(self):
+            return np.array([[0, 1, 2], [1, 2, 3]])
+
+    class MeshSet:
+        def current_mesh(self):
+            return Mesh()
+
+    mesh = _open3d_mesh(MeshSet())
+    assert len(mesh.vertices) == 3 and len(mesh.triangles) == 1 and np.isfinite(np.asarray(mesh.vertices)).all()
