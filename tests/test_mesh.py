@@ -111,3 +111,19 @@ def test_a_handle_narrower_than_two_cells_goes_a_real_one_stays():
     wide = sample_surface(torus_mesh(radial_resolution=80, tubular_resolution=40), 6000, seed=0)
     mesh, facts = gmesh.mesh_surface(*wide, depth=8, closed=True)
     assert facts[0]["genus"] == 1 and facts[0]["depth"] == 8 and mesh_facts(mesh)["euler"] == 0
+
+
+def test_support_points_measure_the_trim_where_the_mesh_points_are_sparse():
+    sphere = sphere_mesh(resolution=30)
+    sparse, normals = oriented(sphere, 150)  # mean spacing ~0.3 on the unit sphere: wider than the trim distance
+    dense, _ = oriented(sphere, 8000, seed=1)
+    alone, facts = gmesh.mesh_surface(sparse, normals, depth=6, max_distance=0.1, min_area=1e-3)
+    assert not facts[0]["closed"]  # between its own points the surface is farther than 0.1 from all of them
+    held, facts = gmesh.mesh_surface(sparse, normals, depth=6, max_distance=0.1, min_area=1e-3,
+                                     support=(dense, None))
+    assert facts[0]["closed"] and mesh_facts(held)["watertight"]
+    # per object: each object's support is its own
+    two, facts = gmesh.mesh_surface(np.concatenate([sparse, sparse + [3.0, 0, 0]]), np.concatenate([normals] * 2),
+                                    objects=np.repeat([0, 1], len(sparse)), depth=6, max_distance=0.1,
+                                    min_area=1e-3, support=(dense, np.zeros(len(dense), int)))
+    assert [f["closed"] for f in facts] == [True, False]
