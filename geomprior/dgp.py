@@ -405,9 +405,9 @@ def finish(mesh_pts: np.ndarray, mesh_nrm: np.ndarray, scan: Layout, cfg: DGPCon
     mesh_pts, mesh_nrm : (M, 3) the oriented points the mesh is made from (``mesh_points``), about ``scan.center``
     scan   : the scan's layout;  radius : the patch radius (absolute)
     points : (N, 3) the whole scan (world coordinates);  colors : (N, 3) in [0, 1] or None
-    dense  : (D, 3) the fit's dense points, about ``scan.center``, when ``mesh_pts`` are its fitted points: the
-             open mesh's trim and the closed-or-open decision measure from them (as dense as the uv grid, where
-             the fitted points are only as dense as the scan)
+    dense  : (D, 3) the fit's dense points, about ``scan.center``: with ``cfg.mesh_points`` "fitted", the open
+             mesh's trim and the closed-or-open decision measure from them (as dense as the uv grid, where the
+             fitted points are only as dense as the scan); unused with "dense" (they are ``mesh_pts`` then)
 
     Each object of the layout is meshed on its own (``mesh.mesh_surface``: closed or open by ``cfg.closed``). Returns
     the mesh in world coordinates (vertex colours from the 4 nearest kept points when ``colors`` is given), the
@@ -422,7 +422,7 @@ def finish(mesh_pts: np.ndarray, mesh_nrm: np.ndarray, scan: Layout, cfg: DGPCon
     def object_of(p):
         return scan.objects[kept][tree.query(p, workers=-1)[1]] if len(p) else None
 
-    support = None if dense is None else (dense, object_of(dense))
+    support = None if dense is None or cfg.mesh_points == "dense" else (dense, object_of(dense))
     mesh, pieces = mesh_surface(mesh_pts, mesh_nrm, objects=object_of(mesh_pts), depth=cfg.poisson_depth,
                                 closed=cfg.closed, max_distance=cfg.trim * radius, min_area=math.pi * radius**2,
                                 manifold=cfg.surface == "manifold", support=support)
@@ -553,9 +553,7 @@ def _consensus(surf: _PatchSurfaces, uv, target, mask, patches: Patches, pts: np
     owner = np.take_along_axis(patches.index, idx.cpu().numpy(), 1)
     m = patches.mask
     world = patches.to_world(y.cpu().numpy().astype(np.float64))[m]
-    pid = np.broadcast_to(np.arange(len(patches))[:, None], m.shape)[m]
-    turned = patches.rotate_to_world(n.cpu().numpy().astype(np.float64)[m], pid)
-    turned *= np.where(np.einsum("mi,mi->m", turned, normals[owner[m]]) < 0, -1.0, 1.0)[:, None]
+    turned, _ = _world_normals(patches, n.cpu().numpy().astype(np.float64), m, normals[owner[m]])
     hits = np.bincount(owner[m], minlength=len(pts))[:, None]
     total, direction = np.zeros_like(pts), np.zeros_like(pts)
     np.add.at(total, owner[m], world)
@@ -583,8 +581,17 @@ def _dense_output(surf: _PatchSurfaces, grid, patches: Patches, normals: np.ndar
     y, n = y.cpu().double().numpy(), n.cpu().double().numpy()
     world = patches.to_world(y)
     keep = np.linalg.norm(world - patches.centers[:, None], axis=2) <= patches.radius
-    pid = np.broadcast_to(np.arange(len(patches))[:, None], keep.shape)[keep]
-    pts, nrm = world[keep], patches.rotate_to_world(n[keep], pid)
+    pts = world[keep]
     _, near = tree.query(pts, k=8, workers=-1)
-    nrm *= np.where(np.einsum("mi,mi->m", nrm, normals[near].mean(1)) < 0, -1.0, 1.0)[:, None]
+    nrm, pid = _world_normals(patches, n, keep, normals[near].mean(1))
     return pts, nrm, pid
+
+
+def _world_normals(patches: Patches, local: np.ndarray, keep: np.ndarray, toward: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Patch-local normals (P, K, 3) at the slots ``keep`` (P, K) bool as world normals (M, 3), each turned to the
+    side of ``toward`` (M, 3), and the patch of each (M,)."""
+    pid = np.broadcast_to(np.arange(len(patches))[:, None], keep.shape)[keep]
+    out = patches.rotate_to_world(local[keep], pid)
+    out *= np.where(np.einsum("mi,mi->m", out, toward) < 0, -1.0, 1.0)[:, None]
+    return out, pid

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 GenerativeMethod = Literal["csgm", "iagan", "lcm"]
 FORMAT = "geomprior-generator"
-META = "geomprior.json"  # the TorchScript extra file that holds the metadata
+META = "geomprior.json"  # the exported program's extra file that holds the metadata
 
 
 @dataclass
