@@ -116,3 +116,33 @@ def test_bench_image_variants(bench, tmp_path):
     assert "(rows σ50)" in text and "Acceptance" not in text
     best = max((r for r in rows if r["method"] != "dd"), key=lambda r: r["psnr"])
     assert "denoise σ50 DD [astronaut]: " in text and f"best classical {best['method']} {best['psnr']:.2f}" in text
+
+
+def test_bench_fit_quick(tmp_path, capsys):
+    """scripts/bench_fit.py: every encoding, the compact preset and the --scale rows, each beside its classical
+    comparators; JPEG's file fits in our bytes."""
+    fit = load_script("bench_fit")
+    assert fit.main(["--quick", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "bench_image_fit_quick.json").read_text())["rows"]
+    ours = [r for r in rows if r["method"] == "geomprior"]
+    assert {(r["encoding"], r["preset"]) for r in ours} >= {("relu", "default"), ("fourier", "default"),
+                                                           ("siren", "default"), ("grid", "default"),
+                                                           ("siren", "compact")}
+    for r in rows:
+        assert math.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1
+    for r, jpeg in zip(rows, rows[1:]):
+        if r["method"] == "geomprior" and jpeg["method"].startswith("JPEG"):
+            assert jpeg["bytes"] <= r["bytes"] or jpeg["method"] == "JPEG q1"
+    assert any(r["method"] == "bicubic" for r in rows)
+    assert "JPEG" in (tmp_path / "bench_image_fit_quick.md").read_text()
+    assert " dB in " in capsys.readouterr().out
+    assert fit.main(["--quick", "--out", str(tmp_path), "--reuse"]) == 0  # cached: nothing computed
+    assert " dB in " not in capsys.readouterr().out
+
+
+def test_jpeg_at_a_budget_is_the_best_quality_that_fits():
+    fit = load_script("bench_fit")
+    image = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    small, size, q = fit.jpeg_at(image, 2500)
+    bigger, size2, q2 = fit.jpeg_at(image, 10 ** 6)
+    assert size <= 2500 < size2 and q < q2 == 100 and small.shape == image.shape

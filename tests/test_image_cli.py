@@ -63,6 +63,12 @@ def _one_line_error(capsys):
         (["decompress", "garbage.png", "-o", "garbage.png"], "used both as CODE"),
         (["denoise", "noisy.png", "-o", "out.png", "--iters", "-3"], "must be >= 0"),
         (["denoise", "noisy.png", "-o", "out.png", "--runs", "0"], "must be >= 1"),
+        (["fit", "clean.png", "-o", "out.png", "--scale", "0"], "must be a positive number"),
+        (["fit", "clean.png", "-o", "out.png", "--scale", "x"], "not a number"),
+        (["fit", "clean.png", "-o", "out.png", "--encoding", "hash"], "invalid choice"),
+        (["fit", "clean.png", "-o", "out.png", "--fourier", "0"], "must be >= 1"),
+        (["fit", "clean.png", "-o", "out.png", "--code", "f.txt"], "cannot write file type"),
+        (["decompress", "garbage.png", "-o", "out.png", "--scale", "-2"], "must be a positive number"),
     ],
 )
 def test_bad_input_one_line_nothing_written(images, capsys, args, match):
@@ -171,6 +177,25 @@ def test_compress_code_and_decompress(images, capsys):
     assert "decoded a 32x32x3 image from 344 weights (k = 8, d = 3, seed 3)" in capsys.readouterr().out
     np.testing.assert_array_equal(read_image(images / "back.png"), read_image(images / "out.png"))
     assert not [p for p in os.listdir(images) if p.startswith(".")]  # no temporary files left
+
+
+def test_fit_scale_code_and_decompress(images, capsys):
+    """fit --scale renders the fitted function larger; its --code rebuilds the same function: decompress at the same
+    scale writes the very same image, at scale 1 the fitted image's size. A Deep Decoder code has no --scale."""
+    assert _main(["fit", "clean.png", "-o", "big.png", "--iters", "20", "--preset", "fast", "--encoding", "grid",
+                  "--scale", "2.5", "--code", "f.npz"], images) == 0
+    assert "mlp fit: stopped after 20 iterations" in capsys.readouterr().out
+    assert read_image(images / "big.png").shape == (80, 80, 3)
+    assert _main(["decompress", "f.npz", "-o", "again.png", "--scale", "2.5"], images) == 0
+    assert "grid tiles of 16 pixels" in capsys.readouterr().out
+    np.testing.assert_array_equal(read_image(images / "again.png"), read_image(images / "big.png"))
+    assert _main(["decompress", "f.npz", "-o", "same.png"], images) == 0
+    assert read_image(images / "same.png").shape == (32, 32, 3)
+    assert _main(["compress", "clean.png", "-o", "out.png", "--channels", "8", "--depth", "3", "--iters", "2",
+                  "--code", "dd.npz"], images) == 0
+    capsys.readouterr()
+    assert _main(["decompress", "dd.npz", "-o", "x.png", "--scale", "2"], images) == 2
+    assert "renders at its own size only" in _one_line_error(capsys)
 
 
 def test_gray_stays_gray(images, capsys):

@@ -97,8 +97,8 @@ def test_blend_is_a_weighted_mean_of_the_covering_tiles():
         for p in range(t.n):
             hits = (t.index[p] == r * 20 + c).nonzero()
             for m in hits.reshape(-1).tolist():
-                num += t.weight[m] * tiles[p, m]
-                den += float(t.weight[m])
+                num += t.weight[p, m] * tiles[p, m]
+                den += float(t.weight[p, m])
         torch.testing.assert_close(out[r, c], num / den)
 
 
@@ -121,10 +121,11 @@ def test_fourier_encoding():
     torch.testing.assert_close(e[:, :2], 2 * uv - 1)
 
 
-@pytest.mark.parametrize("fourier", [0, 2])
-def test_batched_tiles_equal_a_loop_of_per_tile_networks(fourier):
+@pytest.mark.parametrize("encoding", ["relu", "fourier", "siren"])
+def test_batched_tiles_equal_a_loop_of_per_tile_networks(encoding):
     """Fitting all tiles as one BatchedMLP (summed loss, one Adam) == fitting each tile's own network alone."""
-    cfg = MLPConfig(widths=(16, 16), tile=8, overlap=2, fourier=fourier, lr=1e-2)
+    fourier = 2 if encoding == "fourier" else 0
+    cfg = MLPConfig(widths=(16, 16), tile=8, overlap=2, encoding=encoding, fourier=max(fourier, 1), lr=1e-2)
     tiling = Tiling(14, 14, cfg.tile, cfg.overlap)
     img = torch.rand(14, 14, 3, generator=torch.Generator().manual_seed(1))
     target = tiling.split(img)

@@ -25,7 +25,7 @@ SIGMA = 0.1
 TINY = {
     "dip": DIPConfig.width(16, scales=3, input_channels=8, ema=0.9),
     "dd": DDConfig(channels=24, depth=3, ema=0.9, lr=0.01),
-    "mlp": MLPConfig(widths=(32, 32), tile=16, overlap=4, fourier=2, lr=1e-2),
+    "mlp": MLPConfig(widths=(32, 32), tile=16, overlap=4, encoding="fourier", fourier=2, lr=1e-2),
 }
 ITERS = {"dip": 200, "dd": 200, "mlp": 200}
 
@@ -70,7 +70,8 @@ def test_heldout_stopping_fires_and_keeps_the_best_output(clean):
     """An MLP with more weights than pixels fits the noise: validation on held-out pixels stops it."""
     rng = np.random.default_rng(1)
     very_noisy = np.clip(clean + rng.normal(0, 0.2, clean.shape), 0, 1).astype(np.float32)
-    cfg = MLPConfig(widths=(64, 64, 64), tile=16, overlap=4, fourier=2, lr=1e-2)
+    cfg = MLPConfig(widths=(64, 64, 64), tile=16, overlap=4, encoding="fourier", fourier=2, lr=1e-2,
+                    lr_decay="none")
     stop = tasks.StopConfig(rule="heldout", patience=60, eval_every=10)
     res = tasks.denoise(very_noisy, method="mlp", config=cfg, iters=1500, stop=stop, device="cpu", reference=clean)
     assert "held-out" in res.reason and res.steps < 1500
@@ -84,7 +85,8 @@ def test_heldout_stopping_fires_and_keeps_the_best_output(clean):
 
 def test_wmv_stopping_fires(clean, noisy):
     stop = tasks.StopConfig(rule="wmv", window=20, patience=40, eval_every=10)
-    cfg = MLPConfig(widths=(64, 64, 64), tile=16, overlap=4, fourier=2, lr=1e-2)
+    cfg = MLPConfig(widths=(64, 64, 64), tile=16, overlap=4, encoding="fourier", fourier=2, lr=1e-2,
+                    lr_decay="none")
     res = tasks.denoise(noisy, method="mlp", config=cfg, iters=1500, stop=stop, device="cpu", reference=clean)
     assert "variance of recent outputs" in res.reason and res.steps < 1500
     assert res.best_step >= 20  # no score before the window is full
@@ -98,7 +100,8 @@ def test_discrepancy_stopping_fires_where_the_residual_meets_the_noise_level(cle
     """The network first fits the image, its residual falling to the noise's variance, then the noise, the residual
     falling below it: the discrepancy principle keeps the iteration where the two meet."""
     stop = tasks.StopConfig(rule="discrepancy", sigma=SIGMA, patience=40, eval_every=10)
-    cfg = MLPConfig(widths=(64, 64, 64), tile=16, overlap=4, fourier=2, lr=1e-2)
+    cfg = MLPConfig(widths=(64, 64, 64), tile=16, overlap=4, encoding="fourier", fourier=2, lr=1e-2,
+                    lr_decay="none")
     res = tasks.denoise(noisy, method="mlp", config=cfg, iters=1500, stop=stop, device="cpu", reference=clean)
     assert "the residual to the noise level" in res.reason and res.steps < 1500
     h = res.history

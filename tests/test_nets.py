@@ -41,6 +41,17 @@ def test_init_bounds_and_last_scale():
     assert not torch.equal(mlp.weights[0][0], mlp.weights[0][1])
 
 
+def test_sine_layers_follow_siren_initialisation():
+    """SIREN: first layer ±1/fan_in, later ones ±sqrt(6/fan_in)/ω0, activations sin(ω0·x)."""
+    mlp = make(activation="sine", omega=30.0)
+    bounds = [1 / 2, (6 / 16) ** 0.5 / 30, (6 / 8) ** 0.5 / 30]
+    for w, bound in zip(mlp.weights, bounds):
+        assert w.abs().max() <= bound and w.abs().max() > 0.5 * bound
+    assert [type(m).__name__ for m in mlp.network(0)] == ["Linear", "_Sine", "Linear", "_Sine", "Linear"]
+    with pytest.raises(ValueError, match="activation"):
+        make(activation="tanh")
+
+
 def test_same_seed_same_weights():
     a, b, c = make(3), make(3), make(4)
     for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
@@ -48,8 +59,9 @@ def test_same_seed_same_weights():
         assert not torch.equal(pa, pc)
 
 
-def test_forward_equals_loop():
-    mlp = make()
+@pytest.mark.parametrize("activation", ["relu", "sine"])
+def test_forward_equals_loop(activation):
+    mlp = make(activation=activation)
     x = inputs()
     y = mlp(x)
     ref = torch.stack([mlp.network(i)(x[i]) for i in range(P)])
@@ -64,8 +76,9 @@ def test_network_is_a_copy():
     assert not torch.equal(net[0].weight, mlp.weights[0][2].T)
 
 
-def test_gradients_equal_loop():
-    mlp = make()
+@pytest.mark.parametrize("activation", ["relu", "sine"])
+def test_gradients_equal_loop(activation):
+    mlp = make(activation=activation)
     nets = [mlp.network(i) for i in range(P)]
     coef = torch.randn(P, M, 3, generator=torch.Generator().manual_seed(5))
     x = inputs().requires_grad_(True)

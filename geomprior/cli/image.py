@@ -14,7 +14,7 @@ from pathlib import Path
 
 from geomprior.cli.common import DEVICES, _int_at_least, _positive_float, publish, with_progress
 from geomprior.errors import InputError
-from geomprior.image import GENERATIVE, STOP_RULES
+from geomprior.image import ENCODINGS, GENERATIVE, STOP_RULES
 from geomprior.presets import PRESETS
 
 
@@ -39,7 +39,7 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
     tasks.required = True
 
     def task(name: str, help: str, methods: tuple[str, ...], default: str, *, reference: bool = True,
-             stop: bool = True, sizes: bool = True):
+             stop: bool = True, sizes: bool = True, presets: tuple[str, ...] = PRESETS):
         p = tasks.add_parser(name, parents=[common], help=help, description=help)
         p.add_argument("input", metavar="INPUT", help="image: .png .jpg .bmp .tif ...")
         p.add_argument("-o", "--output", metavar="OUTPUT", required=True, help="image: .png .jpg .bmp .tif")
@@ -48,9 +48,10 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
             p.add_argument("--generator", metavar="G.pt", help="trained generator file for --method csgm, iagan or "
                                                                 "lcm (scripts/train_generator.py makes one)")
         if sizes:
-            p.add_argument("--preset", choices=PRESETS, default="default",
-                           help="network size: fast, default (CPU-sized) or quality (the reference) "
-                                "(default: default)")
+            p.add_argument("--preset", choices=presets, default="default",
+                           help="network size: fast, default (CPU-sized) or quality (the reference)"
+                                + (", compact (fewer weights than pixel values)" if "compact" in presets else "")
+                                + " (default: default)")
             p.add_argument("--channels", type=_int_at_least(1), metavar="K",
                            help="width of every layer (DIP encoder/decoder, DD k, MLP hidden) (default: preset)")
         p.add_argument("--iters", type=_int_at_least(0), metavar="N", help="cap on iterations (default: per task)")
@@ -78,11 +79,18 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
         p.set_defaults(func=_run, image_task=name)
         return p
 
-    p = task("fit", "Represent an image as tiled coordinate MLPs (an image as a function [0,1]^2 -> RGB).",
-             ("mlp",), "mlp", reference=False)
-    p.add_argument("--fourier", type=_int_at_least(0), default=0, metavar="L",
-                   help="octaves of Fourier positional encoding (default: 0, off)")
-    p.add_argument("--tile", type=_int_at_least(2), metavar="PX", help="tile side in pixels (default: 16)")
+    p = task("fit", "Represent an image as tiled coordinate networks (an image as a function [0,1]^2 -> RGB).",
+             ("mlp",), "mlp", reference=False, presets=(*PRESETS, "compact"))
+    p.add_argument("--encoding", choices=ENCODINGS,
+                   help="coordinate encoding: relu (plain MLP), fourier (Fourier features), siren (sine "
+                        "activations), grid (multiresolution feature grids) (default: preset's, siren)")
+    p.add_argument("--fourier", type=_int_at_least(1), metavar="L",
+                   help="octaves of the fourier encoding (implies --encoding fourier) (default: 6)")
+    p.add_argument("--tile", type=_int_at_least(2), metavar="PX", help="tile side in pixels (default: preset's)")
+    p.add_argument("--scale", type=_positive_float, default=1.0, metavar="S",
+                   help="write the fitted function rendered at S times the input's size, any S > 0 (default: 1)")
+    p.add_argument("--code", metavar="CODE.npz", help="also write the fitted function (geomprior image decompress "
+                                                       "renders it, at any --scale; ImageFunction.load in Python)")
 
     p = task("denoise", "Remove noise from an image.", ("dip", "dd", "mlp", *GENERATIVE), "dip")
     p.add_argument("--sigma", type=_positive_float, metavar="S",
@@ -109,10 +117,14 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--code", metavar="CODE.npz", help="also write the code: the weights and what rebuilds the "
                                                        "decoder's input (geomprior image decompress reads it)")
 
-    p = tasks.add_parser("decompress", parents=[common], help="Rebuild an image from a code of compress --code.",
-                         description="Rebuild an image from a code written by geomprior image compress --code.")
-    p.add_argument("input", metavar="CODE.npz", help="code file of geomprior image compress --code")
+    p = tasks.add_parser("decompress", parents=[common], help="Rebuild an image from a code of compress --code "
+                                                                "or fit --code.",
+                         description="Rebuild an image from a code written by geomprior image compress --code or "
+                                     "fit --code.")
+    p.add_argument("input", metavar="CODE.npz", help="code file of geomprior image compress --code or fit --code")
     p.add_argument("-o", "--output", metavar="OUTPUT", required=True, help="image: .png .jpg .bmp .tif")
+    p.add_argument("--scale", type=_positive_float, default=1.0, metavar="S",
+                   help="a fitted function (fit --code): render it at S times its image's size (default: 1)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks CUDA when available")
     p.set_defaults(func=_decompress)
 
@@ -146,8 +158,11 @@ def _run(args: argparse.Namespace) -> int:
 
     # 3. outputs, published together
     def code(path):
-        iio.write_code(path, res.weights, shape=image.shape, config=tasks.compress_config(args.channels, args.depth),
-                       seed=args.seed, atomic=False)
+        if res.function is not None:
+            res.function.save(path, atomic=False)
+        else:
+            iio.write_code(path, res.weights, shape=image.shape,
+                           config=tasks.compress_config(args.channels, args.depth), seed=args.seed, atomic=False)
 
     def plot(path):
         from geomprior.plots import plot_fit
@@ -161,7 +176,8 @@ def _run(args: argparse.Namespace) -> int:
         panels = [image, res.image] + ([reference] if reference is not None else [])
         comparison_strip(path, panels, size=res.image.shape[:2])
 
-    publish(outputs, {"output": lambda path: iio.write_image(path, res.image, atomic=False), "code": code,
+    output = res.function.render(args.scale) if getattr(args, "scale", 1.0) != 1.0 else res.image
+    publish(outputs, {"output": lambda path: iio.write_image(path, output, atomic=False), "code": code,
                       "history": lambda path: io.write_json(path, {"command": f"image {args.image_task}",
                                                                    "input": str(input_path), **res.to_json()}),
                       "plot": plot, "strip": strip})
@@ -229,9 +245,12 @@ def _fit(args: argparse.Namespace, image, reference, mask, common: dict):
 
     name = args.image_task
     if name == "fit":
-        cfg = dataclasses.replace(tasks.make_config("mlp", args.preset, channels=args.channels),
-                                  fourier=args.fourier,
-                                  **({"tile": args.tile, "overlap": args.tile // 4} if args.tile else {}))
+        changes = {"tile": args.tile, "overlap": args.tile // 4} if args.tile else {}
+        if args.encoding or args.fourier:
+            changes["encoding"] = args.encoding or "fourier"
+        if args.fourier:
+            changes["fourier"] = args.fourier
+        cfg = dataclasses.replace(tasks.make_config("mlp", args.preset, channels=args.channels), **changes)
         return tasks.fit_image(image, config=cfg, **common)
     if name == "denoise":
         return tasks.denoise(image, method=args.method, reference=reference, **common)
@@ -275,13 +294,22 @@ def _decompress(args: argparse.Namespace) -> int:
     code = iio.read_code(code_path)
     from geomprior.image import tasks
 
-    tasks.pick_device(args.device)
-    image = tasks.decompress(code["weights"], code["shape"], tasks.DDConfig(**code["config"]), seed=code["seed"],
-                             device=args.device)
+    device = tasks.pick_device(args.device)
+    n = sum(int(a.size) for a in code["weights"].values())
+    if code["kind"] == "mlp":
+        from geomprior.image.mlp import ImageFunction
+
+        image = ImageFunction.from_code(code, device=device).render(args.scale)
+        what = f"{code['config']['encoding']} tiles of {code['config']['tile']} pixels"
+    else:
+        if args.scale != 1.0:
+            raise InputError(f"{code_path}: a Deep Decoder code renders at its own size only (--scale is for fit "
+                             "--code)")
+        image = tasks.decompress(code["weights"], code["shape"], tasks.DDConfig(**code["config"]), seed=code["seed"],
+                                 device=args.device)
+        what = f"k = {code['config']['channels']}, d = {code['config']['depth']}, seed {code['seed']}"
     iio.write_image(output, image)
     h, w, c = image.shape
-    n = sum(int(a.size) for a in code["weights"].values())
-    print(f"decoded a {h}x{w}x{c} image from {n} weights (k = {code['config']['channels']}, "
-          f"d = {code['config']['depth']}, seed {code['seed']})")
+    print(f"decoded a {h}x{w}x{c} image from {n} weights ({what})")
     print(f"output: {output}")
     return 0

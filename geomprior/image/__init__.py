@@ -10,6 +10,9 @@ LCM). The names below load on first use, so ``import geomprior.image`` stays fas
 STOP_RULES = ("auto", "heldout", "wmv", "discrepancy", "none")
 """The early-stopping rules of :class:`StopConfig` (here, so that the command line lists them without torch)."""
 
+ENCODINGS = ("relu", "fourier", "siren", "grid")
+"""The coordinate encodings of ``MLPConfig.encoding`` (here, so that the command line lists them without torch)."""
+
 GENERATIVE = ("csgm", "iagan", "lcm")
 """The methods that recover an image with a trained generator (:mod:`geomprior.image.generative`)."""
 
@@ -23,8 +26,9 @@ _LAZY = {
     "as_generator": "generative", "InvertConfig": "generative", "Generator": "generative", "back_project": "generative",
     "DIPConfig": "dip", "SkipNet": "dip", "DDConfig": "decoder", "DeepDecoder": "decoder",
     "dd_parameter_count": "decoder", "MLPConfig": "mlp", "CoordinateMLP": "mlp", "Tiling": "mlp",
+    "ImageFunction": "mlp",
 }
-__all__ = sorted([*_LAZY, "GENERATIVE", "STOP_RULES"])
+__all__ = sorted([*_LAZY, "ENCODINGS", "GENERATIVE", "STOP_RULES"])
 
 
 def __getattr__(name):

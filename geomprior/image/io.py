@@ -159,16 +159,16 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, atomic: bool = Tr
 
 
 CODE_FORMAT = "geomprior deep decoder code"
-"""The ``format`` field of a code file's header (:func:`write_code`)."""
+"""The ``format`` field of a code file's header (:func:`write_code`), for both kinds of code."""
 _ARCHITECTURE = ("channels", "depth", "input_scale", "upsample")
 _ARCHITECTURE_LATER = ("input", "norm_before_relu")  # absent from the first code files: DDConfig's defaults
 
 
 def write_code(path: str | os.PathLike, weights: dict, *, shape: tuple[int, int, int], config, seed: int,
                atomic: bool = True) -> None:
-    """Write what rebuilds a compressed image: a Deep Decoder's weights (:func:`~geomprior.image.tasks.compress`'s
-    ``result.weights``), the image shape, the architecture of ``config`` (a ``DDConfig``) and the ``seed`` of the
-    fixed input.
+    """Write what rebuilds an image from weights: a Deep Decoder's (:func:`~geomprior.image.tasks.compress`'s
+    ``result.weights``, ``config`` a ``DDConfig``, ``seed`` that of the fixed input) or a fitted function's
+    (:meth:`~geomprior.image.mlp.ImageFunction.save`, ``config`` an ``MLPConfig``), and the image shape.
 
     The file is a ``.npz`` holding one float32 array (all weights, in order) and a JSON header, no pickles; its
     size is about 4 bytes per weight. :func:`read_code` reads it back.
@@ -179,9 +179,12 @@ def write_code(path: str | os.PathLike, weights: dict, *, shape: tuple[int, int,
 
     path = check_writable(path, extensions=(".npz",))
     arrays = [np.asarray(w.detach().cpu() if hasattr(w, "detach") else w, dtype=np.float32) for w in weights.values()]
-    header = {"format": CODE_FORMAT, "version": 1, "shape": [int(s) for s in shape], "seed": int(seed),
-              "config": {name: getattr(config, name) for name in _ARCHITECTURE + _ARCHITECTURE_LATER},
-              "weights": [[name, list(a.shape)] for name, a in zip(weights, arrays)]}
+    if hasattr(config, "architecture"):  # MLPConfig
+        kind, architecture = "mlp", config.architecture()
+    else:
+        kind, architecture = "dd", {name: getattr(config, name) for name in _ARCHITECTURE + _ARCHITECTURE_LATER}
+    header = {"format": CODE_FORMAT, "version": 1, "kind": kind, "shape": [int(s) for s in shape], "seed": int(seed),
+              "config": architecture, "weights": [[name, list(a.shape)] for name, a in zip(weights, arrays)]}
     flat = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0, np.float32)
 
     def write(target):
@@ -201,8 +204,9 @@ def read_code(path: str | os.PathLike) -> dict:
 
     Returns
     -------
-    dict with ``weights`` (name -> float32 array), ``shape`` (H, W, C), ``seed`` and ``config`` (the architecture:
-    keyword arguments of ``DDConfig``).
+    dict with ``kind`` ("dd": a Deep Decoder; "mlp": a fitted function), ``weights`` (name -> float32 array),
+    ``shape`` (H, W, C), ``seed`` and ``config`` (the architecture: keyword arguments of ``DDConfig`` or of
+    ``MLPConfig``, lists where it has tuples).
 
     Raises
     ------
@@ -220,19 +224,23 @@ def read_code(path: str | os.PathLike) -> dict:
         if not isinstance(header, dict) or header.get("format") != CODE_FORMAT:
             raise ValueError("another format")
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # JSON and Unicode errors are ValueErrors
-        raise InputError(f"{path}: not a geomprior code file (written by compress)") from None
+        raise InputError(f"{path}: not a geomprior code file (written by compress or ImageFunction.save)") from None
     if header.get("version") != 1:
         raise InputError(f"{path}: code file version {header.get('version')!r}; this geomprior reads version 1")
+    kind = header.get("kind", "dd")  # the first code files were all Deep Decoders
     try:
         sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape in header["weights"]]
-        if sum(sizes) != flat.size:
+        if sum(sizes) != flat.size or kind not in ("dd", "mlp"):
             raise ValueError
         parts = np.split(flat, np.cumsum(sizes)[:-1]) if sizes else []
         weights = {name: part.reshape(shape) for (name, shape), part in zip(header["weights"], parts)}
         h, w, c = (int(s) for s in header["shape"])
-        config = {name: header["config"][name] for name in _ARCHITECTURE}
-        config.update((name, header["config"][name]) for name in _ARCHITECTURE_LATER if name in header["config"])
+        if kind == "mlp":
+            config = dict(header["config"])
+        else:
+            config = {name: header["config"][name] for name in _ARCHITECTURE}
+            config.update((name, header["config"][name]) for name in _ARCHITECTURE_LATER if name in header["config"])
         seed = int(header["seed"])
     except (KeyError, TypeError, ValueError):
         raise InputError(f"{path}: damaged code file (its weights do not match its header)") from None
-    return {"weights": weights, "shape": (h, w, c), "seed": seed, "config": config}
+    return {"kind": kind, "weights": weights, "shape": (h, w, c), "seed": seed, "config": config}

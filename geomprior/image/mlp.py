@@ -1,38 +1,55 @@
-"""Images as functions: a coordinate MLP [0,1]² → (0,1)^C per tile, all tiles one :class:`BatchedMLP`.
+"""Images as functions: a coordinate network [0,1]² → (0,1)^C per tile, all tiles one :class:`BatchedMLP`.
 
 The image is cut into overlapping tiles of equal size (:class:`Tiling`); tile p is the function
-φ_p(u, v) = sigmoid(MLP_p(γ(2u−1, 2v−1))) on the tile's own unit square, where γ is the identity or, with
-``fourier = L``, the coordinates followed by sin/cos(2^j π ·) for j < L. The tiles are one batch of
-independent networks (P = number of tiles), fitted together by :func:`geomprior.fit.fit`; the image is their
-blend with smooth weights (raised-cosine ramps across each overlap), so seams do not show.
+φ_p(u, v) = ½ + MLP_p(γ_p(u, v)) on the tile's own unit square (a linear output: a sigmoid would slow the fit
+of dark and bright pixels). The encoding γ (``MLPConfig.encoding``):
+
+- ``relu``: the coordinates p = (2u−1, 2v−1) into a ReLU MLP;
+- ``fourier``: p followed by sin/cos(2^j π p) for j < L (Fourier features, Tancik et al. 2020), ReLU MLP;
+- ``siren``: p into an MLP with sine activations and SIREN's initialisation (Sitzmann et al. 2020);
+- ``grid``: per-tile multiresolution dense grids of learned features, bilinearly interpolated and concatenated
+  with p (the dense-grid form of Instant-NGP's encoding, Müller et al. 2022), into a small ReLU MLP.
+
+The tiles are one batch of independent networks (P = number of tiles), fitted together by
+:func:`geomprior.fit.fit`; the image is their blend with smooth weights (raised-cosine ramps across each overlap,
+none at the image border), so seams do not show. :class:`ImageFunction` evaluates the blend and its gradient at
+any point of the image, renders it at any scale, and saves and loads it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from geomprior.errors import InputError
-from geomprior.presets import check_preset
+from geomprior.image import ENCODINGS
 from geomprior.nets import BatchedMLP
 
-Preset = Literal["fast", "default", "quality"]
+Preset = Literal["fast", "default", "quality", "compact"]
 
 
 @dataclass(frozen=True)
 class MLPConfig:
-    """Settings of the tiled coordinate MLP and its optimisation."""
+    """Settings of the tiled coordinate network and its optimisation."""
 
-    widths: tuple[int, ...] = (64, 64, 64)  # hidden layer widths of each tile's MLP
+    widths: tuple[int, ...] = (32, 32)  # hidden layer widths of each tile's MLP
     tile: int = 16  # tile side in pixels (tiles are min(tile, H) × min(tile, W))
     overlap: int = 4  # pixels shared by neighbouring tiles, blended with smooth weights
-    fourier: int = 0  # octaves of Fourier positional encoding per coordinate (0 = off: raw coordinates)
-    lr: float = 2e-3  # Adam learning rate
+    encoding: str = "siren"  # relu, fourier, siren or grid (module docstring)
+    fourier: int = 6  # encoding "fourier": octaves L per coordinate
+    omega: float = 30.0  # encoding "siren": ω0, the frequency factor of every sine layer
+    grid: tuple[int, ...] = (2, 4, 8, 16)  # encoding "grid": cells per tile side of each level
+    features: int = 2  # encoding "grid": learned features per grid vertex and level
+    lr: float | None = None  # Adam learning rate (None: 0.01 for the grid encoding, 0.001 for the others)
+    lr_decay: str = "cosine"  # "cosine": the rate falls to 0 at the iteration cap (geomprior.fit.fit); or "none"
     last_scale: float = 1.0  # scale of the last layer's initial weights
 
     def __post_init__(self):
@@ -40,19 +57,40 @@ class MLPConfig:
             raise InputError(f"widths must be positive, got {self.widths}")
         if self.tile < 2 or not 0 <= self.overlap < self.tile:
             raise InputError(f"need tile >= 2 and 0 <= overlap < tile, got tile {self.tile}, overlap {self.overlap}")
-        if self.fourier < 0:
-            raise InputError(f"fourier must be >= 0, got {self.fourier}")
+        if self.encoding not in ENCODINGS:
+            raise InputError(f"unknown encoding {self.encoding!r}; valid: {', '.join(ENCODINGS)}")
+        if self.encoding == "fourier" and self.fourier < 1:
+            raise InputError(f"the fourier encoding needs at least 1 octave, got {self.fourier}")
+        if self.encoding == "grid" and (not self.grid or min(self.grid) < 1 or self.features < 1):
+            raise InputError(f"grid levels and features must be positive, got {self.grid}, {self.features}")
+        if self.lr is not None and not self.lr > 0:
+            raise InputError(f"lr must be > 0, got {self.lr}")
+        if not self.omega > 0:
+            raise InputError(f"omega must be > 0, got {self.omega}")
 
     @classmethod
     def preset(cls, name: Preset = "default", **changes) -> "MLPConfig":
-        """fast: 2×32 hidden units; default: 3×64; quality: 3×128 (all on 16-pixel tiles overlapping by 4)."""
-        check_preset(name)
+        """All SIREN; fast: 2×16 hidden units per 16-pixel tile; default: 2×32; quality: 3×64; compact: 2×32 per
+        32-pixel tile (overlapping by 8), fewer weights than an RGB image has values."""
         base = {
-            "fast": cls(widths=(32, 32)),
+            "fast": cls(widths=(16, 16)),
             "default": cls(),
-            "quality": cls(widths=(128, 128, 128)),
-        }[name]
-        return dataclasses.replace(base, **changes)
+            "quality": cls(widths=(64, 64, 64)),
+            "compact": cls(widths=(32, 32), tile=32, overlap=8),
+        }
+        if name not in base:
+            raise InputError(f"unknown preset {name!r}; valid: {', '.join(base)}")
+        return dataclasses.replace(base[name], **changes)
+
+    @property
+    def learning_rate(self) -> float:
+        """``lr``, or the encoding's own rate when it is None."""
+        return self.lr if self.lr is not None else (1e-2 if self.encoding == "grid" else 1e-3)
+
+    def architecture(self) -> dict:
+        """What rebuilds the network (every field but the optimisation's), JSON-safe."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in dataclasses.fields(self) if f.name not in ("lr", "lr_decay", "last_scale")}
 
 
 def _starts(n: int, t: int, overlap: int) -> list[int]:
@@ -64,15 +102,16 @@ def _starts(n: int, t: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
-def _ramp(t: int, overlap: int) -> torch.Tensor:
-    """(t,) weights: raised-cosine ramps over ``overlap`` pixels at both ends, 1 in between (all > 0)."""
-    w = torch.ones(t, dtype=torch.float64)
-    if overlap > 0:
-        i = torch.arange(min(overlap, t), dtype=torch.float64)
-        r = torch.sin(0.5 * math.pi * (i + 0.5) / overlap) ** 2
-        w[: len(r)] = torch.minimum(w[: len(r)], r)
-        w[t - len(r):] = torch.minimum(w[t - len(r):], r.flip(0))
-    return w
+def _ramp(a: torch.Tensor, t: int, overlap: int, lead: torch.Tensor, trail: torch.Tensor) -> torch.Tensor:
+    """Blending weight at tile-local positions a ∈ [0, t] (pixels from the tile's first edge): sin² ramps from 0 to 1
+    over ``overlap`` pixels at the leading edge where ``lead`` and at the trailing edge where ``trail`` (bool, like
+    a), 1 elsewhere: C¹, and > 0 inside the tile."""
+    w = torch.ones_like(a)
+    if overlap <= 0:
+        return w
+    w = torch.where(lead & (a < overlap), torch.sin(0.5 * math.pi * a / overlap) ** 2, w)
+    return torch.where(trail & (t - a < overlap), torch.minimum(w, torch.sin(0.5 * math.pi * (t - a) / overlap) ** 2),
+                       w)
 
 
 class Tiling:
@@ -80,7 +119,7 @@ class Tiling:
 
     origins : (P, 2) long, top-left (row, column) of each tile
     index   : (P, M) long, flat pixel index (row·W + column) of each tile pixel, M = th·tw, row-major in the tile
-    weight  : (M,) float64 blending weight of each tile pixel
+    weight  : (P, M) float64 blending weight of each tile pixel (:meth:`weights` at the pixel centres)
     """
 
     def __init__(self, height: int, width: int, tile: int, overlap: int):
@@ -88,20 +127,30 @@ class Tiling:
             raise InputError(f"image must be at least 1x1, got {width}x{height}")
         self.height, self.width = int(height), int(width)
         self.th, self.tw = min(tile, self.height), min(tile, self.width)
-        oy = overlap if self.th == tile else 0
-        ox = overlap if self.tw == tile else 0
-        ys, xs = _starts(self.height, self.th, oy), _starts(self.width, self.tw, ox)
-        self.origins = torch.tensor([(y, x) for y in ys for x in xs], dtype=torch.long)
+        self.oy = overlap if self.th == tile else 0
+        self.ox = overlap if self.tw == tile else 0
+        self.ys = torch.tensor(_starts(self.height, self.th, self.oy), dtype=torch.long)
+        self.xs = torch.tensor(_starts(self.width, self.tw, self.ox), dtype=torch.long)
+        self.origins = torch.cartesian_prod(self.ys, self.xs)
         dy, dx = torch.meshgrid(torch.arange(self.th), torch.arange(self.tw), indexing="ij")
         rows = self.origins[:, :1] + dy.reshape(1, -1)
         cols = self.origins[:, 1:] + dx.reshape(1, -1)
         self.index = rows * self.width + cols
-        self.weight = (_ramp(self.th, oy)[:, None] * _ramp(self.tw, ox)[None, :]).reshape(-1)
+        tiles = torch.arange(self.n)[:, None].expand(-1, self.index.shape[1])
+        self.weight = self.weights(tiles, (rows + 0.5).double(), (cols + 0.5).double())
 
     @property
     def n(self) -> int:
         """Number of tiles P."""
         return self.origins.shape[0]
+
+    def weights(self, tiles: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Blending weight of tile ``tiles`` at image positions (y, x) in pixels from the top-left corner (pixel
+        centres at half-integers); edges on the image border are not ramped."""
+        oy, ox = self.origins[tiles, 0], self.origins[tiles, 1]
+        wy = _ramp(y - oy.to(y), self.th, self.oy, oy > 0, oy + self.th < self.height)
+        wx = _ramp(x - ox.to(x), self.tw, self.ox, ox > 0, ox + self.tw < self.width)
+        return wy * wx
 
     def coordinates(self, device=None) -> torch.Tensor:
         """(M, 2) pixel-centre coordinates (u, v) in [0, 1]² of a tile's pixels (u along columns)."""
@@ -119,40 +168,210 @@ class Tiling:
         """tiles (P, M, C) -> image (H, W, C): weighted mean of the tiles covering each pixel."""
         if tiles.dim() != 3 or tiles.shape[:2] != self.index.shape:
             raise ValueError(f"expected tiles ({self.n}, {self.index.shape[1]}, C), got {tuple(tiles.shape)}")
-        c = tiles.shape[2]
-        idx = self.index.to(tiles.device).reshape(-1)
-        w = self.weight.to(device=tiles.device, dtype=tiles.dtype)
-        num = torch.zeros(self.height * self.width, c, device=tiles.device, dtype=tiles.dtype)
-        num.index_add_(0, idx, (tiles * w[None, :, None]).reshape(-1, c))
-        den = torch.zeros(self.height * self.width, device=tiles.device, dtype=tiles.dtype)
-        den.index_add_(0, idx, w.expand(self.n, -1).reshape(-1))
-        return (num / den[:, None]).reshape(self.height, self.width, c)
+        return _weighted_mean(tiles.reshape(-1, tiles.shape[2]), self.weight.to(tiles).reshape(-1),
+                              self.index.to(tiles.device).reshape(-1), self.height * self.width
+                              ).reshape(self.height, self.width, -1)
+
+    def covering(self, y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every (point, tile) pair with the point (y, x) (pixels, (N,) each) inside the tile, edges included:
+        (point indices (Q,), tile indices (Q,))."""
+        def axis(c, starts, t):
+            lo = torch.searchsorted(starts + t, c.contiguous(), right=False)
+            hi = torch.searchsorted(starts, c.contiguous(), right=True) - 1
+            return lo, hi
+
+        (ly, hy), (lx, hx) = axis(y, self.ys.to(y), self.th), axis(x, self.xs.to(x), self.tw)
+        ky, kx = int((hy - ly).max()) + 1, int((hx - lx).max()) + 1
+        points, tiles = [], []
+        for i in range(ky):
+            for j in range(kx):
+                ok = (ly + i <= hy) & (lx + j <= hx)
+                points.append(torch.nonzero(ok).reshape(-1))
+                tiles.append(((ly + i) * len(self.xs) + lx + j)[ok])
+        return torch.cat(points), torch.cat(tiles)
+
+
+def _weighted_mean(values: torch.Tensor, weight: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """values (Q, C) with weights (Q,) averaged into n bins by ``index`` (Q,) -> (n, C)."""
+    num = torch.zeros(n, values.shape[1], device=values.device, dtype=values.dtype)
+    num = num.index_add(0, index, values * weight[:, None])
+    den = torch.zeros(n, device=values.device, dtype=values.dtype).index_add(0, index, weight)
+    return num / den[:, None]
 
 
 def encode(uv: torch.Tensor, fourier: int) -> torch.Tensor:
-    """uv (M, 2) in [0, 1]² -> (M, 2 + 4·fourier): p = 2·uv − 1, then sin/cos(2^j π p) for j < fourier."""
+    """uv (..., 2) in [0, 1]² -> (..., 2 + 4·fourier): p = 2·uv − 1, then sin/cos(2^j π p) for j < fourier."""
     p = 2 * uv - 1
     if fourier <= 0:
         return p
     freqs = (2.0 ** torch.arange(fourier, device=uv.device, dtype=uv.dtype)) * math.pi
-    angles = (p[:, :, None] * freqs).reshape(p.shape[0], -1)
-    return torch.cat([p, torch.sin(angles), torch.cos(angles)], dim=1)
+    angles = (p[..., None] * freqs).flatten(-2)
+    return torch.cat([p, torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class GridEncoding(nn.Module):
+    """Per-tile multiresolution dense grids: level l has (r_l + 1)² vertices of ``features`` learned values, read by
+    bilinear interpolation (``grid_sample``); forward(uv (P, M, 2)) -> (P, M, levels·features)."""
+
+    def __init__(self, n_tiles: int, levels: tuple[int, ...], features: int, *,
+                 generator: torch.Generator | None = None, device=None):
+        super().__init__()
+        self.levels = tuple(int(r) for r in levels)
+        self.tables = nn.ParameterList(
+            nn.Parameter(((torch.rand(n_tiles, features, r + 1, r + 1, generator=generator) * 2 - 1) * 1e-4)
+                         .to(device)) for r in self.levels)
+
+    def forward(self, uv: torch.Tensor) -> torch.Tensor:
+        g = (2 * uv - 1)[:, :, None, :]  # (P, M, 1, 2): x = u across, y = v down, corners at the grid's vertices
+        out = [F.grid_sample(t, g, mode="bilinear", padding_mode="border", align_corners=True)[..., 0]
+               for t in self.tables]  # (P, features, M) each
+        return torch.cat(out, dim=1).transpose(1, 2)
 
 
 class CoordinateMLP(nn.Module):
-    """P tile functions [0,1]² -> (0,1)^C as one BatchedMLP; forward(uv (M, 2)) -> (P, M, C)."""
+    """P tile functions [0,1]² -> R^C (images in [0, 1]); forward(uv (M, 2) shared by all tiles, or (P, M, 2))
+    -> (P, M, C)."""
 
     def __init__(self, n_tiles: int, out_channels: int, config: MLPConfig | None = None, *,
                  generator: torch.Generator | None = None, device=None):
         super().__init__()
         self.config = cfg = config or MLPConfig()
-        self.mlp = BatchedMLP(n_tiles, 2 + 4 * cfg.fourier, out_channels, cfg.widths, last_scale=cfg.last_scale,
+        self.grid = (GridEncoding(n_tiles, cfg.grid, cfg.features, generator=generator, device=device)
+                     if cfg.encoding == "grid" else None)
+        in_dim = 2 + (4 * cfg.fourier if cfg.encoding == "fourier" else 0) + (
+            len(cfg.grid) * cfg.features if cfg.encoding == "grid" else 0)
+        self.mlp = BatchedMLP(n_tiles, in_dim, out_channels, cfg.widths, last_scale=cfg.last_scale,
+                              activation="sine" if cfg.encoding == "siren" else "relu", omega=cfg.omega,
                               generator=generator, device=device)
 
     def forward(self, uv: torch.Tensor) -> torch.Tensor:
-        x = encode(uv, self.config.fourier)
-        return torch.sigmoid(self.mlp(x.expand(self.mlp.n, -1, -1)))
+        x = encode(uv, self.config.fourier if self.config.encoding == "fourier" else 0)
+        x = x.expand(self.mlp.n, -1, -1) if x.dim() == 2 else x
+        if self.grid is not None:
+            uv = uv.expand(self.mlp.n, -1, -1) if uv.dim() == 2 else uv
+            x = torch.cat([x, self.grid(uv)], dim=2)
+        return self.mlp(x) + 0.5
 
     def network(self, i: int) -> nn.Sequential:
-        """Tile i as a plain ``nn.Sequential`` (Linear/ReLU ... Sigmoid) on encoded coordinates (a slow reference)."""
-        return nn.Sequential(*self.mlp.network(i), nn.Sigmoid())
+        """Tile i after its encoding as a plain ``nn.Sequential`` (Linear/activation ... Linear, + ½): a slow
+        reference."""
+        return nn.Sequential(*self.mlp.network(i), _Shift(0.5))
+
+
+class _Shift(nn.Module):
+    def __init__(self, shift: float):
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.shift
+
+
+class ImageFunction:
+    """A fitted image as a function of continuous coordinates: the tiles' networks, blended.
+
+    Coordinates (u, v) ∈ [0, 1]²: u across the width (left to right), v down the height; the centre of pixel
+    (row i, column j) of the fitted H × W image is ((j + 0.5)/W, (i + 0.5)/H), where the function equals the
+    fitted image. Values are (C,), those of a fitted image about [0, 1] (:meth:`render` clips to it).
+    """
+
+    def __init__(self, model: CoordinateMLP, tiling: Tiling):
+        self.model, self.tiling = model, tiling
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of the fitted image."""
+        return self.tiling.height, self.tiling.width, self.model.mlp.weights[-1].shape[2]
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def _values(self, uv: torch.Tensor) -> torch.Tensor:
+        """uv (N, 2) float64 -> (N, C), differentiable in uv: each covering tile at its local coordinates,
+        weighted by its blending weight."""
+        t = self.tiling
+        y, x = uv[:, 1] * t.height, uv[:, 0] * t.width
+        point, tile = t.covering(y.detach(), x.detach())
+        oy, ox = t.origins[tile, 0].to(uv), t.origins[tile, 1].to(uv)
+        local = torch.stack([(x[point] - ox) / t.tw, (y[point] - oy) / t.th], dim=1)
+        order = torch.argsort(tile, stable=True)
+        point, tile, local = point[order], tile[order], local[order]
+        counts = torch.bincount(tile, minlength=t.n)
+        slot = torch.arange(len(tile)) - (torch.cumsum(counts, 0) - counts)[tile]
+        dev = self.model.mlp.weights[0].device
+        padded = torch.full((t.n, int(counts.max()), 2), 0.5, dtype=torch.float32, device=dev)
+        padded = padded.index_put((tile.to(dev), slot.to(dev)), local.to(dev, torch.float32))
+        out = self.model(padded)[tile.to(dev), slot.to(dev)].to(uv)
+        return _weighted_mean(out, t.weights(tile, y[point], x[point]), point, len(uv))
+
+    @staticmethod
+    def _points(uv) -> torch.Tensor:
+        uv = torch.as_tensor(np.asarray(uv, dtype=np.float64))
+        if uv.dim() != 2 or uv.shape[1] != 2:
+            raise InputError(f"points must be an (N, 2) array of (u, v), got shape {tuple(uv.shape)}")
+        if not bool(torch.isfinite(uv).all()) or bool((uv < 0).any() | (uv > 1).any()):
+            raise InputError("points must lie in [0, 1]^2 (u across the width, v down the height)")
+        return uv
+
+    def evaluate(self, uv, *, chunk: int = 65536) -> np.ndarray:
+        """Values (N, C) float32 of the function at points uv (N, 2) in [0, 1]²."""
+        uv = self._points(uv)
+        with torch.no_grad():
+            parts = [self._values(uv[i:i + chunk]) for i in range(0, len(uv), chunk)]
+        return torch.cat(parts).float().numpy() if parts else np.zeros((0, self.shape[2]), np.float32)
+
+    def gradient(self, uv, *, chunk: int = 16384) -> np.ndarray:
+        """Spatial gradient (N, C, 2) float32 at points uv (N, 2): ∂value/∂u and ∂value/∂v, per unit of u
+        (the image width) and of v (its height). Tile edges and the blending weights are included."""
+        uv = self._points(uv)
+        out = []
+        for i in range(0, len(uv), chunk):
+            part = uv[i:i + chunk].clone().requires_grad_(True)
+            values = self._values(part)
+            rows = [torch.autograd.grad(values[:, c].sum(), part, retain_graph=c + 1 < values.shape[1])[0]
+                    for c in range(values.shape[1])]
+            out.append(torch.stack(rows, dim=1))
+        return torch.cat(out).float().numpy() if out else np.zeros((0, self.shape[2], 2), np.float32)
+
+    def render(self, scale: float = 1.0) -> np.ndarray:
+        """The function sampled at the pixel centres of an image ``scale`` times the fitted one's size (each side
+        rounded, at least 1 pixel), clipped to [0, 1]: (round(H·scale), round(W·scale), C) float32."""
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise InputError(f"scale must be a number > 0, got {scale!r}")
+        h, w, c = self.shape
+        hs, ws = max(1, round(h * scale)), max(1, round(w * scale))
+        v, u = np.meshgrid((np.arange(hs) + 0.5) / hs, (np.arange(ws) + 0.5) / ws, indexing="ij")
+        return self.evaluate(np.stack([u.ravel(), v.ravel()], axis=1)).reshape(hs, ws, c).clip(0, 1)
+
+    def save(self, path: str | os.PathLike, *, atomic: bool = True) -> None:
+        """Write the function to a code file (.npz, no pickles; :meth:`load` reads it back, bit for bit)."""
+        from geomprior.image.io import write_code
+
+        weights = {name: p.detach().cpu() for name, p in self.model.named_parameters()}
+        write_code(path, weights, shape=self.shape, config=self.model.config, seed=0, atomic=atomic)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device=None) -> "ImageFunction":
+        """The function of a code file written by :meth:`save` (``geomprior image fit --code``)."""
+        from geomprior.image.io import read_code
+
+        code = read_code(path)
+        if code["kind"] != "mlp":
+            raise InputError(f"{path}: a Deep Decoder code, not a fitted function (use decompress)")
+        return cls.from_code(code, device=device)
+
+    @classmethod
+    def from_code(cls, code: dict, *, device=None) -> "ImageFunction":
+        """The function of a code read by :func:`geomprior.image.io.read_code` (kind "mlp")."""
+        h, w, c = code["shape"]
+        try:
+            config = MLPConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in code["config"].items()})
+            tiling = Tiling(h, w, config.tile, config.overlap)
+            model = CoordinateMLP(tiling.n, c, config, device=device)
+            state = {k: torch.as_tensor(v) for k, v in code["weights"].items()}
+            model.load_state_dict(state, strict=True)
+        except (TypeError, RuntimeError, InputError) as e:
+            raise InputError(f"damaged code file (its weights do not match its header): {str(e).splitlines()[0]}"
+                             ) from None
+        return cls(model.requires_grad_(False), tiling)

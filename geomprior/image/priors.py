@@ -23,7 +23,7 @@ from geomprior.image import operators as ops
 from geomprior.image.decoder import DDConfig, DeepDecoder, dd_input, dd_parameter_count
 from geomprior.image.dip import DIPConfig, SkipNet, count_parameters, dip_input
 from geomprior.image.dip import padded_size as dip_padded_size
-from geomprior.image.mlp import CoordinateMLP, MLPConfig, Tiling
+from geomprior.image.mlp import CoordinateMLP, ImageFunction, MLPConfig, Tiling
 from geomprior.image.stopping import WindowedVariance
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,9 @@ class _Run:
     def after_step(self, step: int) -> None: ...
     def image(self) -> torch.Tensor: ...  # (1, C, H, W) current estimate, no grad
     def residual(self, weights: torch.Tensor) -> torch.Tensor: ...  # (1,) mean squared residual, (1, ...) weights
+
+    def function(self):  # the estimate as an ImageFunction of continuous coordinates, where the prior has one
+        return None
 
 
 class _ConvRun(_Run):
@@ -185,13 +188,16 @@ class _MLPRun(_Run):
 
     @torch.no_grad()
     def image(self) -> torch.Tensor:
-        return self.tiling.blend(self.model(self.uv)).permute(2, 0, 1)[None]
+        return self.tiling.blend(self.model(self.uv)).clamp(0, 1).permute(2, 0, 1)[None]
 
     @torch.no_grad()
     def residual(self, weights: torch.Tensor) -> torch.Tensor:
         w = self.tiling.split(_hwc(weights[:, :1]))
         r = self.model(self.uv) - self.target
         return ((r * r) * w).sum().reshape(1) / w.expand_as(r).sum().clamp_min(1)
+
+    def function(self) -> ImageFunction:
+        return ImageFunction(self.model, self.tiling)
 
 
 def _build_dip(config: DIPConfig, shape, operator, y, train_w, *, wmv, seed: int, generator, device) -> _Run:

@@ -30,7 +30,7 @@ from geomprior.image import operators as ops
 from geomprior.image.decoder import DDConfig
 from geomprior.image.dip import DIPConfig
 from geomprior.image.io import check_image
-from geomprior.image.mlp import MLPConfig
+from geomprior.image.mlp import ImageFunction, MLPConfig
 from geomprior.image.priors import PRIORS, _dd_for_measurements
 from geomprior.image.stopping import WindowedVariance
 
@@ -112,6 +112,21 @@ class ImageResult:
     psnr: float | None = None  # against the reference, when one was given
     extra: dict = field(default_factory=dict)  # task-specific numbers (e.g. compression ratio, measurements)
     weights: dict | None = field(default=None, repr=False)  # Deep Decoder: the weights whose output is ``image``
+    function: ImageFunction | None = field(default=None, repr=False)  # method mlp: ``image`` as a function
+
+    def evaluate(self, uv) -> np.ndarray:
+        """The fitted image at points uv (N, 2) in [0, 1]² (method mlp): :meth:`ImageFunction.evaluate`."""
+        return self._function().evaluate(uv)
+
+    def gradient(self, uv) -> np.ndarray:
+        """Its spatial gradient (N, C, 2) at points uv (method mlp): :meth:`ImageFunction.gradient`."""
+        return self._function().gradient(uv)
+
+    def _function(self) -> ImageFunction:
+        if self.function is None:
+            raise InputError(f"a {self.method} result is an image, not a function of coordinates (method mlp "
+                             "gives one, a single run)")
+        return self.function
 
     @property
     def summary(self) -> str:
@@ -141,7 +156,8 @@ class ImageResult:
                 return [clean(x) for x in v]
             return v
 
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("image", "weights")}
+        skip = ("image", "weights", "function")
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         out["height"], out["width"], out["channels"] = self.image.shape
         return clean(out)
 
@@ -351,7 +367,8 @@ def _solve_one(y, operator, shape, opts: SolveOptions, task: str, keep_known: bo
     log.info("%s %s: %d weights, %s, stopping rule %s, cap %d iterations", method, task, run.n_params, dev,
              stop.rule, iters)
     res: FitResult = fit(
-        run.params, run.loss, max_steps=iters, lr=config.lr, validate=_validation(stop, run, held, train_w, wmv),
+        run.params, run.loss, max_steps=iters, lr=getattr(config, "learning_rate", config.lr),
+        validate=_validation(stop, run, held, train_w, wmv),
         eval_every=stop.eval_every, stopper=stopper, monitor=monitor if ref_t is not None else None,
         progress=report, stage=f"{method} {task}", after_step=run.after_step, buffers=run.buffers,
         lr_decay=getattr(config, "lr_decay", "none"),
@@ -363,7 +380,7 @@ def _solve_one(y, operator, shape, opts: SolveOptions, task: str, keep_known: bo
         reason=_reason(res, stop), parameters=run.n_params, stop_rule=stop.rule,
         history={k: v for k, v in res.history.items() if k != "active"},
         psnr=psnr(image, reference) if reference is not None else None,
-        weights=run.weights() if method == "dd" else None,
+        weights=run.weights() if method == "dd" else None, function=run.function(),
     )
     log.info("%s", result.summary)
     return result
