@@ -35,6 +35,7 @@ from geomprior.io import write_json  # noqa: E402
 
 PRESETS = ("default", "compact")
 UPSCALE = 4
+SIZE_VALUES = {"astronaut": 256 * 256 * 3, "camera": 256 * 256, "coffee": 256 * 256 * 3}  # pixel values of a crop
 
 
 def jpeg_at(image: np.ndarray, budget: int) -> tuple[np.ndarray, int, int]:
@@ -114,7 +115,31 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
                      f"{r['ssim']:.3f} | {r.get('weights', '-')} | {r.get('bytes', '-')} | {s} |")
     if missing:
         lines += ["", f"Not measured yet: {', '.join(missing)}."]
-    return "\n".join(lines)
+    found = verdicts(rows)
+    return "\n".join(lines + (["", "Acceptance (issue 33), from the rows above:", "", *found] if found else []))
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    """The default fit's PSNR and time, the compact preset against JPEG, --scale 4 against bicubic."""
+    out = []
+    for i, r in enumerate(rows):
+        if r["method"] != "geomprior":
+            continue
+        if (r["encoding"], r["preset"]) == ("siren", "default"):
+            ok = r["psnr"] >= 45 and r["seconds"] <= 300
+            out.append(f"- {r['image']}: default fit {r['psnr']:.2f} dB in {r['seconds']:.0f} s (need ≥ 45 dB in "
+                       f"≤ 300 s): {'PASS' if ok else 'FAIL'}")
+        elif r["preset"] == "compact":
+            jpeg = rows[i + 1]
+            values = r["weights"] <= SIZE_VALUES.get(r["image"], float("inf"))
+            ok = r["psnr"] >= jpeg["psnr"] and values
+            out.append(f"- {r['image']}: compact {r['weights']} weights, {r['psnr']:.2f} dB vs {jpeg['method']} "
+                       f"{jpeg['psnr']:.2f} dB ({jpeg['bytes']} bytes): {'PASS' if ok else 'FAIL'}")
+        elif r["preset"].startswith("fit of"):
+            bic = rows[i + 1]
+            out.append(f"- {r['image']}: --scale {UPSCALE} {r['psnr']:.2f} dB vs bicubic {bic['psnr']:.2f} dB: "
+                       f"{'PASS' if r['psnr'] >= bic['psnr'] else 'FAIL'}")
+    return out
 
 
 def main(argv=None) -> int:

@@ -135,9 +135,10 @@ def test_bench_fit_quick(tmp_path, capsys):
             assert jpeg["bytes"] <= r["bytes"] or jpeg["method"] == "JPEG q1"
     assert any(r["method"] == "bicubic" for r in rows)
     assert "JPEG" in (tmp_path / "bench_image_fit_quick.md").read_text()
-    assert " dB in " in capsys.readouterr().out
+    assert "astronaut-relu-default: " in capsys.readouterr().out
     assert fit.main(["--quick", "--out", str(tmp_path), "--reuse"]) == 0  # cached: nothing computed
-    assert " dB in " not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "astronaut-relu-default: " not in out and "Acceptance" in out
 
 
 def test_jpeg_at_a_budget_is_the_best_quality_that_fits():

@@ -50,6 +50,9 @@ def test_function_equals_the_blended_tiles_at_the_pixel_centres(encoding):
     with torch.no_grad():
         image = f.tiling.blend(f.model(f.tiling.coordinates())).numpy()
     np.testing.assert_allclose(f.evaluate(pixel_centres(20, 27)).reshape(20, 27, 3), image, atol=1e-6)
+    np.testing.assert_allclose(f.evaluate(pixel_centres(20, 27), chunk=7), f.evaluate(pixel_centres(20, 27)),
+                               atol=1e-6)
+    np.testing.assert_allclose(f.gradient(pixel_centres(4, 5), chunk=3), f.gradient(pixel_centres(4, 5)), atol=1e-5)
     np.testing.assert_allclose(f.render(1.0), image.clip(0, 1), atol=1e-6)
     assert f.render(2.5).shape == (50, 68, 3) and f.render(0.01).shape == (1, 1, 3)
 

@@ -72,14 +72,14 @@ class MLPConfig:
 
     @classmethod
     def preset(cls, name: Preset = "default", **changes) -> "MLPConfig":
-        """All SIREN; fast: 2×32 hidden units per 16-pixel tile; default: 2×64; quality: 3×64; compact: 2×32 per
-        32-pixel tile (overlapping by 8, ω0 doubled with the tile side), fewer weights than an RGB image has
-        values."""
+        """All SIREN; fast: 2×32 hidden units per 16-pixel tile; default: 2×64; quality: 3×64; compact: 2×16 per
+        32-pixel tile (overlapping by 8, ω0 doubled with the tile side), fewer weights than a gray or colour image
+        has values."""
         base = {
             "fast": cls(widths=(32, 32)),
             "default": cls(),
             "quality": cls(widths=(64, 64, 64)),
-            "compact": cls(widths=(32, 32), tile=32, overlap=8, omega=20.0),
+            "compact": cls(widths=(16, 16), tile=32, overlap=8, omega=20.0),
         }
         if name not in base:
             raise InputError(f"unknown preset {name!r}; valid: {', '.join(base)}")
@@ -319,23 +319,29 @@ class ImageFunction:
 
     def evaluate(self, uv, *, chunk: int = 65536) -> np.ndarray:
         """Values (N, C) float32 of the function at points uv (N, 2) in [0, 1]²."""
-        uv = self._points(uv)
         with torch.no_grad():
-            parts = [self._values(uv[i:i + chunk]) for i in range(0, len(uv), chunk)]
-        return torch.cat(parts).float().numpy() if parts else np.zeros((0, self.shape[2]), np.float32)
+            return self._chunked(self._points(uv), chunk, self._values, (self.shape[2],))
 
     def gradient(self, uv, *, chunk: int = 16384) -> np.ndarray:
         """Spatial gradient (N, C, 2) float32 at points uv (N, 2): ∂value/∂u and ∂value/∂v, per unit of u
         (the image width) and of v (its height). Tile edges and the blending weights are included."""
-        uv = self._points(uv)
-        out = []
-        for i in range(0, len(uv), chunk):
-            part = uv[i:i + chunk].clone().requires_grad_(True)
+        def grad(part):
+            part = part.clone().requires_grad_(True)
             values = self._values(part)
-            rows = [torch.autograd.grad(values[:, c].sum(), part, retain_graph=c + 1 < values.shape[1])[0]
-                    for c in range(values.shape[1])]
-            out.append(torch.stack(rows, dim=1))
-        return torch.cat(out).float().numpy() if out else np.zeros((0, self.shape[2], 2), np.float32)
+            return torch.stack([torch.autograd.grad(values[:, c].sum(), part, retain_graph=c + 1 < values.shape[1])[0]
+                                for c in range(values.shape[1])], dim=1)
+
+        return self._chunked(self._points(uv), chunk, grad, (self.shape[2], 2))
+
+    @staticmethod
+    def _chunked(uv: torch.Tensor, chunk: int, func, shape: tuple[int, ...]) -> np.ndarray:
+        """func over chunks of about ``chunk`` points, each taking every k-th point (k chunks), so that every
+        chunk spreads over all tiles and none pads a few tiles' many points."""
+        out = torch.zeros(len(uv), *shape, dtype=torch.float32)
+        k = max(1, math.ceil(len(uv) / chunk))
+        for i in range(k):
+            out[i::k] = func(uv[i::k]).float()
+        return out.numpy()
 
     def render(self, scale: float = 1.0) -> np.ndarray:
         """The function sampled at the pixel centres of an image ``scale`` times the fitted one's size (each side
