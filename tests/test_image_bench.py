@@ -21,7 +21,8 @@ def test_bench_image_quick(bench, tmp_path, capsys):
     assert {(r["task"], r["method"]) for r in rows} == {
         ("denoise", "dip"), ("denoise", "dd"), ("denoise", "mlp"), ("denoise", "nlm"), ("denoise", "tv"),
         ("denoise", "wavelet"), ("superres", "dip"), ("superres", "bicubic"), ("inpaint", "dd"), ("inpaint", "dip"),
-        ("inpaint", "biharmonic"), ("compress", "dd"), ("compress", "haar"), ("fit", "mlp"), ("cs", "dd")}
+        ("inpaint", "biharmonic"), ("compress", "dd"), ("compress", "haar"), ("fit", "mlp"), ("cs", "dd"),
+        *([("denoise", "bm3d")] if bench.has_bm3d() else [])}
     for r in rows:
         assert math.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1
         if "steps" in r and not r["variant"]:
@@ -31,7 +32,7 @@ def test_bench_image_quick(bench, tmp_path, capsys):
     one = next(r for r in rows if r["variant"] == "run1")  # one full-width run, the default's comparator
     assert one["method"] == "dip" and one["steps"] <= 20
     noisy = next(r["input_psnr"] for r in rows if r["task"] == "denoise")
-    assert all(r["psnr"] > noisy for r in rows if r["method"] in ("nlm", "tv", "wavelet"))
+    assert all(r["psnr"] > noisy for r in rows if r["method"] in ("nlm", "tv", "wavelet", "bm3d"))
     text = (tmp_path / "bench_image_quick.md").read_text()
     assert "Acceptance" in text and "denoise DIP" in text and "denoise DIP, 3 full-width runs averaged" in text
     assert "denoise DIP, one full-width run" in text
@@ -46,6 +47,18 @@ def test_bench_image_quick(bench, tmp_path, capsys):
     assert "astronaut-denoise-nlm," not in out  # cached rows are not listed as missing
     assert bench.main(["--quick", "--out", str(tmp_path / "none"), "--cached-only"]) == 0  # no rows: no table
     assert not (tmp_path / "none" / "bench_image_quick.md").exists()
+
+
+def test_bm3d_denoises(bench):
+    """The BM3D comparator (optional: pip install '.[bench]') removes noise from gray and colour crops."""
+    pytest.importorskip("bm3d")
+    clean = bench.load("astronaut", 48)
+    rng = np.random.default_rng(0)
+    for image in (clean, clean[:, :, :1]):
+        noisy = np.clip(image + rng.normal(0, bench.SIGMA, image.shape), 0, 1).astype(np.float32)
+        out = bench.bm3d_denoise(noisy, image)
+        assert out.shape == image.shape
+        assert bench.tasks.psnr(out, image) > bench.tasks.psnr(noisy, image) + 3
 
 
 def test_bench_image_extras(bench, tmp_path):
