@@ -58,7 +58,7 @@ def jpeg_at(image: np.ndarray, budget: int) -> tuple[np.ndarray, int, int]:
 def config(encoding: str, preset: str, quick: bool) -> MLPConfig:
     if quick:
         return MLPConfig(widths=(8, 8), tile=8, overlap=2, encoding=encoding, fourier=2)
-    return MLPConfig.preset(preset, encoding=encoding, **({"lr": 1e-2} if encoding == "grid" else {}))
+    return MLPConfig.preset(preset, encoding=encoding)
 
 
 def rows_for(name: str, clean: np.ndarray, encoding: str, preset: str, args) -> list[dict]:
@@ -100,7 +100,7 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
         f"{args.size}×{args.size} centre crops of skimage.data images (camera is gray: a third of the values), "
         f"seed {args.seed}; iteration cap {'--iters ' + str(args.iters) if args.iters else 'the default of fit'}; "
         f"CPU. Each geomprior row: the network of `geomprior image fit --encoding E --preset P` fitted to the "
-        f"crop (no stop; grid at learning rate 0.01). Below it, at the same size: JPEG (Pillow, 4:4:4) of the "
+        f"crop (no stop; each encoding at its own learning rate, MLPConfig.learning_rate). Below it, at the same size: JPEG (Pillow, 4:4:4) of the "
         f"highest quality whose file fits in the weights' bytes (4 per weight; JPEG's file at quality 100 may be "
         f"smaller still), and Haar wavelets keeping as many coefficients as there are weights (positions not "
         f"counted). s: the fit's wall time, with the torch threads and the 1-minute load average when it ended.")
