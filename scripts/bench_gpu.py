@@ -1,5 +1,7 @@
-"""GPU subset of the benchmarks (run by scripts/bench_gpu.sh after bench_dgp): a 100k-point reconstruction and Deep
-Image Prior on a 512² image, on one device. Writes bench_gpu.json and bench_gpu.md (with bench_dgp's table).
+"""GPU subset of the benchmarks (run by scripts/bench_gpu.sh after bench_dgp): a 100k-point reconstruction, Deep
+Image Prior on a 512² image, and the local fit's loss and matching choices (``--loss``/``--matching`` of
+reconstruct, on a smaller scan: the data for the device's default), on one device. Writes bench_gpu.json and
+bench_gpu.md (with bench_dgp's table).
 
 Self-contained for a bare GPU machine: the scan is an analytic torus with its true normals (no ../shared, no
 normal estimation); when open3d is not installed the Screened Poisson step is skipped and the time up to the
@@ -44,9 +46,13 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def reconstruction(n_points: int, preset: str, device: str, max_epochs: int | None) -> dict:
+LOSSES = ("assignment/exact", "assignment/sinkhorn", "sinkhorn/exact")
+"""(--loss, --matching) pairs compared by --losses: the CPU default, the original's matching, the design's loss."""
+
+
+def reconstruction(n_points: int, preset: str, device: str, max_epochs: int | None, **changes) -> dict:
     points, normals = torus_scan(n_points, 0.005, seed=0)
-    cfg = dgp.DGPConfig.preset(preset)
+    cfg = dataclasses.replace(dgp.DGPConfig.preset(preset), **changes)
     if max_epochs is not None:
         cfg = dataclasses.replace(cfg, max_epochs=max_epochs, min_epochs=0, consistency_epochs=5)
     stamps: dict[str, float] = {}
@@ -68,7 +74,7 @@ def reconstruction(n_points: int, preset: str, device: str, max_epochs: int | No
     diag = float(np.linalg.norm(np.ptp(points, axis=0)))
     local = rec.history["local"]
     return {
-        "points": n_points, "preset": preset, "patches": rec.history["patches"], "epochs": int(local["steps"]),
+        "points": n_points, "preset": preset, "loss": cfg.loss, "matching": cfg.matching, "patches": rec.history["patches"], "epochs": int(local["steps"]),
         "stop_reason": local["reason"], "seconds_total": total,
         "seconds_to_dense_points": stamps.get("mesh", time.perf_counter()) - t0, "meshing": meshing,
         "triangles": len(rec.mesh.triangles), "dense_points": len(rec.points),
@@ -100,12 +106,15 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, default=512)
     p.add_argument("--dip-preset", default="quality", help="DIP preset (quality = the reference 128 channels)")
     p.add_argument("--dip-iters", type=int, default=3000)
+    p.add_argument("--loss-points", type=int, default=20_000,
+                   help="scan size of the loss/matching comparison (0: leave it out)")
     p.add_argument("--out", default="benchmarks/gpu")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     max_epochs = None
     if args.quick:
         args.points, args.preset, args.image_size, args.dip_iters, args.dip_preset = 2000, "fast", 64, 20, "fast"
+        args.loss_points = min(args.loss_points, 1000)
         max_epochs = 20
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,8 +123,15 @@ def main(argv=None) -> int:
     print(json.dumps(rec), flush=True)
     im = dip(args.image_size, args.dip_iters, args.device, args.dip_preset)
     print(json.dumps(im), flush=True)
+    compared = []
+    for pair in LOSSES if args.loss_points else ():
+        loss, matching = pair.split("/")
+        compared.append(reconstruction(args.loss_points, args.preset, args.device, max_epochs, loss=loss,
+                                       matching=matching))
+        print(json.dumps(compared[-1]), flush=True)
     dgp_table = out / "bench_dgp.md"
     result = {"machine": machine(), "device": args.device, "gpu": gpu, "reconstruction": rec, "dip": im,
+              "losses": compared,
               "bench_dgp": json.loads((out / "bench_dgp.json").read_text()) if (out / "bench_dgp.json").exists()
               else None}
     write_json(str(out / "bench_gpu.json"), result)
@@ -132,7 +148,9 @@ def main(argv=None) -> int:
         f"| DIP denoising ({im['weights']:,} weights) | {im['size']}² | {im['seconds']:.1f} s, "
         f"{im['seconds_per_iteration'] * 1e3:.1f} ms/iteration, {im['iterations']} iterations | PSNR {im['psnr']:.2f} "
         f"dB at iteration {im['chosen']} (best seen {im['oracle_psnr']:.2f}, noisy {im['noisy_psnr']:.2f}) |",
-    ]
+    ] + [f"| reconstruction, --loss {r['loss']} --matching {r['matching']} ({r['epochs']} epochs) | {r['points']:,} "
+         f"points | {r['seconds_to_dense_points']:.1f} s to dense points | mean distance to the true torus "
+         f"{r['dense_mean_distance']:.6f} (noisy input {r['input_mean_distance']:.6f}) |" for r in compared]
     if dgp_table.exists():
         lines += ["", dgp_table.read_text().strip()]
     (out / "bench_gpu.md").write_text("\n".join(lines) + "\n")

@@ -19,6 +19,6 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
     timeout 120 python -m pytest -q -p no:cacheprovider tests/test_cuda.py || echo "CUDA tests: failed or timed out (exit $?)"
     timeout 200 python scripts/bench_dgp.py --device cuda --scan torus --steps 20 --original-patches 100000 \
         --variants --out "$out" || echo "bench_dgp: failed or timed out (exit $?)"
-    timeout 260 python scripts/bench_gpu.py --device cuda --out "$out" || echo "bench_gpu: failed or timed out (exit $?)"
+    timeout 330 python scripts/bench_gpu.py --device cuda --out "$out" || echo "bench_gpu: failed or timed out (exit $?)"
 } 2>&1 | tee "$out/bench_gpu.log"
 test -s "$out/bench_gpu.json"

@@ -131,6 +131,8 @@ class FakeConfig:
     thin_parts: object = "auto"
     outward: object = False
     mesh_points: str = "fitted"
+    loss: str = "assignment"
+    matching: str = "exact"
     small_clusters: str = "drop"
     closed: object = "auto"
     name: str = "default"
@@ -242,10 +244,11 @@ def test_normal_flags(tmp_path, scan, fake_dgp, name, words, value):
     assert getattr(fake_dgp["config"], name) == value
 
 
-@pytest.mark.parametrize("value", ["fitted", "dense"])
-def test_mesh_points_flag(tmp_path, scan, fake_dgp, value):
-    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), "--mesh-points", value]) == 0
-    assert fake_dgp["config"].mesh_points == value
+@pytest.mark.parametrize("flag, value", [("--mesh-points", "fitted"), ("--mesh-points", "dense"),
+                                         ("--loss", "sinkhorn"), ("--matching", "sinkhorn")])
+def test_choice_flags(tmp_path, scan, fake_dgp, flag, value):
+    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), flag, value]) == 0
+    assert getattr(fake_dgp["config"], flag[2:].replace("-", "_")) == value
 
 
 def test_failure_while_writing_publishes_nothing(tmp_path, scan, fake_dgp, monkeypatch, capsys):

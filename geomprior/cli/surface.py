@@ -60,6 +60,12 @@ def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
     rec.add_argument("--mesh-points", choices=("fitted", "dense"),
                      help="the points the mesh is made from: fitted (default: each scan point moved to the mean of "
                           "the patch predictions matched to it) or dense (every patch's uv grid)")
+    rec.add_argument("--loss", choices=("assignment", "sinkhorn"),
+                     help="the local fit's loss: assignment (default: squared distance to the matched points) or "
+                          "sinkhorn (the Sinkhorn divergence, geomloss; the Earth Mover loss of the design)")
+    rec.add_argument("--matching", choices=("exact", "sinkhorn"),
+                     help="how predictions are matched to points for the assignment loss and the consistency step: "
+                          "exact (default: one-to-one) or sinkhorn (the hardened Sinkhorn plan, geomloss)")
     rec.add_argument("--history", metavar="RUN.json", help="write the run history as JSON")
     rec.add_argument("--render", metavar="PNG", help="render the mesh and the input points to a PNG")
     rec.add_argument("--plot", metavar="PNG", help="plot the local fit's training and validation loss per "
@@ -173,8 +179,9 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         changes["thin_parts"] = {"on": True, "off": False}.get(args.thin_parts, "auto")
     if args.outward is not None:
         changes["outward"] = {"on": True, "off": False}.get(args.outward, "auto")
-    if args.mesh_points is not None:
-        changes["mesh_points"] = args.mesh_points
+    for name in ("mesh_points", "loss", "matching"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
     cfg = dataclasses.replace(cfg, **changes)
 
     # 2. the fit
