@@ -235,7 +235,8 @@ def _options(args: argparse.Namespace) -> dict:
         if args.channels is None:  # a preset lets the task adapt it (DD's width for exact measurements)
             common["preset"] = args.preset
         else:
-            common["config"] = tasks.make_config(args.method, args.preset, channels=args.channels)
+            common["config"] = tasks.make_config(args.method, args.preset, channels=args.channels,
+                                                 task=args.image_task)
     return common
 
 

@@ -201,11 +201,12 @@ def psnr(image: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor)
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
-def make_config(method: Method, preset: str = "default", *, channels: int | None = None):
-    """The settings of ``method`` for a named preset, optionally with every layer ``channels`` wide
-    (DIP: encoder and decoder widths; DD: k; MLP: hidden widths)."""
+def make_config(method: Method, preset: str = "default", *, channels: int | None = None, task: str = "fit"):
+    """The settings of ``method`` for a named preset and ``task``, optionally with every layer ``channels`` wide
+    (DIP: encoder and decoder widths; DD: k; MLP: hidden widths). The MLP restores (denoise, inpaint) with
+    :meth:`MLPConfig.restoring`."""
     prior = _prior(method)
-    cfg = prior.config.preset(preset)
+    cfg = _preset(method, preset, task)
     if channels is None:
         return cfg
     if channels < 1:
@@ -230,10 +231,16 @@ def check_method(task: str, method: str | None) -> str:
     return method
 
 
-def _config_for(method: str, config, preset: str):
+def _preset(method: str, preset: str, task: str):
+    if method == "mlp" and task in ("denoise", "inpaint"):
+        return MLPConfig.restoring(preset)
+    return _prior(method).config.preset(preset)
+
+
+def _config_for(method: str, config, preset: str, task: str):
     kind = _prior(method).config
     if config is None:
-        return kind.preset(preset)
+        return _preset(method, preset, task)
     if not isinstance(config, kind):
         raise InputError(f"method {method!r} needs a {kind.__name__}, got {type(config).__name__}")
     return config
@@ -318,7 +325,7 @@ def _solve_one(y, operator, shape, opts: SolveOptions, task: str, keep_known: bo
     method = check_method(task, opts.method) if task in TASK_METHODS else opts.method
     prior = _prior(method)
     h, w, c = (int(s) for s in shape)
-    config = _config_for(method, opts.config, opts.preset)
+    config = _config_for(method, opts.config, opts.preset, task)
     stop = (opts.stop or StopConfig()).resolve(method)
     iters = DEFAULT_ITERS.get((method, task), 2000) if opts.iters is None else int(opts.iters)
     if iters < 0:
