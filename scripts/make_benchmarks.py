@@ -28,6 +28,7 @@ FRAGMENTS = [
     ("Scans as they come", "bench_scans/bench_scans.md", "python scripts/bench_scans.py --reuse"),
     ("Normal orientation (thin parts)", "normals_study.md", "python scripts/normals_study.py"),
     ("Speed of the core", "bench_dgp.md", "python scripts/bench_dgp.py --variants"),
+    ("Where the time goes", "stage_times.md", "python scripts/stage_times.py"),
     ("Large scans (tiling)", "tiling/bench_tiling_[0-9]*.md", "python scripts/bench_tiling.py"),
     ("Images", "bench_image/bench_image*.md", "python scripts/bench_image.py --reuse"),
     ("Images on a GPU", "gpu_image/bench_image*.md",
