@@ -74,7 +74,8 @@ def reconstruction(n_points: int, preset: str, device: str, max_epochs: int | No
     diag = float(np.linalg.norm(np.ptp(points, axis=0)))
     local = rec.history["local"]
     return {
-        "points": n_points, "preset": preset, "loss": cfg.loss, "matching": cfg.matching, "patches": rec.history["patches"], "epochs": int(local["steps"]),
+        "points": n_points, "preset": preset, "loss": cfg.loss, "matching": cfg.matching,
+        "patches": rec.history["patches"], "epochs": int(local["steps"]),
         "stop_reason": local["reason"], "seconds_total": total,
         "seconds_to_dense_points": stamps.get("mesh", time.perf_counter()) - t0, "meshing": meshing,
         "triangles": len(rec.mesh.triangles), "dense_points": len(rec.points),

@@ -55,6 +55,7 @@ def test_function_equals_the_blended_tiles_at_the_pixel_centres(encoding):
     np.testing.assert_allclose(f.gradient(pixel_centres(4, 5), chunk=3), f.gradient(pixel_centres(4, 5)), atol=1e-5)
     np.testing.assert_allclose(f.render(1.0), image.clip(0, 1), atol=1e-6)
     assert f.render(2.5).shape == (50, 68, 3) and f.render(0.01).shape == (1, 1, 3)
+    assert f.evaluate(np.zeros((0, 2))).shape == (0, 3) and f.gradient(np.zeros((0, 2))).shape == (0, 3, 2)
 
 
 def test_covering_tiles_match_a_brute_force_search():

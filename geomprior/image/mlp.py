@@ -1,4 +1,4 @@
-"""Images as functions: a coordinate network [0,1]² → (0,1)^C per tile, all tiles one :class:`BatchedMLP`.
+"""Images as functions: a coordinate network [0,1]² → R^C per tile, all tiles one :class:`BatchedMLP`.
 
 The image is cut into overlapping tiles of equal size (:class:`Tiling`); tile p is the function
 φ_p(u, v) = ½ + MLP_p(γ_p(u, v)) on the tile's own unit square (a linear output: a sigmoid would slow the fit
@@ -296,10 +296,6 @@ class ImageFunction:
         """(H, W, C) of the fitted image."""
         return self.tiling.height, self.tiling.width, self.model.mlp.weights[-1].shape[2]
 
-    @property
-    def parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
     def _values(self, uv: torch.Tensor) -> torch.Tensor:
         """uv (N, 2) float64 -> (N, C), differentiable in uv: each covering tile at its local coordinates,
         weighted by its blending weight."""
@@ -348,7 +344,7 @@ class ImageFunction:
         """func over chunks of about ``chunk`` points, each taking every k-th point (k chunks), so that every
         chunk spreads over all tiles and none pads a few tiles' many points."""
         out = torch.zeros(len(uv), *shape, dtype=torch.float32)
-        k = max(1, math.ceil(len(uv) / chunk))
+        k = math.ceil(len(uv) / chunk)
         for i in range(k):
             out[i::k] = func(uv[i::k]).float()
         return out.numpy()
