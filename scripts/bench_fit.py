@@ -36,6 +36,7 @@ from geomprior.io import write_json  # noqa: E402
 
 PRESETS = ("default", "compact")
 UPSCALE = 4
+DEFAULT = MLPConfig().encoding  # the encoding of `geomprior image fit` without --encoding
 SIZE_VALUES = {"astronaut": 256 * 256 * 3, "camera": 256 * 256, "coffee": 256 * 256 * 3}  # pixel values of a crop
 
 
@@ -92,7 +93,7 @@ def upscale_rows(name: str, clean: np.ndarray, encoding: str, args) -> list[dict
     seconds = time.perf_counter() - t
     bicubic = transform.resize(small, clean.shape[:2], order=3).astype(np.float32).clip(0, 1)
     base = dict(image=name, encoding=encoding, preset=f"fit of the ×{UPSCALE} smaller crop, --scale {UPSCALE}")
-    return [dict(base, method="geomprior", psnr=tasks.psnr(big.clip(0, 1), clean), ssim=ssim(big.clip(0, 1), clean),
+    return [dict(base, method="geomprior", psnr=tasks.psnr(big, clean), ssim=ssim(big, clean),  # render clips
                  weights=res.parameters, seconds=seconds, steps=res.steps),
             dict(base, method="bicubic", psnr=tasks.psnr(bicubic, clean), ssim=ssim(bicubic, clean))]
 
@@ -103,8 +104,8 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
         f"seed {args.seed}; iteration cap {'--iters ' + str(args.iters) if args.iters else 'the default of fit'}; "
         f"CPU. Each geomprior row: the network of `geomprior image fit --encoding E --preset P` fitted to the "
         f"crop (no stop; each encoding at its own learning rate, MLPConfig.learning_rate). Below it, at the same "
-        f"size: JPEG (Pillow, 4:4:4) of the highest quality whose file fits in the weights' bytes (4 per weight; JPEG's file at quality 100 may be "
-        f"smaller still), and Haar wavelets keeping as many coefficients as there are weights (positions not "
+        f"size: JPEG (Pillow, 4:4:4) of the highest quality whose file fits in the weights' bytes (4 per weight; "
+        f"JPEG's file at quality 100 may be smaller still), and Haar wavelets keeping as many coefficients as there are weights (positions not "
         f"counted). s: the fit's wall time, with the torch threads and the 1-minute load average when it ended.")
     lines = [header("Images as functions: encodings, JPEG and wavelets at the same size", conventions, __file__,
                     argv),
@@ -127,7 +128,7 @@ def verdicts(rows: list[dict]) -> list[str]:
     for i, r in enumerate(rows):
         if r["method"] != "geomprior":
             continue
-        if (r["encoding"], r["preset"]) == ("siren", "default"):
+        if (r["encoding"], r["preset"]) == (DEFAULT, "default"):
             ok = r["psnr"] >= 45 and r["seconds"] <= 300
             out.append(f"- {r['image']}: default fit {r['psnr']:.2f} dB in {r['seconds']:.0f} s (need ≥ 45 dB in "
                        f"≤ 300 s): {'PASS' if ok else 'FAIL'}")
@@ -137,7 +138,7 @@ def verdicts(rows: list[dict]) -> list[str]:
             ok = r["psnr"] >= jpeg["psnr"] and values
             out.append(f"- {r['image']}: compact {r['weights']} weights, {r['psnr']:.2f} dB vs {jpeg['method']} "
                        f"{jpeg['psnr']:.2f} dB ({jpeg['bytes']} bytes): {'PASS' if ok else 'FAIL'}")
-        elif r["preset"].startswith("fit of") and r["encoding"] == MLPConfig().encoding:
+        elif r["preset"].startswith("fit of") and r["encoding"] == DEFAULT:
             bic = rows[i + 1]
             out.append(f"- {r['image']}: --scale {UPSCALE} {r['psnr']:.2f} dB vs bicubic {bic['psnr']:.2f} dB: "
                        f"{'PASS' if r['psnr'] >= bic['psnr'] else 'FAIL'}")
@@ -162,23 +163,23 @@ def main(argv=None) -> int:
         args.images, args.iters = args.images[:1], args.iters or 20
     settings = dict(size=args.size, seed=args.seed, iters=args.iters, quick=args.quick, torch=torch.__version__)
     cache = RowCache(Path(args.out) / ("rows_fit_quick" if args.quick else "rows_fit"), settings)
-    keys = [(name, enc, preset) for name in args.images for preset in args.presets for enc in args.encodings
-            if preset == "default" or enc == "siren"] + (
-        [(name, "scale", enc) for name in args.images for enc in args.encodings] if args.scale else [])
+    # (image, encoding, preset); preset None: the --scale rows
+    jobs = [(name, enc, preset) for name in args.images for preset in args.presets for enc in args.encodings
+            if preset == "default" or enc == DEFAULT] + (
+        [(name, enc, None) for name in args.images for enc in args.encodings] if args.scale else [])
+    keys = [f"{name}-scale-{enc}" if preset is None else f"{name}-{enc}-{preset}" for name, enc, preset in jobs]
     missing = []
-    for name, enc, preset in keys:
-        key = "-".join(filter(None, (name, enc, preset)))
+    for (name, enc, preset), key in zip(jobs, keys):
         if (args.reuse or args.cached_only) and cache.get(key) is not None:
             continue
         if args.cached_only:
             missing.append(key)
             continue
         clean = load(name, args.size)
-        rows = (upscale_rows(name, clean, preset, args) if enc == "scale"
-                else rows_for(name, clean, enc, preset, args))
+        rows = upscale_rows(name, clean, enc, args) if preset is None else rows_for(name, clean, enc, preset, args)
         print(f"{key}: {rows[0]['psnr']:.2f} dB in {rows[0]['seconds']:.0f} s", flush=True)
         cache.put(key, {"rows": rows})
-    found = [cache.get("-".join(filter(None, k))) for k in keys]
+    found = [cache.get(key) for key in keys]
     rows = [r for f in found if f for r in f["rows"]]
     if args.cached_only and not rows:
         print(f"no rows yet under {args.out}: no table written", file=sys.stderr)

@@ -385,8 +385,8 @@ def verdicts(rows: list[dict]) -> list[str]:
         r = by.get((im, task, method, variant))
         return None if r is None else r["psnr"]
 
-    def classical_best(im, variant=""):
-        vals = {m: psnr_of(im, "denoise", m, variant) for m in SKIMAGE_DENOISERS}
+    def classical_best(im):
+        vals = {m: psnr_of(im, "denoise", m) for m in SKIMAGE_DENOISERS}
         vals = {m: v for m, v in vals.items() if v is not None}
         return max(vals.items(), key=lambda kv: kv[1]) if vals else (None, None)
 
@@ -425,8 +425,9 @@ def verdicts(rows: list[dict]) -> list[str]:
 
     def dd_vs_skimage(im, r):
         m, best = classical_best(im)
-        return (best is not None and r["psnr"] >= best,
-                f"DD {r['psnr']:.2f} vs best scikit-image {m} {best if best is None else round(best, 2)} (need +0.0)")
+        if best is None:
+            return False, "no scikit-image row"
+        return r["psnr"] >= best, f"DD {r['psnr']:.2f} vs best scikit-image {m} {best:.2f} (need +0.0)"
     check("denoise DD vs scikit-image σ25", "denoise", "dd", dd_vs_skimage)
     check("superres x4 DIP", "superres", "dip", vs("bicubic", 0.5, "bicubic"))
     check("inpaint 50% DIP", "inpaint", "dip", vs("biharmonic", 0.0, "biharmonic"))
