@@ -33,7 +33,7 @@ from .metrics import scan_quality
 from .normals import estimate_normals
 from .patches import RADIUS, Patches, bbox_diagonal, cover
 from .presets import check_preset
-from .scan import Layout, find_inliers, layout
+from .scan import Layout, check_colors, check_points, find_inliers, layout
 from .transport import assign, sinkhorn_divergence
 from .uv import blue_noise
 
@@ -177,26 +177,6 @@ class Reconstruction:
     history: dict = field(default_factory=dict)
     summary: str = ""
     patches: Patches | None = None
-
-
-def check_points(points, normals=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate (N, 3) points and optional (N, 3) normals; returns float64 copies (unit normals)."""
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 3:
-        raise InputError(f"points must have shape (N, 3), got {pts.shape}")
-    if not np.isfinite(pts).all():
-        raise InputError(f"{int((~np.isfinite(pts).all(1)).sum())} points have NaN or infinite coordinates")
-    if len(pts) and not bbox_diagonal(pts) > 0:
-        raise InputError("all points are identical: there is no surface to fit")
-    if normals is None:
-        return pts, None
-    nrm = np.asarray(normals, dtype=np.float64)
-    if nrm.shape != pts.shape:
-        raise InputError(f"normals must have the points' shape {pts.shape}, got {nrm.shape}")
-    length = np.linalg.norm(nrm, axis=1, keepdims=True)
-    if not (np.isfinite(nrm).all() and (length > 0).all()):
-        return pts, None
-    return pts, nrm / length
 
 
 class _PatchSurfaces:
@@ -383,18 +363,6 @@ def scan_layout(points: np.ndarray, cfg: DGPConfig) -> Layout:
     """The layout of a scan (N, 3) float64 for a fit with ``cfg`` (``geomprior.scan.layout``)."""
     return layout(points, radius=cfg.radius, padding=cfg.padding, min_points=cfg.min_points,
                   keep_small=cfg.small_clusters == "keep")
-
-
-def check_colors(colors, n: int) -> np.ndarray | None:
-    """None, or colours (n, 3) float in [0, 1] as a float64 array."""
-    if colors is None:
-        return None
-    out = np.asarray(colors, dtype=np.float64)
-    if out.shape != (n, 3):
-        raise InputError(f"colors must have the points' shape ({n}, 3), got {out.shape}")
-    if not (np.isfinite(out).all() and out.min(initial=0) >= 0 and out.max(initial=0) <= 1):
-        raise InputError("colors must be numbers in [0, 1]")
-    return out
 
 
 def finish(mesh_pts: np.ndarray, mesh_nrm: np.ndarray, scan: Layout, cfg: DGPConfig, radius: float,

@@ -18,6 +18,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from .errors import InputError
+from .patches import bbox_diagonal
 
 log = logging.getLogger(__name__)
 
@@ -205,3 +206,35 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     eig = np.linalg.eigvalsh(_scatter(points[near[few, :min(flat_k, k) + 1]])[1])
     keep[few] = sparse_alike & (eig[:, 0] <= flatness * eig[:, 1])
     return keep
+
+
+def check_points(points, normals=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate (N, 3) points and optional (N, 3) normals; returns float64 copies (unit normals)."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise InputError(f"points must have shape (N, 3), got {pts.shape}")
+    if not np.isfinite(pts).all():
+        raise InputError(f"{int((~np.isfinite(pts).all(1)).sum())} points have NaN or infinite coordinates")
+    if len(pts) and not bbox_diagonal(pts) > 0:
+        raise InputError("all points are identical: there is no surface to fit")
+    if normals is None:
+        return pts, None
+    nrm = np.asarray(normals, dtype=np.float64)
+    if nrm.shape != pts.shape:
+        raise InputError(f"normals must have the points' shape {pts.shape}, got {nrm.shape}")
+    length = np.linalg.norm(nrm, axis=1, keepdims=True)
+    if not (np.isfinite(nrm).all() and (length > 0).all()):
+        return pts, None
+    return pts, nrm / length
+
+
+def check_colors(colors, n: int) -> np.ndarray | None:
+    """None, or colours (n, 3) float in [0, 1] as a float64 array."""
+    if colors is None:
+        return None
+    out = np.asarray(colors, dtype=np.float64)
+    if out.shape != (n, 3):
+        raise InputError(f"colors must have the points' shape ({n}, 3), got {out.shape}")
+    if not (np.isfinite(out).all() and out.min(initial=0) >= 0 and out.max(initial=0) <= 1):
+        raise InputError("colors must be numbers in [0, 1]")
+    return out

@@ -62,12 +62,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .dgp import DGPConfig, check_colors, check_points, finish, fit_dense, scan_layout
+from .dgp import DGPConfig, finish, fit_dense, scan_layout
 from .errors import InputError
 from .executors import LocalExecutor, RayExecutor
 from .fit import Progress
 from .io import atomic_path
 from .patches import PATCH_LABELS_FILE, Patches, point_labels, save_patch_labels
+from .scan import check_colors, check_points
 
 log = logging.getLogger(__name__)
 
