@@ -25,7 +25,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from .errors import InputError
-from .device import pick_device
+from .device import pick_device, training_dtype
 from .fit import EarlyStopping, FitResult, Progress, fit
 from .nets import BatchedMLP
 from .mesh import mesh_surface
@@ -74,6 +74,9 @@ class DGPConfig:
     widths: tuple[int, ...] = (64, 64, 64)  # hidden layer widths of each patch MLP (the original: 128,256,512,512)
     planar_skip: bool = True  # φ = MLP + a flat square in the patch plane (start flat, avoid folds)
     lr: float = 1e-3  # Adam learning rate
+    # float type of the fits' training passes (geomprior.device.training_dtype): "auto" = bfloat16 on a CPU that
+    # computes it natively, else float32; weights, optimiser and every evaluation stay float32
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
     # correspondences / loss
     loss: Literal["assignment", "sinkhorn"] = "assignment"  # MSE to matched points, or the Sinkhorn divergence
     # exact one-to-one matching, or the hardened Sinkhorn plan (the original's scheme; on a CPU slower and no better,
@@ -154,7 +157,7 @@ class DGPConfig:
                             ("early_stop", ("run", "item", "none")),
                             ("val_score", ("surface", "transport")), ("thin_parts", (True, False, "auto")),
                             ("outward", (True, False, "auto")), ("small_clusters", ("drop", "keep")),
-                            ("closed", (True, False, "auto")),
+                            ("closed", (True, False, "auto")), ("precision", ("auto", "float32", "bfloat16")),
                             ("surface", ("manifold", "poisson")), ("mesh_points", ("fitted", "dense"))):
             if getattr(self, name) not in valid:
                 raise InputError(f"invalid {name} {getattr(self, name)!r}; valid: {', '.join(map(str, valid))}")
@@ -242,20 +245,27 @@ def _local_fit(
     stopper: EarlyStopping, progress: Progress | None, monitor: Callable[[int], dict] | None,
 ) -> FitResult:
     """Fit all patch surfaces to ``target`` (P,K,3) on the ``train`` slots; validate on the ``val`` slots."""
+    # the steps leave out the slots past the last training one (held out or padding in every patch)
+    cols = int(train.any(0).nonzero().max()) + 1 if bool(train.any()) else 1
+    uv_t, target_t, train_t = uv[:, :cols], target[:, :cols], train[:, :cols]
+    w_train = train_t.float() / train_t.sum(1, keepdim=True).clamp_min(1)
+    dtype = training_dtype(cfg.precision, target.device)
     matched = {"idx": None}
-    w_train = train.float() / train.sum(1, keepdim=True).clamp_min(1)
 
     def refresh(step):
         with torch.no_grad():
-            matched["idx"] = assign(surf(uv), target, train, method=cfg.matching, blur=cfg.blur,
+            matched["idx"] = assign(surf(uv_t), target_t, train_t, method=cfg.matching, blur=cfg.blur,
                                     scaling=cfg.scaling)
 
+    def predict(at):
+        with torch.autocast(target.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            return surf(at).float()
+
     def loss_fn():
-        pred = surf(uv)
         if cfg.loss == "sinkhorn":
-            return sinkhorn_divergence(pred, target, train, blur=cfg.blur, scaling=cfg.scaling)
-        tgt = torch.gather(target, 1, matched["idx"][..., None].expand(-1, -1, 3))
-        return (((pred - tgt) ** 2).sum(-1) * w_train).sum(1)
+            return sinkhorn_divergence(predict(uv_t), target_t, train_t, blur=cfg.blur, scaling=cfg.scaling)
+        tgt = torch.gather(target_t, 1, matched["idx"][..., None].expand(-1, -1, 3))
+        return (((predict(uv_t) - tgt) ** 2).sum(-1) * w_train).sum(1)
 
     has_val = bool(val.any()) and stopper.mode != "none"
     if has_val:  # the held-out slots first: (P, V) with V the most any patch holds out

@@ -133,6 +133,7 @@ class FakeConfig:
     mesh_points: str = "fitted"
     loss: str = "assignment"
     matching: str = "exact"
+    precision: str = "auto"
     small_clusters: str = "drop"
     closed: object = "auto"
     name: str = "default"
@@ -245,7 +246,8 @@ def test_normal_flags(tmp_path, scan, fake_dgp, name, words, value):
 
 
 @pytest.mark.parametrize("flag, value", [("--mesh-points", "fitted"), ("--mesh-points", "dense"),
-                                         ("--loss", "sinkhorn"), ("--matching", "sinkhorn")])
+                                         ("--loss", "sinkhorn"), ("--matching", "sinkhorn"),
+                                         ("--precision", "float32"), ("--precision", "bfloat16")])
 def test_choice_flags(tmp_path, scan, fake_dgp, flag, value):
     assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), flag, value]) == 0
     assert getattr(fake_dgp["config"], flag[2:].replace("-", "_")) == value

@@ -511,3 +511,49 @@ def test_the_consistency_refit_moves_the_patches_towards_their_consensus(sphere)
     moved = cKDTree(without.points).query(out.points)[0]  # (which grid points stay within a patch may change)
     diag = 2 * np.sqrt(3)
     assert moved.mean() > 1e-4 * diag and np.median(moved) < 0.01 * diag
+
+
+def test_bfloat16_steps_fit_as_close_as_float32(torus):
+    """The training passes in bfloat16 (weights, optimiser and outputs in float32) fit the torus as well."""
+    truth, points = torus
+    dist = {}
+    for precision in ("float32", "bfloat16"):
+        rec = reconstruct(points, config=dataclasses.replace(BASE, precision=precision), device="cpu", seed=0)
+        assert rec.points.dtype == np.float64 and rec.history["config"]["precision"] == precision
+        dist[precision] = float(np.mean(point_to_mesh_distance(rec.points, truth))) / diagonal(truth)
+    assert dist["bfloat16"] < 1.1 * dist["float32"], dist
+
+
+def test_auto_precision_uses_bfloat16_only_where_the_cpu_computes_it(monkeypatch):
+    import geomprior.device as device
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(device, "_cpu_has_bf16", lambda: False)
+    assert device.training_dtype("auto", cpu) == torch.float32
+    monkeypatch.setattr(device, "_cpu_has_bf16", lambda: True)
+    assert device.training_dtype("auto", cpu) == torch.bfloat16
+    assert device.training_dtype("auto", cuda) == torch.float32
+    assert device.training_dtype("bfloat16", cuda) == torch.bfloat16
+    with pytest.raises(InputError, match="precision"):
+        DGPConfig(precision="half").validate()
+
+
+def test_local_fit_loss_is_the_matched_distance_over_every_training_slot():
+    """The steps leave out trailing slots no patch trains on: the loss at step 0 must still be the mean squared
+    matched distance over all training slots, wherever they lie (held-out and padding slots interleaved)."""
+    gen = torch.Generator().manual_seed(0)
+    p, k = 3, 40
+    surf = dgp._PatchSurfaces(p, (16,), True, gen, "cpu")
+    uv, target = torch.rand(p, k, 2, generator=gen), torch.randn(p, k, 3, generator=gen) * 0.3
+    train = torch.rand(p, k, generator=gen) < 0.6
+    train[:, 30:] = False
+    train[1, 29] = True  # the last training slot of all
+    cfg = dataclasses.replace(BASE, precision="float32", refresh_every=1)
+    res = dgp._local_fit(surf, uv, target, train, torch.zeros_like(train), cfg, stage="t", epochs=0, lr=1e-3,
+                         stopper=dgp.EarlyStopping(mode="none"), progress=None, monitor=None)
+    with torch.no_grad():
+        pred = surf(uv)
+        idx = dgp.assign(pred, target, train)
+        d = ((pred - torch.gather(target, 1, idx[..., None].expand(-1, -1, 3))) ** 2).sum(-1)
+    expected = float(((d * train).sum(1) / train.sum(1)).sum())
+    assert res.history["loss"][0] == pytest.approx(expected, rel=1e-5)

@@ -66,6 +66,9 @@ def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
     rec.add_argument("--matching", choices=("exact", "sinkhorn"),
                      help="how predictions are matched to points for the assignment loss and the consistency step: "
                           "exact (default: one-to-one) or sinkhorn (the hardened Sinkhorn plan, geomloss)")
+    rec.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
+                     help="float type of the training steps: auto (default: bfloat16 on a CPU that computes it "
+                          "natively, else float32), float32 or bfloat16; weights and outputs stay float32")
     rec.add_argument("--history", metavar="RUN.json", help="write the run history as JSON")
     rec.add_argument("--render", metavar="PNG", help="render the mesh and the input points to a PNG")
     rec.add_argument("--plot", metavar="PNG", help="plot the local fit's training and validation loss per "
@@ -179,7 +182,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         changes["thin_parts"] = {"on": True, "off": False}.get(args.thin_parts, "auto")
     if args.outward is not None:
         changes["outward"] = {"on": True, "off": False}.get(args.outward, "auto")
-    for name in ("mesh_points", "loss", "matching"):
+    for name in ("mesh_points", "loss", "matching", "precision"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     cfg = dataclasses.replace(cfg, **changes)
