@@ -73,7 +73,7 @@ class DGPConfig:
     # networks
     widths: tuple[int, ...] = (64, 64, 64)  # hidden layer widths of each patch MLP (the original: 128,256,512,512)
     planar_skip: bool = True  # φ = MLP + a flat square in the patch plane (start flat, avoid folds)
-    lr: float = 1e-3  # Adam learning rate
+    lr: float = 2e-3  # Adam learning rate
     # float type of the fits' training passes (geomprior.device.training_dtype): "auto" = bfloat16 on a CPU that
     # computes it natively, else float32; weights, optimiser and every evaluation stay float32
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
@@ -82,7 +82,7 @@ class DGPConfig:
     # exact one-to-one matching, or the hardened Sinkhorn plan (the original's scheme; on a CPU slower and no better,
     # BENCHMARKS.md, ablations)
     matching: Literal["exact", "sinkhorn"] = "exact"
-    refresh_every: int = 20  # recompute correspondences every this many steps
+    refresh_every: int = 40  # recompute correspondences every this many steps
     blur: float = 0.01  # Sinkhorn blur (ε = blur²), in patch units (unit ball)
     scaling: float = 0.7  # Sinkhorn ε-scaling factor (0.5 fast, 0.9 accurate)
     # local fit and early stopping
@@ -130,8 +130,8 @@ class DGPConfig:
             return cls(widths=(64, 64), lr=2e-3, refresh_every=30, patience=3, consistency_epochs=10, grid=10,
                        poisson_depth=8)
         if name == "quality":
-            return cls(widths=(128, 128, 128), refresh_every=10, patience=6, max_epochs=800, consistency_epochs=60,
-                       grid=14)
+            return cls(widths=(128, 128, 128), lr=1e-3, refresh_every=10, patience=6, max_epochs=800,
+                       consistency_epochs=60, grid=14)
         return cls()
 
     def stopper(self, mode: str | None = None) -> EarlyStopping:
