@@ -84,6 +84,8 @@ ABLATIONS = {
     "former mesh (Poisson as it comes)": {"surface": "poisson", "mesh_points": "dense"},
     "dense points instead of fitted": {"mesh_points": "dense"},
     "normals not turned outward": {"outward": False},
+    "float32 training steps": {"precision": "float32"},  # the default takes bfloat16 where the CPU computes it
+    "former rate and refresh (1e-3, every 20 steps)": {"lr": 1e-3, "refresh_every": 20},
     "default, 5,000 points": {},
     "transport validation, 5,000 points": TRANSPORT,
     "Sinkhorn-divergence loss, 5,000 points": {"loss": "sinkhorn"},  # what a CPU affords
@@ -238,10 +240,10 @@ def _config_json(cfg) -> dict | None:
 
 # DGPConfig fields whose default changed after rows were cached: the value a row that does not record them ran with
 FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport", "surface": "poisson", "mesh_points": "dense",
-                  "outward": False}
+                  "outward": False, "precision": "float32"}
 # DGPConfig fields whose default changed after rows were cached: a row that differs from today's settings in these
 # alone is shown, marked, until it is measured again
-SINCE = ("surface", "mesh_points", "outward")
+SINCE = ("surface", "mesh_points", "outward", "precision", "lr", "refresh_every")
 
 
 def _saved_config(saved: dict) -> dict:
@@ -423,7 +425,9 @@ def _checked_note(rows: list[dict]) -> list[str]:
     lines = [] if not former else [
         "", f"‡ {former} rows ran with former defaults and are not measured again yet: normals not turned outward "
         "(DGPConfig.outward=False), the mesh made from the dense uv-grid points (mesh_points='dense'), and in the "
-        "oldest rows open3d's Screened Poisson mesh as it comes (surface='poisson'); everything else as now."]
+        "oldest rows open3d's Screened Poisson mesh as it comes (surface='poisson'); all of them float32 training "
+        "steps (precision='float32') and, in the default preset, Adam rate 1e-3 with correspondences every 20 steps; "
+        "everything else as now."]
     checks = [r["normals_check"] for r in rows if "normals_check" in r]
     if not checks:
         return lines
