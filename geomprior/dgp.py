@@ -114,9 +114,10 @@ class DGPConfig:
     grid: int = 12  # dense output: grid × grid uv samples per patch
     grid_margin: float = 0.1  # ... on [margin, 1 − margin]²
     poisson_depth: int = 9  # Screened Poisson octree depth
-    trim: float = 0.5  # an open mesh ends trim × patch radius beyond the dense points
+    trim: float = 0.2  # an open mesh ends trim × patch radius beyond the dense points (0.5: past a sheet's edges)
+    reach: float = 0.5  # closed="auto" measures the closed surface beyond reach × patch radius of the dense points
     # True: every object's mesh is watertight; False: open, trimmed; "auto": closed where the points enclose a volume
-    # (at most mesh.CLOSED_SHARE of the closed surface lies beyond the trim distance), else open
+    # (at most mesh.CLOSED_SHARE of the closed surface lies beyond the reach distance), else open
     closed: bool | Literal["auto"] = "auto"
     # "manifold": each object's Poisson surface re-extracted as an edge-manifold mesh (mesh.mesh_surface);
     # "poisson": open3d's Poisson mesh of all dense points as it comes, trimmed (the former output; an ablation)
@@ -147,7 +148,8 @@ class DGPConfig:
             "max_points": self.max_points >= self.min_points, "max_epochs": self.max_epochs >= 0,
             "holdout": 0 <= self.holdout < 0.5, "lr": self.lr > 0, "grid": self.grid >= 2,
             "refresh_every": self.refresh_every >= 1, "eval_every": self.eval_every >= 1,
-            "trim": self.trim > 0, "tolerance": self.tolerance >= 0, "min_epochs": self.min_epochs >= 0,
+            "trim": self.trim > 0, "reach": self.reach > 0, "tolerance": self.tolerance >= 0,
+            "min_epochs": self.min_epochs >= 0,
             "consistency_epochs": self.consistency_epochs >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
@@ -402,7 +404,8 @@ def finish(mesh_pts: np.ndarray, mesh_nrm: np.ndarray, scan: Layout, cfg: DGPCon
 
     support = None if dense is None or cfg.mesh_points == "dense" else (dense, object_of(dense))
     mesh, pieces = mesh_surface(mesh_pts, mesh_nrm, objects=object_of(mesh_pts), depth=cfg.poisson_depth,
-                                closed=cfg.closed, max_distance=cfg.trim * radius, min_area=math.pi * radius**2,
+                                closed=cfg.closed, max_distance=cfg.reach * radius, trim=cfg.trim * radius,
+                                min_area=math.pi * radius**2,
                                 manifold=cfg.surface == "manifold", support=support)
     if colors is not None and len(mesh.vertices):
         import open3d as o3d

@@ -295,7 +295,8 @@ class _Piece:
 def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray | None = None, depth: int = 9,
                  closed: bool | Literal["auto"] = "auto", max_distance: float | None = None,
                  min_area: float = 0.0, manifold: bool = True,
-                 support: tuple[np.ndarray, np.ndarray | None] | None = None) -> tuple[object, list[dict]]:
+                 support: tuple[np.ndarray, np.ndarray | None] | None = None,
+                 trim: float | None = None) -> tuple[object, list[dict]]:
     """A mesh a user keeps, from dense oriented points (M, 3) (and their unit normals (M, 3)).
 
     objects      : (M,) int  the object of each point (None: one object); each object is meshed on its own, so
@@ -308,6 +309,8 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                    ``max_distance`` from every point (the points enclose a volume), else open
     max_distance : how far the open mesh reaches beyond the points (None: open meshes are not trimmed, "auto" is
                    closed)
+    trim         : how far an open mesh reaches beyond the points, where it is to end closer than the
+                   ``max_distance`` that decides "auto" (default: ``max_distance``)
     support      : (S, 3) points and their (S,) objects (None: one object) that ``max_distance`` is measured from
                    instead of ``points`` (e.g. denser points on the same surface, where ``points`` are too sparse
                    to tell a gap in the scan from the space between two of them)
@@ -345,7 +348,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
             continue
         d = depth - int(round(np.log2(largest / extents[o]))) if largest > 0 else depth
         pieces.append(_mesh_object(points[rows], normals[rows], depth=max(4, d), closed=closed,
-                                   max_distance=max_distance, min_area=min_area,
+                                   max_distance=max_distance, min_area=min_area, trim=trim,
                                    reach=None if support is None else reach[reach_objects == o]))
     vertices, triangles, count = [], [], 0
     for p in pieces:
@@ -360,9 +363,9 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     return mesh, [p.facts for p in pieces]
 
 
-def _mesh_object(points, normals, *, depth, closed, max_distance, min_area, reach=None) -> _Piece:
+def _mesh_object(points, normals, *, depth, closed, max_distance, min_area, trim=None, reach=None) -> _Piece:
     piece = _extract(points, normals, depth=depth, closed=closed, max_distance=max_distance, min_area=min_area,
-                     reach=reach)
+                     trim=trim, reach=reach)
     if piece.facts["closed"] and piece.facts["genus"] > 0 and depth > 4:
         # a handle that one level coarser does not have is narrower than two of its cells: noise where a thin part's
         # two sides come close (a toe, a tail's tip), not the shape's; a real one (a torus's hole) stays
@@ -376,9 +379,9 @@ def _mesh_object(points, normals, *, depth, closed, max_distance, min_area, reac
     return piece
 
 
-def _extract(points, normals, *, depth, closed, max_distance, min_area, reach=None) -> _Piece:
-    """One object's mesh at one Poisson depth (``_mesh_object``); ``max_distance`` is measured from ``reach``
-    (default: the points)."""
+def _extract(points, normals, *, depth, closed, max_distance, min_area, trim=None, reach=None) -> _Piece:
+    """One object's mesh at one Poisson depth (``_mesh_object``); ``max_distance`` and ``trim`` are measured from
+    ``reach`` (default: the points)."""
     reach = points if reach is None else reach
     raw = poisson_mesh(points, normals, depth=depth)
     if closed is not False and _open_edges(np.asarray(raw.triangles)):
@@ -388,12 +391,15 @@ def _extract(points, normals, *, depth, closed, max_distance, min_area, reach=No
     v, t = _arrays(manifold_surface(raw))
     area = _areas(v, t)
     far = np.zeros(len(t), bool)
+    dist = None
     if max_distance is not None and len(t):
         dist = cKDTree(reach).query(v, workers=-1)[0] if len(reach) else np.full(len(v), np.inf)
         far = (dist > max_distance)[t].any(1)
     open_share = float(area[far].sum() / area.sum()) if area.sum() > 0 else 0.0
     is_closed = bool(closed) if closed != "auto" else (max_distance is None or open_share <= CLOSED_SHARE)
     if not is_closed:
+        if trim is not None and dist is not None:
+            far = (dist > trim)[t].any(1)
         t, area = t[~far], area[~far]
     # pieces smaller than min_area go: bubbles of a misoriented normal or two, specks left by the trim
     component = _components(t, len(v))

@@ -53,6 +53,8 @@ ORACLE = "oracle"
 VIEWS = {"poste_france.xyz": ((0.6, 0.1, 0.8), (0.0, 1.0, 0.0)), "radar.xyz": ((0.35, 0.3, 0.9), (0, 1, 0)),
          "hippo1.ply": ((0.2, 0.45, 0.9), (0.0, 1.0, 0.0))}
 
+FORMER_TRIM = 0.5  # the former output ended this many patch radii beyond the dense points (DGPConfig.trim then)
+
 
 def make_scan(shape: str, variant: str, n_points: int = 20_000, noise: float = 0.005, seed: int = 0):
     """(true mesh, points (N, 3)): ``_scans.scan``'s noisy scan, with stray clusters or a box of stray points."""
@@ -111,9 +113,10 @@ def _row(job: dict, args) -> dict:
         if reference is not None:  # other meshes of the same fit: the former output, the dense points' mesh
             cfg, radius = rec.history["config"], rec.patches.radius
             former, _ = mesh_surface(rec.points, rec.normals, depth=cfg["poisson_depth"],
-                                     max_distance=cfg["trim"] * radius, manifold=False)
+                                     max_distance=FORMER_TRIM * radius, manifold=False)
             dense, _ = mesh_surface(rec.points, rec.normals, depth=cfg["poisson_depth"], closed=cfg["closed"],
-                                    max_distance=cfg["trim"] * radius, min_area=np.pi * radius**2)
+                                    max_distance=cfg["reach"] * radius, trim=cfg["trim"] * radius,
+                                    min_area=np.pi * radius**2)
             row["former"] = {**evaluate(former, reference, n_samples=args.samples), **mesh_facts(former)}
             row["dense"] = {**evaluate(dense, reference, n_samples=args.samples), **mesh_facts(dense)}
     else:

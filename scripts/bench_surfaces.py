@@ -243,7 +243,7 @@ FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport", "surface": "poi
                   "outward": False, "precision": "float32"}
 # DGPConfig fields whose default changed after rows were cached: a row that differs from today's settings in these
 # alone is shown, marked, until it is measured again
-SINCE = ("surface", "mesh_points", "outward", "precision", "lr", "refresh_every")
+SINCE = ("surface", "mesh_points", "outward", "precision", "lr", "refresh_every", "trim")
 
 
 def _saved_config(saved: dict) -> dict:
@@ -426,8 +426,8 @@ def _checked_note(rows: list[dict]) -> list[str]:
         "", f"‡ {former} rows ran with former defaults and are not measured again yet: normals not turned outward "
         "(DGPConfig.outward=False), the mesh made from the dense uv-grid points (mesh_points='dense'), and in the "
         "oldest rows open3d's Screened Poisson mesh as it comes (surface='poisson'); all of them float32 training "
-        "steps (precision='float32') and, in the default preset, Adam rate 1e-3 with correspondences every 20 steps; "
-        "everything else as now."]
+        "steps (precision='float32'), open meshes ending 0.5 patch radii beyond the points (trim=0.5) and, in the "
+        "default preset, Adam rate 1e-3 with correspondences every 20 steps; everything else as now."]
     checks = [r["normals_check"] for r in rows if "normals_check" in r]
     if not checks:
         return lines

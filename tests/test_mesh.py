@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
 
 o3d = pytest.importorskip("open3d")
 
@@ -127,3 +128,19 @@ def test_support_points_measure_the_trim_where_the_mesh_points_are_sparse():
                                     objects=np.repeat([0, 1], len(sparse)), depth=6, max_distance=0.1,
                                     min_area=1e-3, support=(dense, np.zeros(len(dense), int)))
     assert [f["closed"] for f in facts] == [True, False]
+
+
+def test_trim_ends_an_open_mesh_closer_without_changing_the_closed_or_open_decision():
+    sphere = sphere_mesh(resolution=30)
+    points, normals = oriented(sphere, 4000)
+    top = points[:, 2] > -0.7
+    wide, facts_wide = gmesh.mesh_surface(points[top], normals[top], depth=6, max_distance=0.3, min_area=1e-3)
+    tight, facts_tight = gmesh.mesh_surface(points[top], normals[top], depth=6, max_distance=0.3, trim=0.05,
+                                            min_area=1e-3)
+    assert not facts_wide[0]["closed"] and not facts_tight[0]["closed"]
+    assert facts_tight[0]["open_share"] == facts_wide[0]["open_share"]
+    reach = cKDTree(points[top])
+    assert reach.query(np.asarray(tight.vertices))[0].max() <= 0.05 < reach.query(np.asarray(wide.vertices))[0].max()
+    # a closed scan stays closed whatever the trim
+    _, facts = gmesh.mesh_surface(points, normals, depth=6, max_distance=0.3, trim=0.01, min_area=1e-3)
+    assert facts[0]["closed"]
