@@ -310,7 +310,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     max_distance : how far the open mesh reaches beyond the points (None: open meshes are not trimmed, "auto" is
                    closed)
     trim         : how far an open mesh reaches beyond the points, where it is to end closer than the
-                   ``max_distance`` that decides "auto" (default: ``max_distance``)
+                   ``max_distance`` that decides "auto" (None: ``max_distance``)
     support      : (S, 3) points and their (S,) objects (None: one object) that ``max_distance`` is measured from
                    instead of ``points`` (e.g. denser points on the same surface, where ``points`` are too sparse
                    to tell a gap in the scan from the space between two of them)
@@ -391,14 +391,15 @@ def _extract(points, normals, *, depth, closed, max_distance, min_area, trim=Non
     v, t = _arrays(manifold_surface(raw))
     area = _areas(v, t)
     far = np.zeros(len(t), bool)
-    dist = None
+    dist = np.full(len(v), np.inf)
+    if (max_distance is not None or trim is not None) and len(t) and len(reach):
+        dist = cKDTree(reach).query(v, workers=-1)[0]
     if max_distance is not None and len(t):
-        dist = cKDTree(reach).query(v, workers=-1)[0] if len(reach) else np.full(len(v), np.inf)
         far = (dist > max_distance)[t].any(1)
     open_share = float(area[far].sum() / area.sum()) if area.sum() > 0 else 0.0
     is_closed = bool(closed) if closed != "auto" else (max_distance is None or open_share <= CLOSED_SHARE)
     if not is_closed:
-        if trim is not None and dist is not None:
+        if trim is not None and len(t):
             far = (dist > trim)[t].any(1)
         t, area = t[~far], area[~far]
     # pieces smaller than min_area go: bubbles of a misoriented normal or two, specks left by the trim
