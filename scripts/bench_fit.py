@@ -105,8 +105,9 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
         f"CPU. Each geomprior row: the network of `geomprior image fit --encoding E --preset P` fitted to the "
         f"crop (no stop; each encoding at its own learning rate, MLPConfig.learning_rate). Below it, at the same "
         f"size: JPEG (Pillow, 4:4:4) of the highest quality whose file fits in the weights' bytes (4 per weight; "
-        f"JPEG's file at quality 100 may be smaller still), and Haar wavelets keeping as many coefficients as there are weights (positions not "
-        f"counted). s: the fit's wall time, with the torch threads and the 1-minute load average when it ended.")
+        f"JPEG's file at quality 100 may be smaller still), and Haar wavelets keeping as many coefficients as there "
+        f"are weights (positions not counted). s: the fit's wall time, with the torch threads and the 1-minute load "
+        f"average when it ended.")
     lines = [header("Images as functions: encodings, JPEG and wavelets at the same size", conventions, __file__,
                     argv),
              "| image | encoding | preset | method | PSNR dB | SSIM | weights | bytes | s (threads, load) |",

@@ -294,7 +294,8 @@ def run(args) -> tuple[list[dict], list[str]]:
     the cases left out (``--cached-only``: not in the cache)."""
     cache = RowCache(Path(args.out) / ("rows_quick" if args.quick else f"rows_{args.preset}"), settings(args))
     missing = []
-    if not has_bm3d() and not args.cached_only and (not args.methods or "bm3d" in args.methods):
+    bm3d_missing = not has_bm3d()
+    if bm3d_missing and not args.cached_only and (not args.methods or "bm3d" in args.methods):
         print("bm3d is not installed (pip install '.[bench]'; licensed for non-commercial use only): its rows are "
               "left out", file=sys.stderr)
     for name in args.images:
@@ -306,7 +307,7 @@ def run(args) -> tuple[list[dict], list[str]]:
             key = "-".join(filter(None, (name, case.task, case.method, case.variant)))
             if (args.reuse or args.cached_only) and cache.get(key) is not None:
                 continue
-            if args.cached_only or (case.method == "bm3d" and not has_bm3d()):
+            if args.cached_only or (case.method == "bm3d" and bm3d_missing):
                 missing.append(key)
                 continue
             row = row_for(name, case, clean, args)

@@ -317,7 +317,8 @@ def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool
         current = _config_json(_config(job["method"], job.get("overrides", {}), job.get("max_epochs")))
         if row is not None and not _same_config(row.get("config"), current):
             if cached_only and _differs_in(row.get("config"), current, SINCE):
-                row = {**row, "former_defaults": True}  # shown, marked ‡, until it is computed again
+                saved = _saved_config(row.get("config"))  # shown, marked ‡, until it is computed again
+                row = {**row, "former_defaults": {k: saved[k] for k in SINCE if saved[k] != current[k]}}
             else:
                 row = _reusable(row, job, current, cache, compute=not cached_only)
         if row is None and cached_only:
@@ -421,13 +422,14 @@ def _checked(r: dict) -> str:
 
 def _checked_note(rows: list[dict]) -> list[str]:
     """The footnotes on the rows shown with the former mesh (‡) and those reused through ``_normals_check`` (†)."""
-    former = sum(bool(r.get("former_defaults")) for r in rows)
+    former = [r["former_defaults"] for r in rows if r.get("former_defaults")]
+    counts: dict[str, int] = {}
+    for fields in former:
+        for k, v in fields.items():
+            counts[f"{k}={v!r}"] = counts.get(f"{k}={v!r}", 0) + 1
     lines = [] if not former else [
-        "", f"‡ {former} rows ran with former defaults and are not measured again yet: normals not turned outward "
-        "(DGPConfig.outward=False), the mesh made from the dense uv-grid points (mesh_points='dense'), and in the "
-        "oldest rows open3d's Screened Poisson mesh as it comes (surface='poisson'); all of them float32 training "
-        "steps (precision='float32'), open meshes ending 0.5 patch radii beyond the points (trim=0.5) and, in the "
-        "default preset, Adam rate 1e-3 with correspondences every 20 steps; everything else as now."]
+        "", f"‡ {len(former)} rows ran with former defaults and are not measured again yet; the DGPConfig settings "
+        "they differ in (rows): " + ", ".join(f"{k} ({n})" for k, n in counts.items()) + "; everything else as now."]
     checks = [r["normals_check"] for r in rows if "normals_check" in r]
     if not checks:
         return lines

@@ -57,24 +57,22 @@ def diagnose(mesh, reference, *, threshold: float = 0.01, link: float = 0.02, n:
     v = np.asarray(reference.vertices)
     diag = float(np.linalg.norm(v.max(0) - v.min(0)))
     o3d.utility.random.seed(seed)
-    out = {}
+    tri = np.asarray(mesh.cluster_connected_triangles()[0])
+    rank = np.argsort(np.argsort(-np.bincount(tri)))  # component ids, largest first
+    out = {"components": len(rank)}
     for name, surf, other in (("mesh", mesh, reference), ("reference", reference, mesh)):
         pcd = surf.sample_points_uniformly(n)
         samples = np.asarray(pcd.points)
         dist = point_to_mesh_distance(samples, other) / diag
         regions = off_regions(samples / diag, dist, threshold, link)
         if name == "mesh" and regions:
-            tri, _, _ = surf.cluster_connected_triangles()
-            rank = np.argsort(np.argsort(-np.bincount(np.asarray(tri))))
             _, face = cKDTree(np.asarray(surf.vertices)[np.asarray(surf.triangles)].mean(1)).query(samples)
             for r in regions:
-                r["component"] = int(np.bincount(rank[np.asarray(tri)[face[r["index"]]]]).argmax())
+                r["component"] = int(np.bincount(rank[tri[face[r["index"]]]]).argmax())
         for r in regions:
             del r["index"]
         out[name] = {"chamfer_half": float(dist.mean()), "off_share": float((dist > threshold).mean()),
                      "regions": regions}
-    tri, counts, _ = mesh.cluster_connected_triangles()
-    out["components"] = len(counts)
     return out
 
 
