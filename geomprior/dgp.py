@@ -33,7 +33,7 @@ from .metrics import scan_quality
 from .normals import estimate_normals
 from .patches import RADIUS, Patches, bbox_diagonal, cover
 from .presets import check_preset
-from .scan import Layout, check_colors, check_points, find_inliers, layout
+from .scan import SPACING_K, Layout, check_colors, check_points, find_inliers, layout
 from .transport import assign, sinkhorn_divergence
 from .uv import blue_noise
 
@@ -116,6 +116,9 @@ class DGPConfig:
     poisson_depth: int = 9  # Screened Poisson octree depth
     trim: float = 0.2  # an open mesh ends trim × patch radius beyond the dense points (0.5: past a sheet's edges)
     reach: float = 0.5  # closed="auto" measures the closed surface beyond reach × patch radius of the dense points
+    # ... and both distances are at least gap × the scan's local spacing (distance to the 8th nearest input point):
+    # where the scan is sparse, the space between its points is not a hole in it
+    gap: float = 1.0
     # True: every object's mesh is watertight; False: open, trimmed; "auto": closed where the points enclose a volume
     # (at most mesh.CLOSED_SHARE of the closed surface lies beyond the reach distance), else open
     closed: bool | Literal["auto"] = "auto"
@@ -148,7 +151,7 @@ class DGPConfig:
             "max_points": self.max_points >= self.min_points, "max_epochs": self.max_epochs >= 0,
             "holdout": 0 <= self.holdout < 0.5, "lr": self.lr > 0, "grid": self.grid >= 2,
             "refresh_every": self.refresh_every >= 1, "eval_every": self.eval_every >= 1,
-            "trim": self.trim > 0, "reach": self.reach > 0, "tolerance": self.tolerance >= 0,
+            "trim": self.trim > 0, "reach": self.reach > 0, "gap": self.gap >= 0, "tolerance": self.tolerance >= 0,
             "min_epochs": self.min_epochs >= 0,
             "consistency_epochs": self.consistency_epochs >= 0,
         }
@@ -403,8 +406,12 @@ def finish(mesh_pts: np.ndarray, mesh_nrm: np.ndarray, scan: Layout, cfg: DGPCon
         return scan.objects[kept][tree.query(p, workers=-1)[1]] if len(p) else None
 
     support = None if dense is None or cfg.mesh_points == "dense" else (dense, object_of(dense))
+    reach, trim = cfg.reach * radius, cfg.trim * radius
+    if cfg.gap > 0 and cfg.surface == "manifold" and len(kept) >= SPACING_K:
+        local = cfg.gap * tree.query(mesh_pts if support is None else dense, k=[SPACING_K], workers=-1)[0][:, 0]
+        reach, trim = np.maximum(reach, local), np.maximum(trim, local)
     mesh, pieces = mesh_surface(mesh_pts, mesh_nrm, objects=object_of(mesh_pts), depth=cfg.poisson_depth,
-                                closed=cfg.closed, max_distance=cfg.reach * radius, trim=cfg.trim * radius,
+                                closed=cfg.closed, max_distance=reach, trim=trim,
                                 min_area=math.pi * radius**2,
                                 manifold=cfg.surface == "manifold", support=support)
     if colors is not None and len(mesh.vertices):

@@ -293,10 +293,10 @@ class _Piece:
 
 
 def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray | None = None, depth: int = 9,
-                 closed: bool | Literal["auto"] = "auto", max_distance: float | None = None,
+                 closed: bool | Literal["auto"] = "auto", max_distance: float | np.ndarray | None = None,
                  min_area: float = 0.0, manifold: bool = True,
                  support: tuple[np.ndarray, np.ndarray | None] | None = None,
-                 trim: float | None = None) -> tuple[object, list[dict]]:
+                 trim: float | np.ndarray | None = None) -> tuple[object, list[dict]]:
     """A mesh a user keeps, from dense oriented points (M, 3) (and their unit normals (M, 3)).
 
     objects      : (M,) int  the object of each point (None: one object); each object is meshed on its own, so
@@ -314,6 +314,8 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     support      : (S, 3) points and their (S,) objects (None: one object) that ``max_distance`` is measured from
                    instead of ``points`` (e.g. denser points on the same surface, where ``points`` are too sparse
                    to tell a gap in the scan from the space between two of them)
+    ``max_distance`` and ``trim`` may also be one distance per point they are measured from ((S,) or (M,)): a
+    vertex is then far when it lies beyond the distance of its nearest such point
 
     manifold     : False: one Screened Poisson mesh of all the points as open3d gives it, its vertices farther than
                    ``max_distance`` from every point dropped (what geomprior did before; ``objects``, ``closed``
@@ -336,9 +338,9 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     if closed not in (True, False, "auto"):
         raise ValueError(f"closed must be True, False or 'auto', got {closed!r}")
     ids = np.unique(objects)
-    if support is not None:
-        reach, reach_objects = np.asarray(support[0], dtype=np.float64), support[1]
-        reach_objects = np.zeros(len(reach), np.int64) if reach_objects is None else np.asarray(reach_objects)
+    reach, reach_objects = (points, objects) if support is None else (np.asarray(support[0], dtype=np.float64),
+                                                                       support[1])
+    reach_objects = np.zeros(len(reach), np.int64) if reach_objects is None else np.asarray(reach_objects)
     extents = {o: float(np.linalg.norm(np.ptp(points[objects == o], axis=0))) for o in ids}
     largest = max(extents.values(), default=0.0)
     pieces = []
@@ -347,9 +349,10 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
         if rows.sum() < 4 or not extents[o] > 0:
             continue
         d = depth - int(round(np.log2(largest / extents[o]))) if largest > 0 else depth
+        near = reach_objects == o
         pieces.append(_mesh_object(points[rows], normals[rows], depth=max(4, d), closed=closed,
-                                   max_distance=max_distance, min_area=min_area, trim=trim,
-                                   reach=None if support is None else reach[reach_objects == o]))
+                                   max_distance=_part(max_distance, near), min_area=min_area,
+                                   trim=_part(trim, near), reach=reach[near]))
     vertices, triangles, count = [], [], 0
     for p in pieces:
         vertices.append(p.vertices)
@@ -361,6 +364,11 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                                          o3d.utility.Vector3iVector(np.concatenate(triangles).astype(np.int32)))
         mesh.compute_vertex_normals()
     return mesh, [p.facts for p in pieces]
+
+
+def _part(distance, rows):
+    """A distance for some of the points: itself if one for all, else the rows' own."""
+    return distance[rows] if np.ndim(distance) else distance
 
 
 def _mesh_object(points, normals, *, depth, closed, max_distance, min_area, trim=None, reach=None) -> _Piece:
@@ -381,7 +389,7 @@ def _mesh_object(points, normals, *, depth, closed, max_distance, min_area, trim
 
 def _extract(points, normals, *, depth, closed, max_distance, min_area, trim=None, reach=None) -> _Piece:
     """One object's mesh at one Poisson depth (``_mesh_object``); ``max_distance`` and ``trim`` are measured from
-    ``reach`` (default: the points)."""
+    ``reach`` (default: the points), each a distance or one per ``reach`` point."""
     reach = points if reach is None else reach
     raw = poisson_mesh(points, normals, depth=depth)
     if closed is not False and _open_edges(np.asarray(raw.triangles)):
@@ -391,16 +399,16 @@ def _extract(points, normals, *, depth, closed, max_distance, min_area, trim=Non
     v, t = _arrays(manifold_surface(raw))
     area = _areas(v, t)
     far = np.zeros(len(t), bool)
-    dist = np.full(len(v), np.inf)
+    dist, nearest = np.full(len(v), np.inf), np.zeros(len(v), np.int64)
     if (max_distance is not None or trim is not None) and len(t) and len(reach):
-        dist = cKDTree(reach).query(v, workers=-1)[0]
+        dist, nearest = cKDTree(reach).query(v, workers=-1)
     if max_distance is not None and len(t):
-        far = (dist > max_distance)[t].any(1)
+        far = (dist > _part(max_distance, nearest))[t].any(1)
     open_share = float(area[far].sum() / area.sum()) if area.sum() > 0 else 0.0
     is_closed = bool(closed) if closed != "auto" else (max_distance is None or open_share <= CLOSED_SHARE)
     if not is_closed:
         if trim is not None and len(t):
-            far = (dist > trim)[t].any(1)
+            far = (dist > _part(trim, nearest))[t].any(1)
         t, area = t[~far], area[~far]
     # pieces smaller than min_area go: bubbles of a misoriented normal or two, specks left by the trim
     component = _components(t, len(v))

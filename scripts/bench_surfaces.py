@@ -240,10 +240,10 @@ def _config_json(cfg) -> dict | None:
 
 # DGPConfig fields whose default changed after rows were cached: the value a row that does not record them ran with
 FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport", "surface": "poisson", "mesh_points": "dense",
-                  "outward": False, "precision": "float32"}
+                  "outward": False, "precision": "float32", "gap": 0.0}
 # DGPConfig fields whose default changed after rows were cached: a row that differs from today's settings in these
 # alone is shown, marked, until it is measured again
-SINCE = ("surface", "mesh_points", "outward", "precision", "lr", "refresh_every", "trim")
+SINCE = ("surface", "mesh_points", "outward", "precision", "lr", "refresh_every", "trim", "gap")
 
 
 def _saved_config(saved: dict) -> dict:

@@ -557,3 +557,25 @@ def test_local_fit_loss_is_the_matched_distance_over_every_training_slot():
         d = ((pred - torch.gather(target, 1, idx[..., None].expand(-1, -1, 3))) ** 2).sum(-1)
     expected = float(((d * train).sum(1) / train.sum(1)).sum())
     assert res.history["loss"][0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_an_open_scans_mesh_keeps_its_sparse_half_whole():
+    """The open mesh's trim grows with the scan's local spacing (DGPConfig.gap): a 10× sparser half is no hole."""
+    from geomprior.metrics import sample_surface
+
+    sphere = sphere_mesh(resolution=30)
+    pts, nrm = sample_surface(sphere, 12000, seed=0)
+    rng = np.random.default_rng(7)  # not sample_surface's seed: its stream picks the faces
+    keep = ((pts[:, 0] < 0) | (rng.random(len(pts)) < 0.1)) & (pts[:, 2] > -0.7)  # a sphere without its bottom
+    pts, nrm = pts[keep], nrm[keep]
+    truth, _ = sample_surface(sphere, 4000, seed=1)
+    truth = truth[(truth[:, 2] > -0.6) & (truth[:, 0] > 0.1)]  # the sparse half, away from the scan's edge
+    missing = {}
+    for gap in (0.0, DGPConfig().gap):
+        cfg = dataclasses.replace(DGPConfig(), poisson_depth=7, gap=gap)
+        layout = dgp.scan_layout(pts, cfg)
+        local = pts - layout.center  # a perfect fit: its points are the scan's, its dense points too
+        mesh, report, _ = dgp.finish(local, nrm, layout, cfg, cfg.radius * layout.diagonal, pts, dense=local)
+        assert [m["closed"] for m in report["mesh"]] == [False]
+        missing[gap] = np.mean(point_to_mesh_distance(truth, mesh) > 0.02)
+    assert missing[DGPConfig().gap] < 0.01 < 0.1 < missing[0.0]

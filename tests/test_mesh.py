@@ -144,3 +144,36 @@ def test_trim_ends_an_open_mesh_closer_without_changing_the_closed_or_open_decis
     # a closed scan stays closed whatever the trim
     _, facts = gmesh.mesh_surface(points, normals, depth=6, max_distance=0.3, trim=0.01, min_area=1e-3)
     assert facts[0]["closed"]
+
+
+def test_per_point_distances_keep_a_sparse_stretch_whole_and_a_dense_edge_tight():
+    sphere = sphere_mesh(resolution=30)
+    points, normals = oriented(sphere, 12000)
+    rng = np.random.default_rng(7)  # not sample_surface's seed: its stream picks the faces
+    keep = (points[:, 0] < 0) | (rng.random(len(points)) < 0.03)  # the x > 0 half is 30× sparser (spacing ~0.2)
+    cap = keep & (points[:, 2] > -0.7)  # an open scan: a sphere without its bottom
+    pts, nrm = points[cap], normals[cap]
+    d8 = cKDTree(pts).query(pts, k=[8])[0][:, 0]
+    local = np.maximum(0.05, d8)  # per point: at least its distance to its 8th nearest neighbour
+    one, facts_one = gmesh.mesh_surface(pts, nrm, depth=6, max_distance=0.3, trim=0.05, min_area=1e-3)
+    each, facts_each = gmesh.mesh_surface(pts, nrm, depth=6, max_distance=np.maximum(0.3, d8), trim=local,
+                                          min_area=1e-3)
+    assert not facts_one[0]["closed"] and not facts_each[0]["closed"]
+    truth, _ = oriented(sphere, 4000, seed=1)
+    truth = truth[(truth[:, 2] > -0.6) & (truth[:, 0] > 0.1)]  # the sparse half, away from the scan's edge
+    missing = [np.mean(point_to_mesh_distance(truth, m) > 0.05) for m in (one, each)]
+    assert missing[1] < 0.01 < 0.2 < missing[0]  # one distance cuts holes between the sparse points
+    # every vertex lies within its nearest point's distance; at the dense half's edge that is about the trim
+    v = np.asarray(each.vertices)
+    dist, near = cKDTree(pts).query(v)
+    assert np.all(dist <= local[near] + 1e-9)
+    dense_edge = (v[:, 0] < -0.3) & (v[:, 2] < -0.6)
+    assert dense_edge.any() and dist[dense_edge].max() <= 0.1 < 0.3
+    # the closed-or-open decision measured per point: where the points are sparse, the space between them is no hole
+    whole = (points[:, 0] < 0) | (rng.random(len(points)) < 0.1)
+    d8 = cKDTree(points[whole]).query(points[whole], k=[8])[0][:, 0]
+    _, facts = gmesh.mesh_surface(points[whole], normals[whole], depth=6, max_distance=0.1, min_area=1e-3)
+    assert not facts[0]["closed"]
+    _, facts = gmesh.mesh_surface(points[whole], normals[whole], depth=6, max_distance=np.maximum(0.1, 2 * d8),
+                                  min_area=1e-3)
+    assert facts[0]["closed"]
