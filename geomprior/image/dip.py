@@ -35,6 +35,9 @@ class DIPConfig:
     lr: float = 0.01  # Adam learning rate
     padding: Literal["reflect", "zeros"] = "reflect"  # convolution padding
     upsample: Literal["bilinear", "nearest"] = "bilinear"
+    # float type of the training passes (geomprior.device.training_dtype: "auto" = bfloat16 on a CPU that computes it
+    # natively); the weights, the optimiser and the returned image stay float32
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
 
     def __post_init__(self):
         n = len(self.channels_down)
@@ -45,6 +48,8 @@ class DIPConfig:
             raise InputError("channel widths must be positive (skip widths >= 0)")
         if not 0 <= self.ema < 1:
             raise InputError(f"ema must be in [0, 1), got {self.ema}")
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise InputError(f"precision must be auto, float32 or bfloat16, got {self.precision!r}")
 
     @property
     def scales(self) -> int:
