@@ -80,7 +80,19 @@ def test_bench_image_grayscale_classical(bench, tmp_path):
     assert bench.main(["--quick", "--images", "camera", "--methods", "nlm", "tv", "wavelet", "bicubic", "biharmonic",
                        "haar", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "bench_image_quick.json").read_text())["rows"]
-    assert len(rows) == 7 and all(math.isfinite(r["psnr"]) for r in rows)
+    assert len(rows) == 7 + len(bench.DOWNSAMPLERS) and all(math.isfinite(r["psnr"]) for r in rows)
+    assert {r["variant"] for r in rows if r["task"] == "superres"} == {"", *bench.DOWNSAMPLERS}
+
+
+def test_pil_inputs_are_shrunk_as_a_user_would(bench):
+    """The no-inverse-crime inputs: 8 bits, PIL's filters; the box filter gives block means."""
+    rng = np.random.default_rng(0)
+    img = rng.random((32, 24, 3)).astype(np.float32)
+    box = bench.pil_resize(img, (6, 8), "BOX")
+    means = np.round(img * 255).reshape(8, 4, 6, 4, 3).mean((1, 3)) / 255
+    assert box.shape == (8, 6, 3) and box.dtype == np.float32 and np.abs(box - means).max() <= 1 / 255 + 1e-6
+    shrunk = {name: bench.pil_resize(img, (6, 8), name) for name in ("BICUBIC", "LANCZOS")}
+    assert not np.allclose(shrunk["BICUBIC"], shrunk["LANCZOS"])  # two different filters
 
 
 def test_holes_cover_a_quarter_in_discs(bench):
