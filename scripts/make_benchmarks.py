@@ -29,6 +29,7 @@ FRAGMENTS = [
     ("Normal orientation (thin parts)", "normals_study.md", "python scripts/normals_study.py"),
     ("Speed of the core", "bench_dgp.md", "python scripts/bench_dgp.py --variants"),
     ("Where the time goes", "stage_times.md", "python scripts/stage_times.py"),
+    ("Speed of a Deep Image Prior step", "dip_step_times.md", "python scripts/dip_step_times.py"),
     ("Large scans (tiling)", "tiling/bench_tiling_[0-9]*.md", "python scripts/bench_tiling.py"),
     ("Images", "bench_image/bench_image*.md", "python scripts/bench_image.py --reuse"),
     ("Images on a GPU", "gpu_image/bench_image*.md",

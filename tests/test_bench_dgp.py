@@ -1,4 +1,4 @@
-"""scripts/bench_dgp.py --quick: batched and loop steps of the same maths both run and are timed."""
+"""Quick runs of the speed scripts (bench_dgp, stage_times, dip_step_times) and error_regions' helpers."""
 
 from __future__ import annotations
 
@@ -71,3 +71,12 @@ def test_error_regions_quick(tmp_path):
     assert load_script("error_regions").main(["--quick", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "error_regions-torus-0.005.json").read_text())
     assert set(res) == {"mesh", "reference", "components"} and res["mesh"]["chamfer_half"] > 0
+
+
+def test_dip_step_times_quick(tmp_path):
+    """scripts/dip_step_times.py --quick: every layout and float type is timed, and the solver's one is marked."""
+    assert load_script("dip_step_times").main(["--quick", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "dip_step_times_quick.json").read_text())["rows"]
+    assert len(rows) == 6 and all(r["seconds"] > 0 for r in rows)
+    assert sum(r["solver"] for r in rows) == 2  # one per network
+    assert "Command:" in (tmp_path / "dip_step_times_quick.md").read_text()
