@@ -4,7 +4,7 @@ The DIP networks of the default preset (the 32-channel network of each default d
 one of the other tasks) on a square RGB image; one step as the solver takes it: the input perturbed, the forward
 pass (under ``torch.autocast`` for bfloat16), the squared error in float32, the backward pass and Adam. Each
 variant is timed twice, interleaved with the others, and the faster time counts. What the solver picks here: the
-channels-last layout on a CPU, bfloat16 where ``geomprior.device.training_dtype("auto", cpu)`` gives it.
+standard layout, bfloat16 where ``geomprior.device.training_dtype("auto", cpu)`` gives it.
 
     python scripts/dip_step_times.py [--size 256] [--steps 10] [--out benchmarks]
     python scripts/dip_step_times.py --quick      # 64², one step: checks that it runs (a test)
@@ -27,6 +27,7 @@ from geomprior.io import write_json
 VARIANTS = (  # (label, training float type, channels-last)
     ("float32, standard layout", torch.float32, False),
     ("float32, channels-last", torch.float32, True),
+    ("bfloat16, standard layout", torch.bfloat16, False),
     ("bfloat16, channels-last", torch.bfloat16, True),
 )
 
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
                 best[name] = min(best.get(name, s), s)
         base = best[VARIANTS[0][0]]
         rows += [{"network": label, "channels": config.channels_down[0], "variant": name, "seconds": best[name],
-                  "speedup": base / best[name], "solver": dtype == chosen and last}
+                  "speedup": base / best[name], "solver": dtype == chosen and not last}
                  for name, dtype, last in VARIANTS]
     lines = [header("Speed of a Deep Image Prior step", f"{args.size}² RGB image, torch threads "
                     f"{torch.get_num_threads()}, mean of {args.steps} steps after 2, the fastest of {tries} tries. "

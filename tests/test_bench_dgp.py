@@ -77,6 +77,6 @@ def test_dip_step_times_quick(tmp_path):
     """scripts/dip_step_times.py --quick: every layout and float type is timed, and the solver's one is marked."""
     assert load_script("dip_step_times").main(["--quick", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "dip_step_times_quick.json").read_text())["rows"]
-    assert len(rows) == 6 and all(r["seconds"] > 0 for r in rows)
+    assert len(rows) == 8 and all(r["seconds"] > 0 for r in rows)
     assert sum(r["solver"] for r in rows) == 2  # one per network
     assert "Command:" in (tmp_path / "dip_step_times_quick.md").read_text()

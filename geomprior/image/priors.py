@@ -210,8 +210,6 @@ def _build_dip(config: DIPConfig, shape, operator, y, train_w, *, wmv, seed: int
     with _seeded(seed):
         net = SkipNet(c, config).to(device)
     z = dip_input(config, (hp, wp), generator=generator, device=device)
-    if torch.device(device).type == "cpu":  # oneDNN's convolutions run faster on channels-last tensors
-        net, z = net.to(memory_format=torch.channels_last), z.contiguous(memory_format=torch.channels_last)
     noise = torch.Generator(device=device).manual_seed(seed + 1)
     return _ConvRun(net, z, _crop(hp, wp, h, w), operator, y, train_w, input_noise=config.input_noise,
                     ema=config.ema, generator=noise, wmv=wmv,
