@@ -79,7 +79,7 @@ def test_same_seed_same_output(method, noisy):
 
 def test_dip_bfloat16_training_denoises_as_well_as_float32(clean, noisy):
     """The bfloat16 training passes (DIPConfig.precision; "auto" on a CPU with native bfloat16) against the float32
-    reference: the same restoration, within a small margin, and a float32 image out."""
+    reference: a restoration no worse, within a small margin, and a float32 image out."""
     out = {}
     for precision in ("float32", "bfloat16"):
         cfg = dataclasses.replace(TINY["dip"], precision=precision)
@@ -87,7 +87,7 @@ def test_dip_bfloat16_training_denoises_as_well_as_float32(clean, noisy):
                                        stop=tasks.StopConfig(rule="none")).image
     assert out["bfloat16"].dtype == np.float32 and not np.array_equal(out["bfloat16"], out["float32"])
     low, ref = psnr(out["bfloat16"], clean), psnr(out["float32"], clean)
-    assert low > psnr(noisy, clean) + 1.0 and abs(low - ref) < 0.3, (low, ref)
+    assert low > psnr(noisy, clean) + 1.0 and low > ref - 0.3, (low, ref)  # no worse than float32
     with pytest.raises(InputError, match="precision"):
         DIPConfig(precision="float16")
 
