@@ -42,6 +42,7 @@ import os
 import resource
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -423,10 +424,7 @@ def _checked(r: dict) -> str:
 def _checked_note(rows: list[dict]) -> list[str]:
     """The footnotes on the rows shown with the former mesh (‡) and those reused through ``_normals_check`` (†)."""
     former = [r["former_defaults"] for r in rows if r.get("former_defaults")]
-    counts: dict[str, int] = {}
-    for fields in former:
-        for k, v in fields.items():
-            counts[f"{k}={v!r}"] = counts.get(f"{k}={v!r}", 0) + 1
+    counts = Counter(f"{k}={v!r}" for fields in former for k, v in fields.items())
     lines = [] if not former else [
         "", f"‡ {len(former)} rows ran with former defaults and are not measured again yet; the DGPConfig settings "
         "they differ in (rows): " + ", ".join(f"{k} ({n})" for k, n in counts.items()) + "; everything else as now."]
