@@ -88,7 +88,7 @@ def _config(max_epochs: int | None):
 def _row(job: dict, args) -> dict:
     """Reconstruct one scan with one method and measure it."""
     from geomprior.baselines import screened_poisson
-    from geomprior.dgp import reconstruct
+    from geomprior.dgp import finish, reconstruct, scan_layout
     from geomprior.io import read_points
     from geomprior.mesh import mesh_surface
     from geomprior.metrics import evaluate, mesh_facts, scan_quality
@@ -106,17 +106,17 @@ def _row(job: dict, args) -> dict:
         row["seconds"] = time.perf_counter() - start
         quality = scan_quality(mesh, points, spacing=spacing(points))
     elif job["method"] == "default":
-        rec = reconstruct(points, normals, config=_config(args.max_epochs), device="cpu", seed=0)
+        cfg = _config(args.max_epochs)
+        rec = reconstruct(points, normals, config=cfg, device="cpu", seed=0)
         mesh, quality = rec.mesh, rec.history["quality"]
         row.update(seconds=time.perf_counter() - start, set_aside=quality["set_aside"],
                    closed=[m["closed"] for m in rec.history["mesh"]], summary=rec.summary, config=rec.history["config"])
         if reference is not None:  # other meshes of the same fit: the former output, the dense points' mesh
-            cfg, radius = rec.history["config"], rec.patches.radius
-            former, _ = mesh_surface(rec.points, rec.normals, depth=cfg["poisson_depth"],
+            radius, scan = rec.patches.radius, scan_layout(points, cfg)
+            former, _ = mesh_surface(rec.points, rec.normals, depth=cfg.poisson_depth,
                                      max_distance=FORMER_TRIM * radius, manifold=False)
-            dense, _ = mesh_surface(rec.points, rec.normals, depth=cfg["poisson_depth"], closed=cfg["closed"],
-                                    max_distance=cfg["reach"] * radius, trim=cfg["trim"] * radius,
-                                    min_area=np.pi * radius**2)
+            dense_cfg = dataclasses.replace(cfg, mesh_points="dense")
+            dense, _, _ = finish(rec.points - scan.center, rec.normals, scan, dense_cfg, radius, points)
             row["former"] = {**evaluate(former, reference, n_samples=args.samples), **mesh_facts(former)}
             row["dense"] = {**evaluate(dense, reference, n_samples=args.samples), **mesh_facts(dense)}
     else:
