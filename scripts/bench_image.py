@@ -73,6 +73,7 @@ IMAGES = ("astronaut", "camera", "coffee")
 TASKS = ("denoise", "superres", "inpaint", "compress", "fit", "cs")
 CLASSICAL = {"nlm", "tv", "wavelet", "bm3d", "bicubic", "biharmonic", "haar"}
 SKIMAGE_DENOISERS = ("nlm", "tv", "wavelet")
+SIGMA25 = ("", "run1", "runs3", "fourier3", "fast")  # denoising variants at σ 25 (the Pareto table)
 RUNS = 3  # DIP runs averaged in the denoising rows "runs3"
 COMPRESSION = (30, 8)  # target ratios pixel values / weights
 # super-resolution inputs made by downsamplers the model does not assume: row variant -> PIL filter
@@ -376,7 +377,7 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
             f"{_fmt(r.get('parameters'), 'd')} |")
     if missing:
         lines += ["", f"Not measured yet ({len(missing)} rows): {', '.join(missing)}."]
-    for block in (verdicts(rows), peers(rows)):
+    for block in (verdicts(rows), peers(rows), pareto(rows)):
         if block:
             lines += ["", *block]
     return "\n".join(lines)
@@ -480,6 +481,26 @@ def peers(rows: list[dict]) -> list[str]:
             out.append(f"- {r['task']} {r['variant']} {r['method'].upper()} [{r['image']}]: {r['psnr']:.2f} vs best "
                        f"classical {best['method']} {best['psnr']:.2f} ({r['psnr'] - best['psnr']:+.2f} dB)")
     return ["Wider rows, ours against the best classical row of the same image, task and variant:", *out] if out else []
+
+
+def pareto(rows: list[dict]) -> list[str]:
+    """Issue 32's PSNR against time of every denoising row at σ 25, per image: fastest first; front: no other row
+    of the image is both faster and better."""
+    out = []
+    for im in sorted({r["image"] for r in rows}):
+        same = sorted((r for r in rows if r["image"] == im and r["task"] == "denoise" and r["variant"] in SIGMA25),
+                      key=lambda r: (r["seconds"], -r["psnr"]))
+        best = -np.inf
+        for r in same:
+            front = r["psnr"] > best
+            best = max(best, r["psnr"])
+            out.append(f"| {im} | {r['method']}{' ' + r['variant'] if r['variant'] else ''} | {r['psnr']:.2f} | "
+                       f"{r['seconds']:.1f} ({r.get('threads', '?')}) | {'yes' if front else ''} |")
+    if not out:
+        return []
+    return ["PSNR against time, denoising at σ 25 (every row above; front: no row of the same image is both faster "
+            "and better; times at the thread count in brackets):", "",
+            "| image | method | PSNR dB | s (threads) | front |", "|---|---|---|---|---|", *out]
 
 
 def main(argv=None) -> int:

@@ -77,19 +77,20 @@ def test_same_seed_same_output(method, noisy):
     assert not np.array_equal(a, run(4))
 
 
-def test_dip_bfloat16_training_denoises_as_well_as_float32(clean, noisy):
-    """The bfloat16 training passes (DIPConfig.precision; "auto" on a CPU with native bfloat16) against the float32
-    reference: a restoration no worse, within a small margin, and a float32 image out."""
+@pytest.mark.parametrize("method", ["dip", "dd"])
+def test_bfloat16_training_denoises_as_well_as_float32(method, clean, noisy):
+    """The bfloat16 training passes (DIPConfig/DDConfig.precision; "auto" on a CPU with native bfloat16) against
+    the float32 reference: a restoration no worse, within a small margin, and a float32 image out."""
     out = {}
     for precision in ("float32", "bfloat16"):
-        cfg = dataclasses.replace(TINY["dip"], precision=precision)
-        out[precision] = tasks.denoise(noisy, method="dip", config=cfg, iters=ITERS["dip"], device="cpu",
+        cfg = dataclasses.replace(TINY[method], precision=precision)
+        out[precision] = tasks.denoise(noisy, method=method, config=cfg, iters=ITERS[method], device="cpu",
                                        stop=tasks.StopConfig(rule="none")).image
     assert out["bfloat16"].dtype == np.float32 and not np.array_equal(out["bfloat16"], out["float32"])
     low, ref = psnr(out["bfloat16"], clean), psnr(out["float32"], clean)
     assert low > psnr(noisy, clean) + 1.0 and low > ref - 0.3, (low, ref)  # no worse than float32
     with pytest.raises(InputError, match="precision"):
-        DIPConfig(precision="float16")
+        type(TINY[method])(precision="float16")
 
 
 def test_heldout_stopping_fires_and_keeps_the_best_output(clean):
@@ -165,6 +166,20 @@ def test_dip_denoise_default_averages_narrower_runs(noisy):
     full = tasks.denoise(noisy, runs=1, **kw)  # one run of the preset's full width
     assert "runs" not in full.extra and full.parameters > default.parameters
     assert "runs" not in tasks.denoise(noisy, config=narrow, **kw).extra
+
+
+def test_dd_denoise_default_averages_runs_that_fit_more(clean, noisy):
+    """Without a config or runs, Deep Decoder denoising averages DD_DENOISE_RUNS runs of dd_denoise_config (the
+    preset's k trained as compress trains); the same config and runs given explicitly give the same image, and the
+    training fits more of the image than the plain Adam 0.005 in the same steps."""
+    kw = dict(method="dd", preset="fast", iters=300, device="cpu", reference=clean)
+    default = tasks.denoise(noisy, **kw)
+    cfg = tasks.dd_denoise_config("fast")
+    assert tasks.DD_DENOISE_RUNS == 2 and len(default.extra["runs"]) == 2
+    assert cfg.channels == DDConfig.preset("fast").channels and cfg.lr_decay == "cosine" and cfg.average == "outputs"
+    np.testing.assert_array_equal(default.image, tasks.denoise(noisy, config=cfg, runs=2, **kw).image)
+    plain = tasks.denoise(noisy, config=DDConfig.preset("fast"), runs=2, **kw)
+    assert default.psnr > plain.psnr + 0.5, (default.psnr, plain.psnr)
 
 
 def test_deep_decoder_widens_for_exact_measurements():

@@ -40,6 +40,8 @@ class DDConfig:
     average: Literal["outputs", "weights"] = "outputs"  # what the EMA averages; "weights": the result is g(EMA of θ)
     input: Literal["uniform", "gaussian"] = "uniform"  # z ~ U(0, 1) or N(0, 1), × input_scale
     norm_before_relu: bool = False  # block order conv → up → norm → ReLU (default: conv → up → ReLU → norm)
+    # float type of the training passes, as DIPConfig.precision ("auto": bfloat16 on a CPU that computes it natively)
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
 
     def __post_init__(self):
         if self.channels < 1 or self.depth < 0:
@@ -52,6 +54,8 @@ class DDConfig:
             raise InputError(f"average must be 'outputs' or 'weights', got {self.average!r}")
         if self.input not in ("uniform", "gaussian"):
             raise InputError(f"input must be 'uniform' or 'gaussian', got {self.input!r}")
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise InputError(f"precision must be auto, float32 or bfloat16, got {self.precision!r}")
 
     @classmethod
     def preset(cls, name: Preset = "default", **changes) -> "DDConfig":

@@ -220,7 +220,8 @@ def _build_dd(config: DDConfig, shape, operator, y, train_w, *, wmv, seed: int, 
     config, net, z, crop = _deep_decoder(config, shape, seed, device)
     noise = torch.Generator(device=device).manual_seed(seed + 1)
     return _ConvRun(net, z, crop, operator, y, train_w, input_noise=0.0, ema=config.ema, generator=noise, wmv=wmv,
-                    average_weights=config.average == "weights")
+                    average_weights=config.average == "weights",
+                    dtype=training_dtype(config.precision, torch.device(device)))
 
 
 def _build_mlp(config: MLPConfig, shape, operator, y, train_w, *, wmv, seed: int, generator, device) -> _Run:

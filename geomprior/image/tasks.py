@@ -40,9 +40,10 @@ from geomprior.image.solver import (
     solve,
 )
 
-__all__ = ["DEFAULT_ITERS", "DIP_DENOISE_RUNS", "ImageResult", "SolveOptions", "StopConfig", "compress",
-           "compress_config", "compressed_sensing", "decompress", "denoise", "dip_denoise_config", "fit_image",
-           "inpaint", "make_config", "make_cs_operator", "pick_device", "psnr", "solve", "superresolve"]
+__all__ = ["DD_DENOISE_RUNS", "DEFAULT_ITERS", "DIP_DENOISE_RUNS", "ImageResult", "SolveOptions", "StopConfig",
+           "compress", "compress_config", "compressed_sensing", "dd_denoise_config", "decompress", "denoise",
+           "dip_denoise_config", "fit_image", "inpaint", "make_config", "make_cs_operator", "pick_device", "psnr",
+           "solve", "superresolve"]
 
 
 def _prepared(image, name: str, task: str, given: SolveOptions | None,
@@ -107,6 +108,8 @@ def fit_image(image: np.ndarray, options: SolveOptions | None = None, **changes)
 
 DIP_DENOISE_RUNS = 4
 """DIP denoising without a ``config`` or ``runs``: this many runs, each 1/√runs of the preset's width, averaged."""
+DD_DENOISE_RUNS = 2
+"""Deep Decoder denoising without a ``config`` or ``runs``: this many runs of :func:`dd_denoise_config`, averaged."""
 
 
 def dip_denoise_config(preset: str = "default") -> DIPConfig:
@@ -116,19 +119,30 @@ def dip_denoise_config(preset: str = "default") -> DIPConfig:
     return make_config("dip", preset, channels=round(width / math.sqrt(DIP_DENOISE_RUNS)))
 
 
+def dd_denoise_config(preset: str = "default") -> DDConfig:
+    """The decoder of each of the :data:`DD_DENOISE_RUNS` default denoising runs: the preset's k, trained as
+    :func:`compress_config` trains (an under-parameterised decoder fits more of the image in the same steps), its
+    outputs averaged, training passes in the default precision. Each run's error is mostly its own decoder's bias,
+    so the average of runs removes part of it."""
+    return dataclasses.replace(compress_config(DDConfig.preset(preset).channels), average="outputs",
+                               precision=DDConfig().precision)
+
+
 def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, sigma: float | None = None,
             generator=None, **changes) -> ImageResult:
     """Denoise a noisy image (H, W, C) in [0, 1].
 
     sigma : the noise standard deviation on the [0, 1] scale, if known; it enables ``StopConfig(rule="discrepancy")``
             (and is used by it when the StopConfig has no sigma of its own)
-    runs  : None: 1, except DIP without a ``config``, which averages :data:`DIP_DENOISE_RUNS` networks of
+    runs  : None: 1, except without a ``config``: DIP averages :data:`DIP_DENOISE_RUNS` networks of
             :func:`dip_denoise_config` (about twice the time of one full-width run on a CPU; see BENCHMARKS.md,
-            Images, rows ``plain`` against ``run1``)
+            Images, rows ``plain`` against ``run1``), the Deep Decoder :data:`DD_DENOISE_RUNS` of
+            :func:`dd_denoise_config`
     """
     img, opts = _prepared(noisy, "noisy image", "denoise", options, changes)
-    if opts.runs is None and opts.method == "dip" and opts.config is None:
-        opts = dataclasses.replace(opts, runs=DIP_DENOISE_RUNS, config=dip_denoise_config(opts.preset))
+    if opts.runs is None and opts.config is None and opts.method in DENOISE_DEFAULTS:
+        runs, config = DENOISE_DEFAULTS[opts.method]
+        opts = dataclasses.replace(opts, runs=runs, config=config(opts.preset))
     stop = opts.stop or StopConfig()
     if sigma is not None and stop.sigma is None:
         stop = dataclasses.replace(stop, sigma=float(sigma))
@@ -184,9 +198,14 @@ def compress_config(channels: int = 64, depth: int = 5) -> DDConfig:
     0.02 decaying to 0 along a cosine (a small decoder that must fit every pixel gains from both; denoising keeps
     the plain 0.005); zero-mean Gaussian input and each block normalised before its ReLU (the same weights fit
     more of the image: BENCHMARKS.md, Images, compress rows); weights averaged along the run (an average of the
-    outputs would be no network's output)."""
+    outputs would be no network's output); training passes in float32 (a code must fit every pixel, and bfloat16 is
+    measured for denoising only)."""
     return DDConfig(channels=channels, depth=depth, lr=0.02, lr_decay="cosine", input="gaussian",
-                    norm_before_relu=True, average="weights")
+                    norm_before_relu=True, average="weights", precision="float32")
+
+
+DENOISE_DEFAULTS = {"dip": (DIP_DENOISE_RUNS, dip_denoise_config), "dd": (DD_DENOISE_RUNS, dd_denoise_config)}
+"""Denoising without a ``config`` or ``runs``: method -> (runs averaged, the config of each run for a preset)."""
 
 
 def compress(image: np.ndarray, options: SolveOptions | None = None, *, channels: int = 64, depth: int = 5,
