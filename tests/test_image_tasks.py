@@ -170,15 +170,17 @@ def test_dip_denoise_default_averages_narrower_runs(noisy):
 
 def test_dd_denoise_default_averages_runs_that_fit_more(clean, noisy):
     """Without a config or runs, Deep Decoder denoising averages DD_DENOISE_RUNS runs of dd_denoise_config (the
-    preset's k trained as compress trains); the same config and runs given explicitly give the same image, and the
-    training fits more of the image than the plain Adam 0.005 in the same steps."""
+    preset's k trained as compress trains), each stopping on held-out pixels; the same settings given explicitly
+    give the same image, and the training fits more of the image than the plain Adam 0.005 in the same steps."""
     kw = dict(method="dd", preset="fast", iters=300, device="cpu", reference=clean)
     default = tasks.denoise(noisy, **kw)
     cfg = tasks.dd_denoise_config("fast")
-    assert tasks.DD_DENOISE_RUNS == 2 and len(default.extra["runs"]) == 2
+    assert tasks.DD_DENOISE_RUNS == 2 and len(default.extra["runs"]) == 2 and default.stop_rule == "heldout"
     assert cfg.channels == DDConfig.preset("fast").channels and cfg.lr_decay == "cosine" and cfg.average == "outputs"
-    np.testing.assert_array_equal(default.image, tasks.denoise(noisy, config=cfg, runs=2, **kw).image)
-    plain = tasks.denoise(noisy, config=DDConfig.preset("fast"), runs=2, **kw)
+    held = tasks.StopConfig(rule="heldout")
+    np.testing.assert_array_equal(default.image, tasks.denoise(noisy, config=cfg, runs=2, stop=held, **kw).image)
+    assert tasks.denoise(noisy, config=cfg, runs=2, **kw).stop_rule == "none"  # the prior's own rule
+    plain = tasks.denoise(noisy, config=DDConfig.preset("fast"), runs=2, stop=held, **kw)
     assert default.psnr > plain.psnr + 0.5, (default.psnr, plain.psnr)
 
 

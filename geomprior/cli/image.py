@@ -67,9 +67,9 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
         if name not in ("fit", "compress"):
             p.add_argument("--runs", type=_int_at_least(1), metavar="N",
                            help="average the outputs of N independent runs (seeds SEED..SEED+N-1), each stopping "
-                                "on its own; costs N times one run (default: 1; dip denoise without --channels: "
-                                "4 runs of networks half the preset's width, about 2x the time of one run on a "
-                                "CPU)")
+                                "on its own; costs N times one run (default: 1; denoise without --channels: dip 4 "
+                                "runs of networks half the preset's width, about 2x the time of one run on a CPU; "
+                                "dd 2 runs)")
         if stop:
             p.add_argument("--stop", choices=STOP_RULES, default="auto",
                            help="early stopping without ground truth: heldout pixels, wmv (variance of recent "

@@ -137,13 +137,15 @@ def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, sigma: fl
     runs  : None: 1, except without a ``config``: DIP averages :data:`DIP_DENOISE_RUNS` networks of
             :func:`dip_denoise_config` (about twice the time of one full-width run on a CPU; see BENCHMARKS.md,
             Images, rows ``plain`` against ``run1``), the Deep Decoder :data:`DD_DENOISE_RUNS` of
-            :func:`dd_denoise_config`
+            :func:`dd_denoise_config`, each stopping on held-out pixels (:data:`DENOISE_DEFAULTS`)
     """
     img, opts = _prepared(noisy, "noisy image", "denoise", options, changes)
-    if opts.runs is None and opts.config is None and opts.method in DENOISE_DEFAULTS:
-        runs, config = DENOISE_DEFAULTS[opts.method]
-        opts = dataclasses.replace(opts, runs=runs, config=config(opts.preset))
     stop = opts.stop or StopConfig()
+    if opts.runs is None and opts.config is None and opts.method in DENOISE_DEFAULTS:
+        runs, config, rule = DENOISE_DEFAULTS[opts.method]
+        opts = dataclasses.replace(opts, runs=runs, config=config(opts.preset))
+        if stop.rule == "auto":
+            stop = dataclasses.replace(stop, rule=rule)
     if sigma is not None and stop.sigma is None:
         stop = dataclasses.replace(stop, sigma=float(sigma))
     return _recover(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, "denoise", generator, noiseless=False,
@@ -204,8 +206,11 @@ def compress_config(channels: int = 64, depth: int = 5) -> DDConfig:
                     norm_before_relu=True, average="weights", precision="float32")
 
 
-DENOISE_DEFAULTS = {"dip": (DIP_DENOISE_RUNS, dip_denoise_config), "dd": (DD_DENOISE_RUNS, dd_denoise_config)}
-"""Denoising without a ``config`` or ``runs``: method -> (runs averaged, the config of each run for a preset)."""
+DENOISE_DEFAULTS = {"dip": (DIP_DENOISE_RUNS, dip_denoise_config, "heldout"),
+                    "dd": (DD_DENOISE_RUNS, dd_denoise_config, "heldout")}
+"""Denoising without a ``config`` or ``runs``: method -> (runs averaged, the config of each run for a preset, the
+stopping rule ``auto`` means). The Deep Decoder trained to fit more stops on held-out pixels too: at high noise
+on a grayscale image (fewer values per weight) it fits the noise late in the run."""
 
 
 def compress(image: np.ndarray, options: SolveOptions | None = None, *, channels: int = 64, depth: int = 5,
