@@ -3,9 +3,10 @@
 Cases, on centre crops of astronaut, camera and coffee (grayscale stays one channel):
 
 - denoise: Gaussian noise σ = 25/255 (clipped to [0, 1]), σ NOT given to our methods; DIP (automatic stop),
-  Deep Decoder (no stop, runs to its cap), tiled coordinate MLP (automatic stop) vs skimage NL-means, TV
-  (Chambolle) and wavelet (BayesShrink), each given σ; NL-means' h and TV's weight are the best of a small grid
-  judged against the clean image (an oracle tuning that favours the baselines); and BM3D (CBM3D for colour, the
+  Deep Decoder (the average of ``tasks.DD_DENOISE_RUNS`` = 2 runs, each stopping on held-out pixels), tiled
+  coordinate MLP (automatic stop) vs skimage NL-means, TV (Chambolle) and wavelet (BayesShrink), each given σ;
+  NL-means' h and TV's weight are the best of a small grid judged against the clean image (an oracle tuning that
+  favours the baselines); and BM3D (CBM3D for colour, the
   ``bm3d`` package, σ given; ``pip install '.[bench]'``, licensed for non-commercial use only: a comparator, never a
   dependency of geomprior; without it its rows are left out). DIP's default averages
   ``tasks.DIP_DENOISE_RUNS`` = 4 independent runs of networks half the preset's width (seeds 0-3, each with its
@@ -73,7 +74,7 @@ IMAGES = ("astronaut", "camera", "coffee")
 TASKS = ("denoise", "superres", "inpaint", "compress", "fit", "cs")
 CLASSICAL = {"nlm", "tv", "wavelet", "bm3d", "bicubic", "biharmonic", "haar"}
 SKIMAGE_DENOISERS = ("nlm", "tv", "wavelet")
-SIGMA25 = ("", "run1", "runs3", "fourier3", "fast")  # denoising variants at σ 25 (the Pareto table)
+SIGMA25 = ("", "run1", "runs3", "fourier3")  # denoising variants at σ 25 (the Pareto table)
 RUNS = 3  # DIP runs averaged in the denoising rows "runs3"
 COMPRESSION = (30, 8)  # target ratios pixel values / weights
 # super-resolution inputs made by downsamplers the model does not assume: row variant -> PIL filter

@@ -73,9 +73,10 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
         if stop:
             p.add_argument("--stop", choices=STOP_RULES, default="auto",
                            help="early stopping without ground truth: heldout pixels, wmv (variance of recent "
-                                "outputs), discrepancy (needs --sigma), none; auto: dip and mlp heldout, dd none")
+                                "outputs), discrepancy (needs --sigma), none; auto: dip and mlp heldout, dd none "
+                                "(dd denoise without --channels: heldout)")
             p.add_argument("--patience", type=_int_at_least(1), metavar="N",
-                           help="iterations without improvement before stopping (default: 500 dip, 300 mlp)")
+                           help="iterations without improvement before stopping (default: 500 dip, 300 dd and mlp)")
         p.set_defaults(func=_run, image_task=name)
         return p
 

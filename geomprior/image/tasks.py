@@ -197,11 +197,11 @@ def inpaint(damaged: np.ndarray, mask: np.ndarray, options: SolveOptions | None 
 
 def compress_config(channels: int = 64, depth: int = 5) -> DDConfig:
     """The Deep Decoder :func:`compress` trains without a ``config``: k = ``channels``, d = ``depth``; Adam from lr
-    0.02 decaying to 0 along a cosine (a small decoder that must fit every pixel gains from both; denoising keeps
-    the plain 0.005); zero-mean Gaussian input and each block normalised before its ReLU (the same weights fit
-    more of the image: BENCHMARKS.md, Images, compress rows); weights averaged along the run (an average of the
-    outputs would be no network's output); training passes in float32 (a code must fit every pixel, and bfloat16 is
-    measured for denoising only)."""
+    0.02 decaying to 0 along a cosine (a small decoder that must fit every pixel gains from both); zero-mean
+    Gaussian input and each block normalised before its ReLU (the same weights fit more of the image: BENCHMARKS.md,
+    Images, compress rows); weights averaged along the run (an average of the outputs would be no network's
+    output); training passes in float32 (a code must fit every pixel, and bfloat16 is measured for denoising
+    only)."""
     return DDConfig(channels=channels, depth=depth, lr=0.02, lr_decay="cosine", input="gaussian",
                     norm_before_relu=True, average="weights", precision="float32")
 
