@@ -32,7 +32,7 @@ from .mesh import mesh_surface
 from .metrics import scan_quality
 from .normals import estimate_normals
 from .patches import RADIUS, Patches, bbox_diagonal, cover
-from .presets import check_preset
+from .presets import PRECISIONS, check_preset
 from .scan import SPACING_K, Layout, check_colors, check_points, find_inliers, layout
 from .transport import assign, sinkhorn_divergence
 from .uv import blue_noise
@@ -162,7 +162,7 @@ class DGPConfig:
                             ("early_stop", ("run", "item", "none")),
                             ("val_score", ("surface", "transport")), ("thin_parts", (True, False, "auto")),
                             ("outward", (True, False, "auto")), ("small_clusters", ("drop", "keep")),
-                            ("closed", (True, False, "auto")), ("precision", ("auto", "float32", "bfloat16")),
+                            ("closed", (True, False, "auto")), ("precision", PRECISIONS),
                             ("surface", ("manifold", "poisson")), ("mesh_points", ("fitted", "dense"))):
             if getattr(self, name) not in valid:
                 raise InputError(f"invalid {name} {getattr(self, name)!r}; valid: {', '.join(map(str, valid))}")

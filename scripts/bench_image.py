@@ -74,8 +74,8 @@ IMAGES = ("astronaut", "camera", "coffee")
 TASKS = ("denoise", "superres", "inpaint", "compress", "fit", "cs")
 CLASSICAL = {"nlm", "tv", "wavelet", "bm3d", "bicubic", "biharmonic", "haar"}
 SKIMAGE_DENOISERS = ("nlm", "tv", "wavelet")
-SIGMA25 = ("", "run1", "runs3", "fourier3")  # denoising variants at σ 25 (the Pareto table)
 RUNS = 3  # DIP runs averaged in the denoising rows "runs3"
+SIGMA25 = ("", "run1", f"runs{RUNS}", f"fourier{FOURIER}")  # denoising variants at σ 25 (the Pareto table)
 COMPRESSION = (30, 8)  # target ratios pixel values / weights
 # super-resolution inputs made by downsamplers the model does not assume: row variant -> PIL filter
 DOWNSAMPLERS = {"pil-bicubic": "BICUBIC", "pil-lanczos": "LANCZOS", "area": "BOX"}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from geomprior.cli.common import DEVICES, PROG, _int_at_least, _positive_float, publish, with_progress
 from geomprior.errors import InputError
-from geomprior.presets import PRESETS
+from geomprior.presets import PRECISIONS, PRESETS
 
 logger = logging.getLogger(__name__)
 EXECUTORS = ("local", "ray")
@@ -66,7 +66,7 @@ def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
     rec.add_argument("--matching", choices=("exact", "sinkhorn"),
                      help="how predictions are matched to points for the assignment loss and the consistency step: "
                           "exact (default: one-to-one) or sinkhorn (the hardened Sinkhorn plan, geomloss)")
-    rec.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
+    rec.add_argument("--precision", choices=PRECISIONS,
                      help="float type of the training steps: auto (default: bfloat16 on a CPU that computes it "
                           "natively, else float32), float32 or bfloat16; weights and outputs stay float32")
     rec.add_argument("--history", metavar="RUN.json", help="write the run history as JSON")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from geomprior.errors import InputError
-from geomprior.presets import check_preset
+from geomprior.presets import check_precision, check_preset
 
 Preset = Literal["fast", "default", "quality"]
 
@@ -54,8 +54,7 @@ class DDConfig:
             raise InputError(f"average must be 'outputs' or 'weights', got {self.average!r}")
         if self.input not in ("uniform", "gaussian"):
             raise InputError(f"input must be 'uniform' or 'gaussian', got {self.input!r}")
-        if self.precision not in ("auto", "float32", "bfloat16"):
-            raise InputError(f"precision must be auto, float32 or bfloat16, got {self.precision!r}")
+        check_precision(self.precision)
 
     @classmethod
     def preset(cls, name: Preset = "default", **changes) -> "DDConfig":

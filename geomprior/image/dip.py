@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from geomprior.errors import InputError
-from geomprior.presets import check_preset
+from geomprior.presets import check_precision, check_preset
 
 Preset = Literal["fast", "default", "quality"]
 
@@ -48,8 +48,7 @@ class DIPConfig:
             raise InputError("channel widths must be positive (skip widths >= 0)")
         if not 0 <= self.ema < 1:
             raise InputError(f"ema must be in [0, 1), got {self.ema}")
-        if self.precision not in ("auto", "float32", "bfloat16"):
-            raise InputError(f"precision must be auto, float32 or bfloat16, got {self.precision!r}")
+        check_precision(self.precision)
 
     @property
     def scales(self) -> int:
