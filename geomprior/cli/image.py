@@ -100,7 +100,8 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
     p = task("superres", "Super-resolve an image by an integer factor.", ("dip", "dd", *GENERATIVE), "dip")
     p.add_argument("--factor", type=_int_at_least(2), required=True, metavar="F", help="upsampling factor (2, 4, 8)")
     p.add_argument("--kernel", choices=("lanczos2", "lanczos3", "box"), default="lanczos2",
-                   help="downsampler in the loss (default: lanczos2)")
+                   help="downsampler in the loss: lanczos2 (close to PIL's and MATLAB's bicubic shrink), "
+                        "lanczos3 (PIL's LANCZOS), box (area averaging) (default: lanczos2)")
 
     p = task("inpaint", "Fill in the missing pixels of an image.", ("dip", "dd", "mlp", *GENERATIVE), "dip")
     p.add_argument("--mask", required=True, metavar="MASK", help="image of the same size: white = known, "

@@ -134,7 +134,8 @@ def _kernel_1d(kernel: str, factor: int) -> np.ndarray:
 class Downsample(Operator):
     """Antialiased downsampling by an integer ``factor``: separable filter, stride ``factor``.
 
-    kernel : "lanczos2" (default, as the DIP reference's super-resolution), "lanczos3" or "box" (block mean).
+    kernel : "lanczos2" (default, as the DIP reference's super-resolution; close to PIL's bicubic shrink), "lanczos3"
+             (PIL's LANCZOS shrink) or "box" (block mean, area averaging).
     The image border is extended by replication (the adjoint folds it back). H and W must be divisible by
     ``factor``: y : (B, C, H/factor, W/factor).
     """
