@@ -184,7 +184,7 @@ def fit(
     stopper = stopper or EarlyStopping(mode="none")
     if lr_decay not in ("none", "cosine"):
         raise ValueError(f"lr_decay must be 'none' or 'cosine', got {lr_decay!r}")
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = adam(params, lr)
     sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / max_steps)))
              if lr_decay == "cosine" and max_steps > 0 else None)
     history: dict[str, list] = {"step": [], "loss": [], "val": [], "active": [], "time": []}
@@ -248,6 +248,16 @@ def fit(
     best = stopper.best_step.tolist() if stopper.best_step is not None else [step]
     log.info("%s: %s after %d steps", stage, reason, step)
     return FitResult(steps=step, reason=reason, best_step=best, history=history)
+
+
+def adam(params: Sequence[torch.Tensor], lr: float) -> torch.optim.Adam:
+    """torch's Adam, fused (one kernel per tensor for the whole update, the same arithmetic) where torch has the
+    fused kernel for the parameters' device; the per-tensor loop otherwise."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # torch < 2.4 on a CPU, or a device without the kernel
+        return torch.optim.Adam(params, lr=lr)
 
 
 def _freeze(params, opt, frozen):

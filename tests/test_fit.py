@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from geomprior.fit import STOP_MODES, EarlyStopping, fit
+from geomprior.fit import STOP_MODES, EarlyStopping, adam, fit
 
 P, D = 3, 4
 NOISE_ITEM = 2
@@ -86,6 +86,26 @@ def test_frozen_items_do_not_move():
         assert torch.equal(toy.snapshots[s][NOISE_ITEM], ref), f"frozen item moved by step {s}"
     # while the others kept moving after it froze
     assert not torch.equal(toy.snapshots[later[0]][0], toy.snapshots[later[-1]][0])
+
+
+def test_fused_adam_takes_the_steps_of_the_per_tensor_loop():
+    """The fit's Adam (fused where torch has the kernel) against torch's per-tensor Adam, the slow reference."""
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(5, 7, generator=g), torch.randn(5, 1, 3, generator=g)]
+    grads = [[torch.randn(t.shape, generator=g) for t in start] for _ in range(20)]
+    runs = []
+    for make in (lambda ps: adam(ps, 0.01), lambda ps: torch.optim.Adam(ps, lr=0.01, foreach=False)):
+        ps = [torch.nn.Parameter(t.clone()) for t in start]
+        opt = make(ps)
+        for step in grads:
+            for p, gr in zip(ps, step):
+                p.grad = gr.clone()
+            opt.step()
+        runs.append([p.detach() for p in ps])
+    assert adam([torch.nn.Parameter(torch.zeros(1))], 0.01).defaults["fused"]  # this torch has the CPU kernel
+    for fused, loop, first in zip(*runs, start):
+        assert not torch.equal(fused, first)
+        torch.testing.assert_close(fused, loop, rtol=1e-5, atol=1e-6)
 
 
 def test_mode_none_runs_to_the_cap():
