@@ -45,7 +45,7 @@ def _one_line_error(capsys):
         (["denoise", "noisy.png", "-o", "noisy.png"], "used both as INPUT"),
         (["denoise", "noisy.png", "-o", "out.png", "--history", "nodir/run.json"], "does not exist"),
         (["denoise", "noisy.png", "-o", "out.png", "--method", "bogus"], "invalid choice"),
-        (["denoise", "noisy.png", "-o", "out.png", "--stop", "discrepancy"], "--sigma"),
+        (["superres", "small.png", "-o", "out.png", "--factor", "2", "--stop", "discrepancy"], "noise level sigma"),
         (["denoise", "noisy.png", "-o", "out.png", "--reference", "odd.png", "--iters", "1"], "reference is 31x31"),
         (["inpaint", "noisy.png", "--mask", "mask_small.png", "-o", "out.png"], "mask is 32x30 pixels but the image is 32x32"),
         (["inpaint", "noisy.png", "--mask", "garbage.png", "-o", "out.png"], "not a readable image"),

@@ -170,18 +170,20 @@ def test_dip_denoise_default_averages_narrower_runs(noisy):
 
 def test_dd_denoise_default_averages_runs_that_fit_more(clean, noisy):
     """Without a config or runs, Deep Decoder denoising averages DD_DENOISE_RUNS runs of dd_denoise_config (the
-    preset's k trained as compress trains), each stopping on held-out pixels; the same settings given explicitly
-    give the same image, and the training fits more of the image than the plain Adam 0.005 in the same steps."""
+    preset's k trained as compress trains), each stopping on the discrepancy rule at the estimated noise level; the
+    same settings given explicitly give the same image, and the training fits more of the image than the plain
+    Adam 0.005 in the same steps."""
     kw = dict(method="dd", preset="fast", iters=300, device="cpu", reference=clean)
     default = tasks.denoise(noisy, **kw)
     cfg = tasks.dd_denoise_config("fast")
-    assert tasks.DD_DENOISE_RUNS == 2 and len(default.extra["runs"]) == 2 and default.stop_rule == "heldout"
+    assert tasks.DD_DENOISE_RUNS == 2 and len(default.extra["runs"]) == 2 and default.stop_rule == "discrepancy"
     assert cfg.channels == DDConfig.preset("fast").channels and cfg.lr_decay == "cosine" and cfg.average == "outputs"
-    held = tasks.StopConfig(rule="heldout")
-    np.testing.assert_array_equal(default.image, tasks.denoise(noisy, config=cfg, runs=2, stop=held, **kw).image)
-    assert tasks.denoise(noisy, config=cfg, runs=2, **kw).stop_rule == "none"  # the prior's own rule
-    plain = tasks.denoise(noisy, config=DDConfig.preset("fast"), runs=2, stop=held, **kw)
-    assert default.psnr > plain.psnr + 0.5, (default.psnr, plain.psnr)
+    rule = tasks.StopConfig(rule="discrepancy", sigma=tasks.estimate_noise(noisy))
+    np.testing.assert_array_equal(default.image, tasks.denoise(noisy, config=cfg, runs=2, stop=rule, **kw).image)
+    fitted = tasks.denoise(noisy, config=cfg, runs=2, **kw)
+    assert fitted.stop_rule == "none"  # the prior's own rule
+    plain = tasks.denoise(noisy, config=DDConfig.preset("fast"), runs=2, **kw)
+    assert fitted.psnr > plain.psnr + 0.5, (fitted.psnr, plain.psnr)
 
 
 def test_deep_decoder_widens_for_exact_measurements():
@@ -202,9 +204,23 @@ def test_deep_decoder_widens_for_exact_measurements():
     assert tasks.inpaint(img * few[:, :, None], few, method="dd", preset="fast", **run).parameters == fast
 
 
-def test_discrepancy_needs_sigma(noisy):
+@pytest.mark.parametrize("sigma", [0.05, 0.1, 0.2])
+def test_noise_level_estimated_from_the_image(sigma):
+    """estimate_noise finds the σ of white noise on a natural image within 10 %; denoising with the discrepancy
+    rule and no σ uses it (and says so); a task without a σ to estimate still needs one."""
+    img = transform.resize(data.astronaut(), (128, 128), anti_aliasing=True).astype(np.float32)
+    noisy = (img + np.random.default_rng(1).normal(0, sigma, img.shape)).astype(np.float32)
+    assert tasks.estimate_noise(noisy) == pytest.approx(sigma, rel=0.1)
+    res = tasks.denoise(noisy.clip(0, 1), method="dd", config=TINY["dd"], iters=1,
+                        stop=tasks.StopConfig(rule="discrepancy"))
+    assert res.extra["sigma"] == pytest.approx(tasks.estimate_noise(noisy.clip(0, 1)))
+    assert f"noise level {255 * res.extra['sigma']:.1f} of 255" in res.summary
+    given = tasks.denoise(noisy.clip(0, 1), method="dd", config=TINY["dd"], iters=1, sigma=0.3,
+                          stop=tasks.StopConfig(rule="discrepancy"))
+    assert given.extra["sigma"] == 0.3
     with pytest.raises(InputError, match="sigma"):
-        tasks.denoise(noisy, method="mlp", stop=tasks.StopConfig(rule="discrepancy"), iters=1)
+        tasks.superresolve(img[::4, ::4], 4, method="dd", config=TINY["dd"], iters=1,
+                           stop=tasks.StopConfig(rule="discrepancy"))
 
 
 def test_inpainting_fills_missing_pixels(clean):

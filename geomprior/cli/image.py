@@ -73,8 +73,9 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
         if stop:
             p.add_argument("--stop", choices=STOP_RULES, default="auto",
                            help="early stopping without ground truth: heldout pixels, wmv (variance of recent "
-                                "outputs), discrepancy (needs --sigma), none; auto: dip and mlp heldout, dd none "
-                                "(dd denoise without --channels: heldout)")
+                                "outputs), discrepancy (the residual meets the noise level: --sigma, else "
+                                "estimated from the image), none; auto: dip and mlp heldout, dd none (dd denoise "
+                                "without --channels: discrepancy)")
             p.add_argument("--patience", type=_int_at_least(1), metavar="N",
                            help="iterations without improvement before stopping (default: 500 dip, 300 dd and mlp)")
         p.set_defaults(func=_run, image_task=name)
@@ -95,7 +96,8 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
 
     p = task("denoise", "Remove noise from an image.", ("dip", "dd", "mlp", *GENERATIVE), "dip")
     p.add_argument("--sigma", type=_positive_float, metavar="S",
-                   help="noise standard deviation on the 0-255 scale, if known (used by --stop discrepancy)")
+                   help="noise standard deviation on the 0-255 scale, if known (used by --stop discrepancy; "
+                        "estimated from the image otherwise)")
 
     p = task("superres", "Super-resolve an image by an integer factor.", ("dip", "dd", *GENERATIVE), "dip")
     p.add_argument("--factor", type=_int_at_least(2), required=True, metavar="F", help="upsampling factor (2, 4, 8)")
@@ -228,8 +230,6 @@ def _options(args: argparse.Namespace) -> dict:
         return common
     if getattr(args, "stop", None) is not None:
         sigma = args.sigma / 255 if getattr(args, "sigma", None) else None
-        if args.stop == "discrepancy" and sigma is None:
-            raise InputError("--stop discrepancy needs the noise level --sigma")
         common["stop"] = tasks.StopConfig(rule=args.stop, patience=args.patience, sigma=sigma)
     if args.image_task not in ("compress", "fit"):
         if args.runs is not None:

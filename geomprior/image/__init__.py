@@ -19,7 +19,7 @@ GENERATIVE = ("csgm", "iagan", "lcm")
 _LAZY = {
     "read_image": "io", "write_image": "io", "read_mask": "io",
     "denoise": "tasks", "superresolve": "tasks", "inpaint": "tasks", "compress": "tasks", "compress_config": "tasks",
-    "decompress": "tasks",
+    "decompress": "tasks", "estimate_noise": "tasks",
     "compressed_sensing": "tasks", "fit_image": "tasks", "solve": "tasks", "psnr": "tasks",
     "ImageResult": "tasks", "StopConfig": "tasks", "SolveOptions": "tasks",
     "save_generator": "generative", "load_generator": "generative", "invert": "generative",

@@ -140,7 +140,9 @@ class ImageResult:
             text = (f"{self.method} {self.task}: stopped after {self.steps} iterations: {self.reason}; "
                     f"output of iteration {self.best_step}")
         if self.stop_rule != "none":
-            text += f" (stopping rule: {self.stop_rule})"
+            sigma = self.extra.get("sigma")
+            noise = f", noise level {255 * sigma:.1f} of 255" if sigma is not None else ""
+            text += f" (stopping rule: {self.stop_rule}{noise})"
         if self.psnr is not None:
             text += f"; PSNR {self.psnr:.2f} dB"
         return text

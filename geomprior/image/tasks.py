@@ -42,8 +42,8 @@ from geomprior.image.solver import (
 
 __all__ = ["DD_DENOISE_RUNS", "DEFAULT_ITERS", "DIP_DENOISE_RUNS", "ImageResult", "SolveOptions", "StopConfig",
            "compress", "compress_config", "compressed_sensing", "dd_denoise_config", "decompress", "denoise",
-           "dip_denoise_config", "fit_image", "inpaint", "make_config", "make_cs_operator", "pick_device", "psnr",
-           "solve", "superresolve"]
+           "dip_denoise_config", "estimate_noise", "fit_image", "inpaint", "make_config", "make_cs_operator",
+           "pick_device", "psnr", "solve", "superresolve"]
 
 
 def _prepared(image, name: str, task: str, given: SolveOptions | None,
@@ -128,16 +128,28 @@ def dd_denoise_config(preset: str = "default") -> DDConfig:
                                precision=DDConfig().precision)
 
 
+def estimate_noise(image: np.ndarray) -> float:
+    """The standard deviation of additive white noise in ``image`` (H, W, C) in [0, 1], on the same scale:
+    scikit-image's wavelet estimate (the median absolute finest-scale diagonal coefficient / 0.6745, Donoho and
+    Johnstone 1994), averaged over the channels."""
+    from skimage.restoration import estimate_sigma
+
+    img = check_image(image, "image")
+    return float(estimate_sigma(img, channel_axis=-1, average_sigmas=True))
+
+
 def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, sigma: float | None = None,
             generator=None, **changes) -> ImageResult:
     """Denoise a noisy image (H, W, C) in [0, 1].
 
-    sigma : the noise standard deviation on the [0, 1] scale, if known; it enables ``StopConfig(rule="discrepancy")``
-            (and is used by it when the StopConfig has no sigma of its own)
+    sigma : the noise standard deviation on the [0, 1] scale, if known; the discrepancy rule
+            (``StopConfig(rule="discrepancy")``) uses it when its StopConfig has no sigma of its own, and
+            :func:`estimate_noise` when neither gives one (``result.extra["sigma"]``: the sigma it used)
     runs  : None: 1, except without a ``config``: DIP averages :data:`DIP_DENOISE_RUNS` networks of
             :func:`dip_denoise_config` (about twice the time of one full-width run on a CPU; see BENCHMARKS.md,
-            Images, rows ``plain`` against ``run1``), the Deep Decoder :data:`DD_DENOISE_RUNS` of
-            :func:`dd_denoise_config`, each stopping on held-out pixels (:data:`DENOISE_DEFAULTS`)
+            Images, rows ``plain`` against ``run1``), each stopping on held-out pixels, the Deep Decoder
+            :data:`DD_DENOISE_RUNS` of :func:`dd_denoise_config`, each stopping on the discrepancy rule
+            (:data:`DENOISE_DEFAULTS`)
     """
     img, opts = _prepared(noisy, "noisy image", "denoise", options, changes)
     stop = opts.stop or StopConfig()
@@ -146,10 +158,13 @@ def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, sigma: fl
         opts = dataclasses.replace(opts, runs=runs, config=config(opts.preset))
         if stop.rule == "auto":
             stop = dataclasses.replace(stop, rule=rule)
-    if sigma is not None and stop.sigma is None:
-        stop = dataclasses.replace(stop, sigma=float(sigma))
-    return _recover(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, "denoise", generator, noiseless=False,
-                    stop=stop)
+    if stop.sigma is None and (sigma is not None or stop.rule == "discrepancy"):
+        stop = dataclasses.replace(stop, sigma=float(sigma) if sigma is not None else estimate_noise(img))
+    res = _recover(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, "denoise", generator, noiseless=False,
+                   stop=stop)
+    if res.stop_rule == "discrepancy":
+        res.extra["sigma"] = stop.sigma
+    return res
 
 
 def superresolve(small: np.ndarray, factor: int, options: SolveOptions | None = None, *,
@@ -207,10 +222,11 @@ def compress_config(channels: int = 64, depth: int = 5) -> DDConfig:
 
 
 DENOISE_DEFAULTS = {"dip": (DIP_DENOISE_RUNS, dip_denoise_config, "heldout"),
-                    "dd": (DD_DENOISE_RUNS, dd_denoise_config, "heldout")}
+                    "dd": (DD_DENOISE_RUNS, dd_denoise_config, "discrepancy")}
 """Denoising without a ``config`` or ``runs``: method -> (runs averaged, the config of each run for a preset, the
-stopping rule ``auto`` means). The Deep Decoder trained to fit more stops on held-out pixels too: at high noise
-on a grayscale image (fewer values per weight) it fits the noise late in the run."""
+stopping rule ``auto`` means). The Deep Decoder trained to fit more stops where its residual meets the noise
+level (estimated from the image unless given): at high noise, and on a grayscale image (fewer values per weight),
+it fits the noise late in the run, and held-out pixels would take a tenth of the image from every fit."""
 
 
 def compress(image: np.ndarray, options: SolveOptions | None = None, *, channels: int = 64, depth: int = 5,
