@@ -3,7 +3,7 @@
 Cases, on centre crops of astronaut, camera and coffee (grayscale stays one channel):
 
 - denoise: Gaussian noise σ = 25/255 (clipped to [0, 1]), σ NOT given to our methods; DIP (automatic stop),
-  Deep Decoder (the average of ``tasks.DD_DENOISE_RUNS`` = 2 runs, each stopping on held-out pixels), tiled
+  Deep Decoder (the average of ``tasks.DD_DENOISE_RUNS`` = 2 runs, each stopping at the noise level it estimates), tiled
   coordinate MLP (automatic stop) vs skimage NL-means, TV (Chambolle) and wavelet (BayesShrink), each given σ;
   NL-means' h and TV's weight are the best of a small grid judged against the clean image (an oracle tuning that
   favours the baselines); and BM3D (CBM3D for colour, the
