@@ -19,4 +19,4 @@ def check_preset(name: str) -> None:
 def check_precision(precision: str) -> None:
     """Raise InputError unless ``precision`` is one of ``PRECISIONS``."""
     if precision not in PRECISIONS:
-        raise InputError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
+        raise InputError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")

@@ -3,11 +3,10 @@
 Cases, on centre crops of astronaut, camera and coffee (grayscale stays one channel):
 
 - denoise: Gaussian noise σ = 25/255 (clipped to [0, 1]), σ NOT given to our methods; DIP (automatic stop),
-  Deep Decoder (the average of ``tasks.DD_DENOISE_RUNS`` = 2 runs, each stopping at the noise level it estimates), tiled
-  coordinate MLP (automatic stop) vs skimage NL-means, TV (Chambolle) and wavelet (BayesShrink), each given σ;
-  NL-means' h and TV's weight are the best of a small grid judged against the clean image (an oracle tuning that
-  favours the baselines); and BM3D (CBM3D for colour, the
-  ``bm3d`` package, σ given; ``pip install '.[bench]'``, licensed for non-commercial use only: a comparator, never a
+  Deep Decoder (the average of ``tasks.DD_DENOISE_RUNS`` = 2 runs, each stopping at the noise level it
+  estimates), tiled coordinate MLP (automatic stop) vs skimage NL-means, TV (Chambolle) and wavelet (BayesShrink),
+  each given σ; NL-means' h and TV's weight are the best of a small grid judged against the clean image (an oracle
+  tuning that favours the baselines); and BM3D (CBM3D for colour, the ``bm3d`` package, σ given; ``pip install '.[bench]'``, licensed for non-commercial use only: a comparator, never a
   dependency of geomprior; without it its rows are left out). DIP's default averages
   ``tasks.DIP_DENOISE_RUNS`` = 4 independent runs of networks half the preset's width (seeds 0-3, each with its
   own automatic stop); also one run of the full width (row variant ``run1``, half the default's time on a CPU)
