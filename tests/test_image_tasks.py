@@ -18,6 +18,7 @@ from geomprior.image import tasks
 from geomprior.image.decoder import DDConfig, dd_parameter_count
 from geomprior.image.dip import DIPConfig
 from geomprior.image.mlp import MLPConfig
+from geomprior.image.priors import _RecorruptedRun
 from geomprior.image.stopping import WindowedVariance
 
 SIGMA = 0.1
@@ -153,19 +154,68 @@ def test_runs_average_independent_seeds(clean, noisy):
         tasks.denoise(noisy, runs=0, iters=1)
 
 
-def test_dip_denoise_default_averages_narrower_runs(noisy):
-    """Without a config or runs, DIP denoising averages DIP_DENOISE_RUNS runs 1/√runs of the preset's width; a
-    config (or runs) given explicitly is taken as it is."""
-    kw = dict(method="dip", preset="fast", iters=3, device="cpu", stop=tasks.StopConfig(rule="none"))
+def test_dip_denoise_default_is_the_r2r_loss_at_the_estimated_noise_level(noisy):
+    """Without a config or runs, DIP denoises with the r2r loss, no stopping rule, at the noise level estimated from
+    the image (reported): the fast preset one run of its network, the default DIP_DENOISE_RUNS runs 1/√runs of its
+    width; the same settings given explicitly give the same image; a config with another loss is taken as it is."""
+    kw = dict(method="dip", preset="fast", iters=3, device="cpu")
     default = tasks.denoise(noisy, **kw)
-    assert tasks.DIP_DENOISE_RUNS == 4 and len(default.extra["runs"]) == 4
-    narrow = tasks.make_config("dip", "fast", channels=16)  # 32 / √4
-    explicit = tasks.denoise(noisy, config=narrow, runs=4, **kw)
+    cfg = tasks.dip_denoise_config("fast")
+    assert tasks.DIP_DENOISE_RUNS["fast"] == 1 and "runs" not in default.extra and default.stop_rule == "none"
+    assert cfg.loss == "r2r" and cfg.channels_down == DIPConfig.preset("fast").channels_down
+    four = tasks.denoise(noisy, **{**kw, "preset": "default", "iters": 1})
+    assert tasks.DIP_DENOISE_RUNS["default"] == 4 and len(four.extra["runs"]) == 4
+    assert tasks.dip_denoise_config("default").channels_down[0] == 32  # 64 / √4
+    assert default.extra["sigma"] == pytest.approx(tasks.estimate_noise(noisy))
+    assert f"noise level {255 * default.extra['sigma']:.1f} of 255" in default.summary
+    explicit = tasks.denoise(noisy, config=cfg, sigma=tasks.estimate_noise(noisy), runs=1, **kw)
     np.testing.assert_array_equal(default.image, explicit.image)
-    assert default.parameters == explicit.parameters
-    full = tasks.denoise(noisy, runs=1, **kw)  # one run of the preset's full width
-    assert "runs" not in full.extra and full.parameters > default.parameters
-    assert "runs" not in tasks.denoise(noisy, config=narrow, **kw).extra
+    assert tasks.denoise(noisy, sigma=0.2, **kw).extra["sigma"] == 0.2
+    assert tasks.denoise(noisy, stop=tasks.StopConfig(sigma=0.2), **kw).extra["sigma"] == 0.2
+    plain = tasks.denoise(noisy, config=DIPConfig.preset("fast"), **kw)
+    assert plain.stop_rule == "heldout" and "sigma" not in plain.extra
+
+
+def test_r2r_denoising_needs_no_early_stop(clean):
+    """With the r2r loss DIP is fit to a target whose noise is independent of its input's, so it does not fit the
+    noise: it ends near its best PSNR, far above the input's, with no stopping rule."""
+    img = transform.resize(data.astronaut(), (64, 64), anti_aliasing=True).astype(np.float32)
+    noisy = np.clip(img + np.random.default_rng(0).normal(0, SIGMA, img.shape), 0, 1).astype(np.float32)
+    cfg = dataclasses.replace(TINY["dip"], loss="r2r")
+    res = tasks.denoise(noisy, method="dip", config=cfg, iters=500, device="cpu", reference=img)
+    assert res.stop_rule == "none" and res.steps == 500
+    assert res.psnr > psnr(noisy, img) + 5 and res.psnr > max(res.history["psnr"]) - 0.5, res.history["psnr"]
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_r2r_loss_is_the_error_to_the_clean_image_plus_a_constant(alpha):
+    """Averaged over the noise and the recorruption, the r2r loss of a network is its squared error to the clean
+    image plus σ²(1 + 1/α²): the target's noise is independent of the input's. The identity network, whose
+    output is the recorrupted input, would show a sign error in the target."""
+    x = torch.as_tensor(transform.resize(data.astronaut(), (32, 32), anti_aliasing=True),
+                        dtype=torch.float32).permute(2, 0, 1)[None]
+    gen = torch.Generator().manual_seed(0)
+    gaps = []
+    for _ in range(50):
+        y = x + SIGMA * torch.randn(x.shape, generator=gen)
+        run = _RecorruptedRun(torch.nn.Identity(), y, (8, 8, 32, 32), 48, 48, train_w=torch.ones_like(y),
+                              sigma=SIGMA, alpha=alpha, ema=0.0, generator=gen, wmv=None)
+        with torch.no_grad():
+            loss = float(run.loss())
+        gaps.append(loss - float(((run.last - x) ** 2).mean()))
+    assert np.mean(gaps) == pytest.approx(SIGMA**2 * (1 + 1 / alpha**2), rel=0.02)
+
+
+def test_r2r_loss_refuses_what_it_cannot_do(clean, noisy):
+    r2r = dataclasses.replace(TINY["dip"], loss="r2r")
+    with pytest.raises(InputError, match="held out"):
+        tasks.denoise(noisy, method="dip", config=r2r, iters=1, stop=tasks.StopConfig(rule="heldout"))
+    with pytest.raises(InputError, match="identity operator"):
+        tasks.superresolve(clean[::2, ::2], 2, method="dip", config=r2r, iters=1, sigma=0.1)
+    with pytest.raises(InputError, match="noise level sigma"):
+        tasks.solve(torch.zeros(1, 3, 32, 32), ops.Identity(), clean.shape, method="dip", config=r2r, iters=1)
+    with pytest.raises(InputError, match="loss"):
+        DIPConfig(loss="sure")
 
 
 def test_dd_denoise_default_averages_runs_that_fit_more(clean, noisy):

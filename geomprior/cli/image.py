@@ -67,15 +67,13 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
         if name not in ("fit", "compress"):
             p.add_argument("--runs", type=_int_at_least(1), metavar="N",
                            help="average the outputs of N independent runs (seeds SEED..SEED+N-1), each stopping "
-                                "on its own; costs N times one run (default: 1; denoise without --channels: dip 4 "
-                                "runs of networks half the preset's width, about 2x the time of one run on a CPU; "
-                                "dd 2 runs)")
+                                "on its own; costs N times one run (default: 1; dd denoise without --channels: 2)")
         if stop:
             p.add_argument("--stop", choices=STOP_RULES, default="auto",
                            help="early stopping without ground truth: heldout pixels, wmv (variance of recent "
                                 "outputs), discrepancy (the residual meets the noise level: --sigma, else "
-                                "estimated from the image), none; auto: dip and mlp heldout, dd none (dd denoise "
-                                "without --channels: discrepancy)")
+                                "estimated from the image), none; auto: dip and mlp heldout, dd none (dip denoise: "
+                                "none, its r2r loss needs no stop; dd denoise without --channels: discrepancy)")
             p.add_argument("--patience", type=_int_at_least(1), metavar="N",
                            help="iterations without improvement before stopping (default: 500 dip, 300 dd and mlp)")
         p.set_defaults(func=_run, image_task=name)
@@ -96,8 +94,8 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
 
     p = task("denoise", "Remove noise from an image.", ("dip", "dd", "mlp", *GENERATIVE), "dip")
     p.add_argument("--sigma", type=_positive_float, metavar="S",
-                   help="noise standard deviation on the 0-255 scale, if known (used by --stop discrepancy; "
-                        "estimated from the image otherwise)")
+                   help="noise standard deviation on the 0-255 scale, if known (used by dip's r2r loss and "
+                        "--stop discrepancy; estimated from the image otherwise)")
 
     p = task("superres", "Super-resolve an image by an integer factor.", ("dip", "dd", *GENERATIVE), "dip")
     p.add_argument("--factor", type=_int_at_least(2), required=True, metavar="F", help="upsampling factor (2, 4, 8)")

@@ -38,6 +38,13 @@ class DIPConfig:
     # float type of the training passes (geomprior.device.training_dtype: "auto" = bfloat16 on a CPU that computes it
     # natively); the weights, the optimiser and the returned image stay float32
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    # what the network is fit to: "mse" its output to the measurements (over-parameterised: stop it early);
+    # "r2r" (denoising only; Pang et al. 2021, Recorrupted-to-Recorrupted) each step draws n ~ N(0, σ²), feeds the
+    # network the noisy image y + recorrupt·n and fits y − n / recorrupt: the two noises are independent, so the
+    # expected loss is the error to the clean image plus a constant and nothing need stop the fit. Its input is the
+    # image itself (input_channels, input_scale and input_noise are not used); it needs the noise level σ
+    loss: Literal["mse", "r2r"] = "mse"
+    recorrupt: float = 1.0  # r2r: α above
 
     def __post_init__(self):
         n = len(self.channels_down)
@@ -49,6 +56,10 @@ class DIPConfig:
         if not 0 <= self.ema < 1:
             raise InputError(f"ema must be in [0, 1), got {self.ema}")
         check_precision(self.precision)
+        if self.loss not in ("mse", "r2r"):
+            raise InputError(f"unknown loss {self.loss!r}; valid: mse, r2r")
+        if not self.recorrupt > 0:
+            raise InputError(f"recorrupt must be > 0, got {self.recorrupt}")
 
     @property
     def scales(self) -> int:

@@ -122,11 +122,19 @@ class _ConvRun(_Run):
                 self.ema = self.output(train=False).detach().clone()
         self.buffers = self.averaged or ([self.ema] if self.ema is not None else [])
 
-    def output(self, train: bool, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """g(z) cropped, float32; a training pass perturbs z and runs in the training float type."""
-        z = self.z
+    def input(self, train: bool) -> torch.Tensor:
+        """The network's input: z, perturbed in a training pass."""
         if train and self.input_noise > 0:
-            z = z + self.input_noise * torch.randn(z.shape, generator=self.generator, device=z.device)
+            return self.z + self.input_noise * torch.randn(self.z.shape, generator=self.generator, device=self.z.device)
+        return self.z
+
+    def target(self) -> torch.Tensor:
+        """What the training pass just run is fit to."""
+        return self.y
+
+    def output(self, train: bool, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """g(input) cropped, float32; a training pass runs in the training float type."""
+        z = self.input(train)
         oy, ox, h, w = self.crop
         with torch.autocast(z.device.type, dtype=self.dtype, enabled=train and self.dtype != torch.float32):
             out = self.net(z) if weights is None else torch.func.functional_call(
@@ -136,7 +144,7 @@ class _ConvRun(_Run):
     def loss(self) -> torch.Tensor:
         x = self.output(train=True)
         self.last = x.detach()
-        r = self.operator(x) - self.y
+        r = self.operator(x) - self.target()
         return ((r * r) * self.train_w).sum().reshape(1) / self.n_train
 
     def after_step(self, step: int) -> None:
@@ -163,6 +171,32 @@ class _ConvRun(_Run):
     def residual(self, weights: torch.Tensor) -> torch.Tensor:
         r = self.operator(self.image()) - self.y
         return ((r * r) * weights).sum().reshape(1) / weights.sum().clamp_min(1)
+
+
+class _RecorruptedRun(_ConvRun):
+    """DIP denoising with the r2r loss (:class:`DIPConfig`): each training pass draws n ~ N(0, σ²), feeds the
+    network y + α n and fits y − n / α; evaluation feeds y. The image is padded to the network's size by
+    repeating its border."""
+
+    def __init__(self, net, y, crop, hp: int, wp: int, *, sigma: float, alpha: float, **kw):
+        oy, ox, h, w = crop
+        self.pad = (ox, wp - w - ox, oy, hp - h - oy)
+        self.sigma, self.alpha = float(sigma), float(alpha)
+        self.fit_to = y
+        super().__init__(net, self._padded(y), crop, ops.Identity(), y, input_noise=0.0, **kw)
+
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(x, self.pad, mode="replicate")
+
+    def input(self, train: bool) -> torch.Tensor:
+        if not train:
+            return self.z
+        n = self.sigma * torch.randn(self.y.shape, generator=self.generator, device=self.y.device)
+        self.fit_to = self.y - n / self.alpha
+        return self._padded(self.y + self.alpha * n)
+
+    def target(self) -> torch.Tensor:
+        return self.fit_to
 
 
 class _MLPRun(_Run):
@@ -204,19 +238,28 @@ class _MLPRun(_Run):
         return ImageFunction(self.model, self.tiling)
 
 
-def _build_dip(config: DIPConfig, shape, operator, y, train_w, *, wmv, seed: int, generator, device) -> _Run:
+def _build_dip(config: DIPConfig, shape, operator, y, train_w, *, wmv, seed: int, generator, device,
+               sigma: float | None = None) -> _Run:
     h, w, c = shape
     hp, wp = dip_padded_size(h, w, config.scales)
+    r2r = config.loss == "r2r"
+    if r2r and not isinstance(operator, ops.Identity):
+        raise InputError("the r2r loss denoises: it needs the measurements to be the image (identity operator)")
+    if r2r and not (sigma is not None and sigma > 0):
+        raise InputError("the r2r loss needs the noise level sigma")
     with _seeded(seed):
-        net = SkipNet(c, config).to(device)
+        net = SkipNet(c, dataclasses.replace(config, input_channels=c) if r2r else config).to(device)
+    common = dict(ema=config.ema, generator=torch.Generator(device=device).manual_seed(seed + 1), wmv=wmv,
+                  dtype=training_dtype(config.precision, torch.device(device)))
+    if r2r:
+        return _RecorruptedRun(net, y, _crop(hp, wp, h, w), hp, wp, train_w=train_w, sigma=sigma,
+                               alpha=config.recorrupt, **common)
     z = dip_input(config, (hp, wp), generator=generator, device=device)
-    noise = torch.Generator(device=device).manual_seed(seed + 1)
-    return _ConvRun(net, z, _crop(hp, wp, h, w), operator, y, train_w, input_noise=config.input_noise,
-                    ema=config.ema, generator=noise, wmv=wmv,
-                    dtype=training_dtype(config.precision, torch.device(device)))
+    return _ConvRun(net, z, _crop(hp, wp, h, w), operator, y, train_w, input_noise=config.input_noise, **common)
 
 
-def _build_dd(config: DDConfig, shape, operator, y, train_w, *, wmv, seed: int, generator, device) -> _Run:
+def _build_dd(config: DDConfig, shape, operator, y, train_w, *, wmv, seed: int, generator, device,
+              sigma: float | None = None) -> _Run:
     config, net, z, crop = _deep_decoder(config, shape, seed, device)
     noise = torch.Generator(device=device).manual_seed(seed + 1)
     return _ConvRun(net, z, crop, operator, y, train_w, input_noise=0.0, ema=config.ema, generator=noise, wmv=wmv,
@@ -224,7 +267,8 @@ def _build_dd(config: DDConfig, shape, operator, y, train_w, *, wmv, seed: int, 
                     dtype=training_dtype(config.precision, torch.device(device)))
 
 
-def _build_mlp(config: MLPConfig, shape, operator, y, train_w, *, wmv, seed: int, generator, device) -> _Run:
+def _build_mlp(config: MLPConfig, shape, operator, y, train_w, *, wmv, seed: int, generator, device,
+               sigma: float | None = None) -> _Run:
     if not isinstance(operator, (ops.Identity, ops.Mask)):
         raise InputError("method 'mlp' fits pixels: only the identity and mask operators are supported")
     h, w, c = shape
@@ -236,7 +280,8 @@ def _build_mlp(config: MLPConfig, shape, operator, y, train_w, *, wmv, seed: int
 @dataclass(frozen=True)
 class Prior:
     """How one method is set up: ``config`` its settings class (with ``preset(name)``); ``build(config, (H, W, C),
-    operator, y, train_w, wmv=, seed=, generator=, device=)`` a run of it; ``widen(config, channels)`` the same
+    operator, y, train_w, wmv=, seed=, generator=, device=, sigma=)`` a run of it (sigma: the noise level,
+    for a loss that needs it); ``widen(config, channels)`` the same
     settings with every layer ``channels`` wide; ``stop_rule`` and ``patience`` what ``StopConfig(rule="auto")``
     means for it."""
 

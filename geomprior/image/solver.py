@@ -53,7 +53,7 @@ TASK_METHODS = {
 """Which priors each task accepts; the first is the task's default."""
 
 DEFAULT_ITERS = {
-    ("dip", "denoise"): 3000, ("dip", "superres"): 2000, ("dip", "inpaint"): 3000, ("dip", "cs"): 3000,
+    ("dip", "denoise"): 1500, ("dip", "superres"): 2000, ("dip", "inpaint"): 3000, ("dip", "cs"): 3000,
     ("dd", "denoise"): 3000, ("dd", "superres"): 3000, ("dd", "inpaint"): 6000, ("dd", "cs"): 6000,
     ("dd", "compress"): 10000,
     ("mlp", "fit"): 2000, ("mlp", "denoise"): 2000, ("mlp", "inpaint"): 2000,
@@ -69,14 +69,15 @@ class StopConfig:
     score; the run stops ``patience`` iterations after it (see :class:`geomprior.fit.EarlyStopping`).
     """
 
-    rule: Rule = "auto"  # auto: dip and mlp -> heldout, dd -> none; or heldout / wmv / discrepancy / none
+    # auto: dip and mlp -> heldout (dip with the r2r loss: none), dd -> none; or heldout / wmv / discrepancy / none
+    rule: Rule = "auto"
     holdout: float = 0.1  # heldout: fraction of the measurements kept out of the loss as validation
     window: int = 100  # wmv: number of recent outputs whose variance is watched
     patience: int | None = None  # iterations without a better score before stopping (None: the prior's, PRIORS)
     eval_every: int = 10  # iterations between two scores
     smoothing: float | None = None  # EMA of the scores (None: 0.5 for heldout, 0 otherwise)
     tolerance: float = 0.0  # basin of the minimum, as a fraction of (peak − best)
-    sigma: float | None = None  # discrepancy: noise standard deviation on the [0, 1] scale
+    sigma: float | None = None  # discrepancy: noise standard deviation on the [0, 1] scale (None: SolveOptions')
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -86,9 +87,14 @@ class StopConfig:
         if self.window < 2 or self.eval_every < 1 or (self.patience is not None and self.patience < 1):
             raise InputError("window must be >= 2, eval_every >= 1 and patience >= 1")
 
-    def resolve(self, method: str) -> "StopConfig":
-        """The rule, patience and smoothing used for ``method`` (``auto`` filled in)."""
-        rule = PRIORS[method].stop_rule if self.rule == "auto" else self.rule
+    def resolve(self, method: str, config=None) -> "StopConfig":
+        """The rule, patience and smoothing used for ``method`` with ``config`` (``auto`` filled in)."""
+        rule = self.rule
+        if rule == "auto":
+            rule = "none" if getattr(config, "loss", "mse") == "r2r" else PRIORS[method].stop_rule
+        if rule == "heldout" and getattr(config, "loss", "mse") == "r2r":
+            raise InputError("the r2r loss feeds every pixel to the network, so none can be held out; stop with "
+                             "none, wmv or discrepancy")
         patience = self.patience if self.patience is not None else PRIORS[method].patience
         smoothing = self.smoothing if self.smoothing is not None else (0.5 if rule == "heldout" else 0.0)
         if rule == "discrepancy" and (self.sigma is None or not self.sigma > 0):
@@ -139,10 +145,11 @@ class ImageResult:
         else:
             text = (f"{self.method} {self.task}: stopped after {self.steps} iterations: {self.reason}; "
                     f"output of iteration {self.best_step}")
-        if self.stop_rule != "none":
-            sigma = self.extra.get("sigma")
-            noise = f", noise level {255 * sigma:.1f} of 255" if sigma is not None else ""
-            text += f" (stopping rule: {self.stop_rule}{noise})"
+        notes = [f"stopping rule: {self.stop_rule}"] if self.stop_rule != "none" else []
+        if self.extra.get("sigma") is not None:
+            notes.append(f"noise level {255 * self.extra['sigma']:.1f} of 255")
+        if notes:
+            text += f" ({', '.join(notes)})"
         if self.psnr is not None:
             text += f"; PSNR {self.psnr:.2f} dB"
         return text
@@ -184,6 +191,9 @@ class SolveOptions:
     # their errors are partly independent, so the average is closer to the truth, at ``runs`` times the cost.
     # None: 1 (denoise: see there)
     runs: int | None = None
+    # noise standard deviation of the measurements on the [0, 1] scale, for what needs one (DIP's r2r loss; the
+    # discrepancy rule when its StopConfig has none); denoise estimates it from the image when not given
+    sigma: float | None = None
 
 
 def options(given: SolveOptions | None = None, **changes) -> SolveOptions:
@@ -206,7 +216,7 @@ def psnr(image: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor)
 def make_config(method: Method, preset: str = "default", *, channels: int | None = None, task: str = "fit"):
     """The settings of ``method`` for a named preset and ``task``, optionally with every layer ``channels`` wide
     (DIP: encoder and decoder widths; DD: k; MLP: hidden widths). The MLP restores (denoise, inpaint) with
-    :meth:`MLPConfig.restoring`."""
+    :meth:`MLPConfig.restoring`; DIP denoises with the r2r loss."""
     prior = _prior(method)
     cfg = _preset(method, preset, task)
     if channels is None:
@@ -236,6 +246,8 @@ def check_method(task: str, method: str | None) -> str:
 def _preset(method: str, preset: str, task: str):
     if method == "mlp" and task in ("denoise", "inpaint"):
         return MLPConfig.restoring(preset)
+    if method == "dip" and task == "denoise":
+        return DIPConfig.preset(preset, loss="r2r")
     return _prior(method).config.preset(preset)
 
 
@@ -328,7 +340,10 @@ def _solve_one(y, operator, shape, opts: SolveOptions, task: str, keep_known: bo
     prior = _prior(method)
     h, w, c = (int(s) for s in shape)
     config = _config_for(method, opts.config, opts.preset, task)
-    stop = (opts.stop or StopConfig()).resolve(method)
+    stop = opts.stop or StopConfig()
+    if stop.sigma is None and opts.sigma is not None:
+        stop = dataclasses.replace(stop, sigma=float(opts.sigma))
+    stop = stop.resolve(method, config)
     iters = DEFAULT_ITERS.get((method, task), 2000) if opts.iters is None else int(opts.iters)
     if iters < 0:
         raise InputError(f"iters must be >= 0, got {iters}")
@@ -351,7 +366,8 @@ def _solve_one(y, operator, shape, opts: SolveOptions, task: str, keep_known: bo
     if not bool(train_w.any()):
         raise InputError("no measurement is left to fit")
     wmv = WindowedVariance(stop.window) if stop.rule == "wmv" else None
-    run = prior.build(config, (h, w, c), operator, y, train_w, wmv=wmv, seed=opts.seed, generator=gen, device=dev)
+    run = prior.build(config, (h, w, c), operator, y, train_w, wmv=wmv, seed=opts.seed, generator=gen, device=dev,
+                      sigma=opts.sigma)
     stopper = EarlyStopping(
         mode="run" if stop.rule != "none" else "none",
         patience=max(1, math.ceil(stop.patience / stop.eval_every)),
@@ -391,6 +407,8 @@ def _solve_one(y, operator, shape, opts: SolveOptions, task: str, keep_known: bo
         psnr=psnr(image, reference) if reference is not None else None,
         weights=run.weights() if method == "dd" else None, function=run.function(),
     )
+    if stop.rule == "discrepancy" or getattr(config, "loss", "mse") == "r2r":
+        result.extra["sigma"] = stop.sigma if stop.rule == "discrepancy" else float(opts.sigma)
     log.info("%s", result.summary)
     return result
 

@@ -106,17 +106,20 @@ def fit_image(image: np.ndarray, options: SolveOptions | None = None, **changes)
     return solve(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, task="fit", stop=stop, reference=img)
 
 
-DIP_DENOISE_RUNS = 4
-"""DIP denoising without a ``config`` or ``runs``: this many runs, each 1/√runs of the preset's width, averaged."""
+DIP_DENOISE_RUNS = {"fast": 1, "default": 4, "quality": 4}
+"""DIP denoising without a ``config`` or ``runs``: this many runs of :func:`dip_denoise_config` per preset, averaged
+(fast: one, a preview)."""
 DD_DENOISE_RUNS = 2
 """Deep Decoder denoising without a ``config`` or ``runs``: this many runs of :func:`dd_denoise_config`, averaged."""
 
 
 def dip_denoise_config(preset: str = "default") -> DIPConfig:
     """The network of each of the :data:`DIP_DENOISE_RUNS` default denoising runs: 1/√runs of the preset's width
-    (the cost of a convolution goes with the square of its width)."""
+    (the cost of a convolution goes with the square of its width), fit with the r2r loss (:class:`DIPConfig`), so
+    that no run needs an early stop. Each run's error is partly its own, so the average of runs removes part of
+    it."""
     width = DIPConfig.preset(preset).channels_down[0]
-    return make_config("dip", preset, channels=round(width / math.sqrt(DIP_DENOISE_RUNS)))
+    return make_config("dip", preset, channels=round(width / math.sqrt(DIP_DENOISE_RUNS[preset])), task="denoise")
 
 
 def dd_denoise_config(preset: str = "default") -> DDConfig:
@@ -138,33 +141,27 @@ def estimate_noise(image: np.ndarray) -> float:
     return float(estimate_sigma(img, channel_axis=-1, average_sigmas=True))
 
 
-def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, sigma: float | None = None,
-            generator=None, **changes) -> ImageResult:
+def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, generator=None, **changes) -> ImageResult:
     """Denoise a noisy image (H, W, C) in [0, 1].
 
-    sigma : the noise standard deviation on the [0, 1] scale, if known; the discrepancy rule
-            (``StopConfig(rule="discrepancy")``) uses it when its StopConfig has no sigma of its own, and
-            :func:`estimate_noise` when neither gives one (``result.extra["sigma"]``: the sigma it used)
-    runs  : None: 1, except without a ``config``: DIP averages :data:`DIP_DENOISE_RUNS` networks of
-            :func:`dip_denoise_config` (about twice the time of one full-width run on a CPU; see BENCHMARKS.md,
-            Images, rows ``plain`` against ``run1``), each stopping on held-out pixels, the Deep Decoder
-            :data:`DD_DENOISE_RUNS` of :func:`dd_denoise_config`, each stopping on the discrepancy rule
-            (:data:`DENOISE_DEFAULTS`)
+    sigma : the noise standard deviation on the [0, 1] scale, if known (a SolveOptions field, or a StopConfig's);
+            :func:`estimate_noise` otherwise. DIP's default r2r loss and the discrepancy rule use it
+            (``result.extra["sigma"]``: the sigma used)
+    runs  : None: 1, except without a ``config`` (:data:`DENOISE_DEFAULTS`): DIP :data:`DIP_DENOISE_RUNS` of
+            :func:`dip_denoise_config`, the Deep Decoder :data:`DD_DENOISE_RUNS` of :func:`dd_denoise_config`,
+            outputs averaged
     """
     img, opts = _prepared(noisy, "noisy image", "denoise", options, changes)
     stop = opts.stop or StopConfig()
     if opts.runs is None and opts.config is None and opts.method in DENOISE_DEFAULTS:
         runs, config, rule = DENOISE_DEFAULTS[opts.method]
-        opts = dataclasses.replace(opts, runs=runs, config=config(opts.preset))
+        opts = dataclasses.replace(opts, config=config(opts.preset), runs=runs(opts.preset))
         if stop.rule == "auto":
             stop = dataclasses.replace(stop, rule=rule)
-    if stop.sigma is None and (sigma is not None or stop.rule == "discrepancy"):
-        stop = dataclasses.replace(stop, sigma=float(sigma) if sigma is not None else estimate_noise(img))
-    res = _recover(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, "denoise", generator, noiseless=False,
-                   stop=stop)
-    if res.stop_rule == "discrepancy":
-        res.extra["sigma"] = stop.sigma
-    return res
+    if opts.sigma is None:
+        opts = dataclasses.replace(opts, sigma=stop.sigma if stop.sigma is not None else estimate_noise(img))
+    return _recover(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, "denoise", generator, noiseless=False,
+                    stop=stop)
 
 
 def superresolve(small: np.ndarray, factor: int, options: SolveOptions | None = None, *,
@@ -221,10 +218,10 @@ def compress_config(channels: int = 64, depth: int = 5) -> DDConfig:
                     norm_before_relu=True, average="weights", precision="float32")
 
 
-DENOISE_DEFAULTS = {"dip": (DIP_DENOISE_RUNS, dip_denoise_config, "heldout"),
-                    "dd": (DD_DENOISE_RUNS, dd_denoise_config, "discrepancy")}
-"""Denoising without a ``config`` or ``runs``: method -> (runs averaged, the config of each run for a preset, the
-stopping rule ``auto`` means). The Deep Decoder trained to fit more stops where its residual meets the noise
+DENOISE_DEFAULTS = {"dip": (DIP_DENOISE_RUNS.get, dip_denoise_config, "none"),
+                    "dd": (lambda preset: DD_DENOISE_RUNS, dd_denoise_config, "discrepancy")}
+"""Denoising without a ``config`` or ``runs``: method -> (the runs averaged for a preset, the config of each run
+for a preset, the stopping rule ``auto`` means). The Deep Decoder trained to fit more stops where its residual meets the noise
 level (estimated from the image unless given): at high noise, and on a grayscale image (fewer values per weight),
 it fits the noise late in the run, and held-out pixels would take a tenth of the image from every fit."""
 
