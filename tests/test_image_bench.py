@@ -116,18 +116,27 @@ def test_dd_channels_for_hits_the_ratio(bench):
 
 
 def test_verdicts_judge_rows(bench):
-    base = dict(variant="", input_psnr=20.0)
+    base = dict(variant="", input_psnr=20.0, seconds=1.0)
     rows = [dict(base, image="a", task="denoise", method="nlm", psnr=28.0),
             dict(base, image="a", task="denoise", method="wavelet", psnr=27.0),
-            dict(base, image="a", task="denoise", method="dip", psnr=28.6, oracle_psnr=29.0, last_psnr=28.0),
+            dict(base, image="a", task="denoise", method="dip", psnr=28.6, oracle_psnr=29.0, last_psnr=28.0,
+                 seconds=170.0),
             dict(base, image="b", task="denoise", method="nlm", psnr=28.0),
-            dict(base, image="b", task="denoise", method="dip", psnr=28.2, oracle_psnr=29.0, last_psnr=28.0),
+            dict(base, image="b", task="denoise", method="dip", psnr=28.2, oracle_psnr=29.0, last_psnr=28.0,
+                 seconds=950.0),
             dict(base, image="b", task="denoise", method="dip", variant="runs3", psnr=28.7, oracle_psnr=28.3,
                  stop_gap=0.1)]
     lines = bench.verdicts(rows)
     assert any("[a]" in line and line.endswith("PASS") for line in lines)
     assert any("DIP [b]" in line and line.endswith("FAIL") for line in lines)
     assert any("averaged [b]" in line and line.endswith("PASS") for line in lines)
+    # issue 32's pace: the default within 15 minutes; fast within 3 and at least the best scikit-image denoiser
+    assert any("pace, preset default, σ25 [a]" in line and line.endswith("PASS") for line in lines)
+    assert any("pace, preset default, σ25 [b]" in line and line.endswith("FAIL") for line in lines)
+    fast = bench.verdicts(rows, "fast")
+    assert any("pace, preset fast, σ25 [a]" in line and line.endswith("PASS") for line in fast)
+    rows[2] = dict(rows[2], psnr=27.9)  # below nlm
+    assert any("pace, preset fast, σ25 [a]" in line and line.endswith("FAIL") for line in bench.verdicts(rows, "fast"))
 
 
 def test_bench_image_variants(bench, tmp_path):

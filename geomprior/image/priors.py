@@ -124,9 +124,10 @@ class _ConvRun(_Run):
 
     def input(self, train: bool) -> torch.Tensor:
         """The network's input: z, perturbed in a training pass."""
+        z = self.z
         if train and self.input_noise > 0:
-            return self.z + self.input_noise * torch.randn(self.z.shape, generator=self.generator, device=self.z.device)
-        return self.z
+            return z + self.input_noise * torch.randn(z.shape, generator=self.generator, device=z.device)
+        return z
 
     def target(self) -> torch.Tensor:
         """What the training pass just run is fit to."""

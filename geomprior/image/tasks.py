@@ -221,9 +221,10 @@ def compress_config(channels: int = 64, depth: int = 5) -> DDConfig:
 DENOISE_DEFAULTS = {"dip": (DIP_DENOISE_RUNS.get, dip_denoise_config, "none"),
                     "dd": (lambda preset: DD_DENOISE_RUNS, dd_denoise_config, "discrepancy")}
 """Denoising without a ``config`` or ``runs``: method -> (the runs averaged for a preset, the config of each run
-for a preset, the stopping rule ``auto`` means). The Deep Decoder trained to fit more stops where its residual meets the noise
-level (estimated from the image unless given): at high noise, and on a grayscale image (fewer values per weight),
-it fits the noise late in the run, and held-out pixels would take a tenth of the image from every fit."""
+for a preset, the stopping rule ``auto`` means). DIP's r2r loss needs no stop. The Deep Decoder trained to fit
+more stops where its residual meets the noise level (estimated from the image unless given): at high noise, and on
+a grayscale image (fewer values per weight), it fits the noise late in the run, and held-out pixels would take a
+tenth of the image from every fit."""
 
 
 def compress(image: np.ndarray, options: SolveOptions | None = None, *, channels: int = 64, depth: int = 5,
