@@ -287,8 +287,9 @@ def row_for(name: str, case: Case, clean: np.ndarray, args) -> dict:
     if res is not None:
         row.update(stop_rule=res.stop_rule, steps=res.steps, parameters=res.parameters,
                    ratio=clean.size / res.parameters)
-        if "keep_known" in res.extra:
-            row["keep_known"] = res.extra["keep_known"]
+        for key in ("keep_known", "network_psnr"):
+            if key in res.extra:
+                row[key] = res.extra[key]
         runs = res.extra.get("runs")
         if runs:  # several runs averaged: each run's own stop
             row.update(oracle_psnr=max(r["oracle_psnr"] for r in runs),
@@ -357,6 +358,8 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
         f"no border crop. input dB: the noisy image (denoise), bicubic upsampling (superres), the damaged image "
         f"(inpaint). method*: our inpainting keeps the known pixels and fills the missing ones, as biharmonic "
         f"does (tasks.inpaint's default; our inpaint rows without the * return the network's output everywhere). "
+        f"PSNR (in brackets): denoising's result, the noisy image filtered by the empirical Wiener filter the "
+        f"network's output guides (tasks.denoise's default), and the network's own output. "
         f"oracle: best PSNR among the evaluations (every 10 iterations), in hindsight; last: PSNR at the "
         f"last iteration; chosen: the iteration the rule returned. s: wall time of the row, with the torch threads "
         f"it ran on and the machine's 1-minute load average when it ended (a load above the core count means the "
@@ -370,7 +373,7 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
     for r in rows:
         task = r["task"] + (f" {r['variant']}" if r["variant"] else "")
         lines.append(
-            f"| {r['image']} | {task} | {r['method']}{'*' if r.get('keep_known') else ''} | {_fmt(r['input_psnr'], '.2f')} | {r['psnr']:.2f} | "
+            f"| {r['image']} | {task} | {r['method']}{'*' if r.get('keep_known') else ''} | {_fmt(r['input_psnr'], '.2f')} | {_psnr_cell(r)} | "
             f"{r['ssim']:.3f} | {_fmt(r.get('oracle_psnr'), '.2f')} | {_fmt(r.get('last_psnr'), '.2f')} | "
             f"{r.get('stop_rule', '-')} | {_fmt(r.get('chosen'), 'd')} | {_fmt(r.get('oracle_step'), 'd')} | "
             f"{_fmt(r.get('steps'), 'd')} | {r['seconds']:.1f} ({r.get('threads', '?')}, {_fmt(r.get('load'), '.1f')}) | "
@@ -381,6 +384,11 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
         if block:
             lines += ["", *block]
     return "\n".join(lines)
+
+
+def _psnr_cell(r: dict) -> str:
+    """The row's PSNR; a denoised image refined by the Wiener filter also shows its network's own, in brackets."""
+    return f"{r['psnr']:.2f}" + (f" ({r['network_psnr']:.2f})" if r.get("network_psnr") is not None else "")
 
 
 def _dip_width(args) -> str:

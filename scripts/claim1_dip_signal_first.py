@@ -45,7 +45,7 @@ def run(image: np.ndarray, config: DIPConfig, iters: int, seed: int) -> dict:
     out = {}
     for name, target in targets.items():
         noisy = name.startswith("image +")
-        res = tasks.denoise(target, method="dip", config=config, iters=iters, device="cpu", seed=seed,
+        res = tasks.denoise(target, method="dip", config=config, iters=iters, device="cpu", seed=seed, wiener=False,
                             stop=tasks.StopConfig(rule="none"), reference=image if noisy else None)
         h = res.history
         entry = {"step": h["step"], "loss": h["loss"],

@@ -42,7 +42,7 @@ def noise_sweep(shape, ks, base: DDConfig, iters: int, seed: int) -> list[dict]:
     rows = []
     for k in ks:
         cfg = dataclasses.replace(base, channels=k, ema=0.0)
-        res = tasks.denoise(noise, method="dd", config=cfg, iters=iters, device="cpu", seed=seed,
+        res = tasks.denoise(noise, method="dd", config=cfg, iters=iters, device="cpu", seed=seed, wiener=False,
                             stop=tasks.StopConfig(rule="none"))
         rows.append({"k": k, "parameters": res.parameters, "pixels": n, "parameter_ratio": res.parameters / n,
                      "fitted_fraction": fitted_fraction(res.image, noise)})
@@ -55,7 +55,7 @@ def noise_sweep(shape, ks, base: DDConfig, iters: int, seed: int) -> list[dict]:
 def denoise(image: np.ndarray, k: int, base: DDConfig, iters: int, seed: int) -> dict:
     noisy = add_noise(image, SIGMA, seed)
     cfg = dataclasses.replace(base, channels=k)
-    res = tasks.denoise(noisy, method="dd", config=cfg, iters=iters, device="cpu", seed=seed,
+    res = tasks.denoise(noisy, method="dd", config=cfg, iters=iters, device="cpu", seed=seed, wiener=False,
                         stop=tasks.StopConfig(rule="none"), reference=image)
     out = {"k": k, "parameters": res.parameters, "parameter_ratio": res.parameters / image.size,
            "config": dataclasses.asdict(cfg), "input_psnr": tasks.psnr(noisy, image),

@@ -101,7 +101,8 @@ def test_heldout_stopping_fires_and_keeps_the_best_output(clean):
     cfg = MLPConfig(widths=(64, 64, 64), tile=16, overlap=4, encoding="fourier", fourier=2, lr=1e-2,
                     lr_decay="none")
     stop = tasks.StopConfig(rule="heldout", patience=60, eval_every=10)
-    res = tasks.denoise(very_noisy, method="mlp", config=cfg, iters=1500, stop=stop, device="cpu", reference=clean)
+    res = tasks.denoise(very_noisy, method="mlp", config=cfg, iters=1500, stop=stop, device="cpu", reference=clean,
+                        wiener=False)
     assert "held-out" in res.reason and res.steps < 1500
     assert res.best_step == res.steps - 60
     # the output is the one of the chosen iteration, which beats the last one and the noisy input
@@ -115,7 +116,8 @@ def test_wmv_stopping_fires(clean, noisy):
     stop = tasks.StopConfig(rule="wmv", window=20, patience=40, eval_every=10)
     cfg = MLPConfig(widths=(64, 64, 64), tile=16, overlap=4, encoding="fourier", fourier=2, lr=1e-2,
                     lr_decay="none")
-    res = tasks.denoise(noisy, method="mlp", config=cfg, iters=1500, stop=stop, device="cpu", reference=clean)
+    res = tasks.denoise(noisy, method="mlp", config=cfg, iters=1500, stop=stop, device="cpu", reference=clean,
+                        wiener=False)
     assert "variance of recent outputs" in res.reason and res.steps < 1500
     assert res.best_step >= 20  # no score before the window is full
     h = res.history
@@ -130,7 +132,8 @@ def test_discrepancy_stopping_fires_where_the_residual_meets_the_noise_level(cle
     stop = tasks.StopConfig(rule="discrepancy", sigma=SIGMA, patience=40, eval_every=10)
     cfg = MLPConfig(widths=(64, 64, 64), tile=16, overlap=4, encoding="fourier", fourier=2, lr=1e-2,
                     lr_decay="none")
-    res = tasks.denoise(noisy, method="mlp", config=cfg, iters=1500, stop=stop, device="cpu", reference=clean)
+    res = tasks.denoise(noisy, method="mlp", config=cfg, iters=1500, stop=stop, device="cpu", reference=clean,
+                        wiener=False)
     assert "the residual to the noise level" in res.reason and res.steps < 1500
     h = res.history
     at = h["step"].index(res.best_step)
@@ -141,7 +144,7 @@ def test_discrepancy_stopping_fires_where_the_residual_meets_the_noise_level(cle
 
 def test_runs_average_independent_seeds(clean, noisy):
     kw = dict(method="dip", config=TINY["dip"], iters=20, device="cpu", stop=tasks.StopConfig(rule="none"),
-              reference=clean)
+              reference=clean, wiener=False)
     avg = tasks.denoise(noisy, seed=3, runs=2, **kw)
     one = [tasks.denoise(noisy, seed=s, **kw) for s in (3, 4)]
     np.testing.assert_allclose(avg.image, (one[0].image + one[1].image) / 2, atol=1e-6)
@@ -172,7 +175,7 @@ def test_dip_denoise_default_is_the_r2r_loss_at_the_estimated_noise_level(noisy)
     np.testing.assert_array_equal(default.image, explicit.image)
     assert tasks.denoise(noisy, sigma=0.2, **kw).extra["sigma"] == 0.2
     assert tasks.denoise(noisy, stop=tasks.StopConfig(sigma=0.2), **kw).extra["sigma"] == 0.2
-    plain = tasks.denoise(noisy, config=DIPConfig.preset("fast"), **kw)
+    plain = tasks.denoise(noisy, config=DIPConfig.preset("fast"), wiener=False, **kw)
     assert plain.stop_rule == "heldout" and "sigma" not in plain.extra
 
 
@@ -223,7 +226,7 @@ def test_dd_denoise_default_averages_runs_that_fit_more(clean, noisy):
     preset's k trained as compress trains), each stopping on the discrepancy rule at the estimated noise level; the
     same settings given explicitly give the same image, and the training fits more of the image than the plain
     Adam 0.005 in the same steps."""
-    kw = dict(method="dd", preset="fast", iters=300, device="cpu", reference=clean)
+    kw = dict(method="dd", preset="fast", iters=300, device="cpu", reference=clean, wiener=False)
     default = tasks.denoise(noisy, **kw)
     cfg = tasks.dd_denoise_config("fast")
     assert tasks.DD_DENOISE_RUNS == 2 and len(default.extra["runs"]) == 2 and default.stop_rule == "discrepancy"

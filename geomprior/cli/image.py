@@ -94,8 +94,11 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
 
     p = task("denoise", "Remove noise from an image.", ("dip", "dd", "mlp", *GENERATIVE), "dip")
     p.add_argument("--sigma", type=_positive_float, metavar="S",
-                   help="noise standard deviation on the 0-255 scale, if known (used by dip's r2r loss and "
-                        "--stop discrepancy; estimated from the image otherwise)")
+                   help="noise standard deviation on the 0-255 scale, if known (used by dip's r2r loss, "
+                        "--stop discrepancy and the Wiener step; estimated from the image otherwise)")
+    p.add_argument("--wiener", action=argparse.BooleanOptionalAction, default=True,
+                   help="refine the network's output with the empirical Wiener filter it guides (the second step "
+                        "of BM3D, without block matching); --no-wiener returns the network's output (default: on)")
 
     p = task("superres", "Super-resolve an image by an integer factor.", ("dip", "dd", *GENERATIVE), "dip")
     p.add_argument("--factor", type=_int_at_least(2), required=True, metavar="F", help="upsampling factor (2, 4, 8)")
@@ -254,7 +257,7 @@ def _fit(args: argparse.Namespace, image, reference, mask, common: dict):
         cfg = dataclasses.replace(tasks.make_config("mlp", args.preset, channels=args.channels), **changes)
         return tasks.fit_image(image, config=cfg, **common)
     if name == "denoise":
-        return tasks.denoise(image, method=args.method, reference=reference, **common)
+        return tasks.denoise(image, method=args.method, reference=reference, wiener=args.wiener, **common)
     if name == "superres":
         return tasks.superresolve(image, args.factor, method=args.method, kernel=args.kernel, reference=reference,
                                   **common)

@@ -39,6 +39,7 @@ from geomprior.image.solver import (
     psnr,
     solve,
 )
+from geomprior.image.wiener import wiener_refine
 
 __all__ = ["DD_DENOISE_RUNS", "DEFAULT_ITERS", "DIP_DENOISE_RUNS", "ImageResult", "SolveOptions", "StopConfig",
            "compress", "compress_config", "compressed_sensing", "dd_denoise_config", "decompress", "denoise",
@@ -141,15 +142,19 @@ def estimate_noise(image: np.ndarray) -> float:
     return float(estimate_sigma(img, channel_axis=-1, average_sigmas=True))
 
 
-def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, generator=None, **changes) -> ImageResult:
+def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, wiener: bool = True, generator=None,
+            **changes) -> ImageResult:
     """Denoise a noisy image (H, W, C) in [0, 1].
 
     sigma : the noise standard deviation on the [0, 1] scale, if known (a SolveOptions field, or a StopConfig's);
-            :func:`estimate_noise` otherwise. DIP's default r2r loss and the discrepancy rule use it
-            (``result.extra["sigma"]``: the sigma used)
+            :func:`estimate_noise` otherwise. DIP's default r2r loss, the discrepancy rule and the Wiener step use
+            it (``result.extra["sigma"]``: the sigma used)
     runs  : None: 1, except without a ``config`` (:data:`DENOISE_DEFAULTS`): DIP :data:`DIP_DENOISE_RUNS` of
             :func:`dip_denoise_config`, the Deep Decoder :data:`DD_DENOISE_RUNS` of :func:`dd_denoise_config`,
             outputs averaged
+    wiener: the untrained prior's output is the pilot of an empirical Wiener filter of the noisy image
+            (:func:`geomprior.image.wiener.wiener_refine`), whose result is returned; ``extra["network_psnr"]``
+            is the prior's own PSNR when a reference is given. False: the prior's output
     """
     img, opts = _prepared(noisy, "noisy image", "denoise", options, changes)
     stop = opts.stop or StopConfig()
@@ -160,8 +165,16 @@ def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, generator
             stop = dataclasses.replace(stop, rule=rule)
     if opts.sigma is None:
         opts = dataclasses.replace(opts, sigma=stop.sigma if stop.sigma is not None else estimate_noise(img))
-    return _recover(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, "denoise", generator, noiseless=False,
-                    stop=stop)
+    res = _recover(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, "denoise", generator, noiseless=False,
+                   stop=stop)
+    if not wiener or opts.method in GENERATIVE:
+        return res
+    res.extra.update(network_psnr=res.psnr, sigma=opts.sigma, wiener=True)
+    res.image = wiener_refine(img, res.image, opts.sigma)
+    res.weights = res.function = None  # they give the prior's output, no longer the result
+    if res.psnr is not None:
+        res.psnr = psnr(res.image, check_image(opts.reference, "reference"))
+    return res
 
 
 def superresolve(small: np.ndarray, factor: int, options: SolveOptions | None = None, *,
