@@ -91,8 +91,8 @@ class StopConfig:
         """The rule, patience and smoothing used for ``method`` with ``config`` (``auto`` filled in)."""
         rule = self.rule
         if rule == "auto":
-            rule = "none" if getattr(config, "loss", "mse") == "r2r" else PRIORS[method].stop_rule
-        if rule == "heldout" and getattr(config, "loss", "mse") == "r2r":
+            rule = "none" if _recorrupts(config) else PRIORS[method].stop_rule
+        if rule == "heldout" and _recorrupts(config):
             raise InputError("the r2r loss feeds every pixel to the network, so none can be held out; stop with "
                              "none, wmv or discrepancy")
         patience = self.patience if self.patience is not None else PRIORS[method].patience
@@ -100,6 +100,11 @@ class StopConfig:
         if rule == "discrepancy" and (self.sigma is None or not self.sigma > 0):
             raise InputError("the discrepancy rule needs the noise level sigma")
         return dataclasses.replace(self, rule=rule, patience=patience, smoothing=smoothing)
+
+
+def _recorrupts(config) -> bool:
+    """Whether ``config`` fits the r2r loss (DIP's denoising; :class:`DIPConfig`)."""
+    return getattr(config, "loss", "mse") == "r2r"
 
 
 @dataclass
@@ -411,7 +416,7 @@ def _solve_one(y, operator, shape, opts: SolveOptions, task: str, keep_known: bo
         psnr=psnr(image, reference) if reference is not None else None,
         weights=run.weights() if method == "dd" else None, function=run.function(),
     )
-    if stop.rule == "discrepancy" or getattr(config, "loss", "mse") == "r2r":
+    if stop.rule == "discrepancy" or _recorrupts(config):
         result.extra["sigma"] = stop.sigma if stop.rule == "discrepancy" else float(opts.sigma)
     log.info("%s", result.summary)
     return result
