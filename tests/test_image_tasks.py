@@ -157,17 +157,20 @@ def test_runs_average_independent_seeds(clean, noisy):
         tasks.denoise(noisy, runs=0, iters=1)
 
 
-def test_dip_denoise_default_is_the_r2r_loss_at_the_estimated_noise_level(noisy):
+def test_dip_denoise_default_is_the_r2r_loss_at_the_estimated_noise_level(noisy, monkeypatch):
     """Without a config or runs, DIP denoises with the r2r loss, no stopping rule, at the noise level estimated from
     the image (reported): the fast preset one run of its network, the default DIP_DENOISE_RUNS runs 1/√runs of its
     width; the same settings given explicitly give the same image; a config with another loss is taken as it is."""
     kw = dict(method="dip", preset="fast", iters=3, device="cpu")
     default = tasks.denoise(noisy, **kw)
     cfg = tasks.dip_denoise_config("fast")
+    monkeypatch.setitem(tasks.DIP_DENOISE_ITERS, "fast", 4)  # the preset's cap unless iters is given
+    assert tasks.denoise(noisy, method="dip", preset="fast").steps == 4
     assert tasks.DIP_DENOISE_RUNS["fast"] == 1 and "runs" not in default.extra and default.stop_rule == "none"
     assert cfg.loss == "r2r" and cfg.channels_down == DIPConfig.preset("fast").channels_down
     four = tasks.denoise(noisy, **{**kw, "preset": "default", "iters": 1})
     assert tasks.DIP_DENOISE_RUNS["default"] == 4 and len(four.extra["runs"]) == 4
+    assert tasks.DIP_DENOISE_ITERS["fast"] < tasks.DIP_DENOISE_ITERS["default"] == tasks.DEFAULT_ITERS["dip", "denoise"]
     assert tasks.dip_denoise_config("default").channels_down[0] == 32  # 64 / √4
     assert default.extra["sigma"] == pytest.approx(tasks.estimate_noise(noisy))
     assert f"noise level {255 * default.extra['sigma']:.1f} of 255" in default.summary
