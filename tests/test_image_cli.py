@@ -115,6 +115,7 @@ def test_denoise_end_to_end(images, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "mlp denoise: stopped after" in out and "PSNR" in out and "stopping rule: heldout" in out
+    assert "Wiener-refined" in out and "(network " in out  # the default Wiener step, and the network's own PSNR
     assert read_image(images / "out.png").shape == (32, 32, 3)
     run = json.loads((images / "run.json").read_text())
     assert run["command"] == "image denoise" and run["method"] == "mlp" and run["steps"] <= 60

@@ -85,4 +85,4 @@ def test_denoise_refines_the_networks_output(images):
     assert refined.extra["network_psnr"] == pytest.approx(plain.psnr)
     np.testing.assert_allclose(refined.image, wiener_refine(noisy, plain.image, SIGMA), atol=1e-6)
     assert refined.psnr == pytest.approx(tasks.psnr(refined.image, clean))
-    assert "empirical Wiener filter" in refined.summary and refined.weights is None
+    assert "Wiener-refined" in refined.summary and refined.weights is None

@@ -154,13 +154,13 @@ class ImageResult:
         if self.extra.get("sigma") is not None:
             notes.append(f"noise level {255 * self.extra['sigma']:.1f} of 255")
         if self.extra.get("wiener"):
-            notes.append("refined by an empirical Wiener filter")
+            notes.append("Wiener-refined")
         if notes:
             text += f" ({', '.join(notes)})"
         if self.psnr is not None:
             text += f"; PSNR {self.psnr:.2f} dB"
             if self.extra.get("network_psnr") is not None:
-                text += f" (the network's own {self.extra['network_psnr']:.2f} dB)"
+                text += f" (network {self.extra['network_psnr']:.2f})"
         return text
 
     def to_json(self) -> dict:
