@@ -8,8 +8,9 @@ Cases, on centre crops of astronaut, camera and coffee (grayscale stays one chan
   each given σ; NL-means' h and TV's weight are the best of a small grid judged against the clean image (an oracle
   tuning that favours the baselines); and BM3D (CBM3D for colour, the ``bm3d`` package, σ given; ``pip install '.[bench]'``, licensed for non-commercial use only: a comparator, never a
   dependency of geomprior; without it its rows are left out). DIP's default fits the Recorrupted-to-Recorrupted
-  loss at the noise level it estimates, no stop, and averages ``tasks.DIP_DENOISE_RUNS`` runs (default 4 networks
-  half the preset's width, seeds 0-3; fast 1); rows ``run1`` (one run of the preset's full width) and ``runs3``
+  loss at the noise level σ it estimates, no stop, and averages the runs of ``tasks.dip_denoise_schedule`` (default:
+  networks of 32 channels, runs of 225/σ iterations sharing 5000, seeds 0, 1, ...; fast: one run of 1200); rows
+  ``run1`` (one run of the preset's full width) and ``runs3``
   (3 of them) were measured with the former held-out stop;
 - superres ×4: the low-resolution input is the clean crop downsampled by the Lanczos-2 operator; DIP vs bicubic
   upsampling (skimage ``resize(order=3)``). Without the inverse crime (issue 32; variants ``pil-bicubic``,
@@ -394,9 +395,9 @@ def _psnr_cell(r: dict) -> str:
 
 def _dip_width(args) -> str:
     cfg = tasks.make_config("dip", args.preset)
-    return (f"{cfg.channels_down[0]} channels, {cfg.scales} scales; denoising: the average of "
-            f"{tasks.DIP_DENOISE_RUNS[args.preset]} runs {tasks.dip_denoise_config(args.preset).channels_down[0]} "
-            "channels wide, loss r2r")
+    return (f"{cfg.channels_down[0]} channels, {cfg.scales} scales; denoising: the average of runs "
+            f"{tasks.DIP_DENOISE_CHANNELS[args.preset]} channels wide, loss r2r, "
+            f"{tasks.DIP_DENOISE_NOISE_STEPS:g}/σ iterations each, {tasks.DIP_DENOISE_STEPS[args.preset]} in all")
 
 
 PACE = {"fast": 180, "default": 900}

@@ -159,19 +159,29 @@ def test_runs_average_independent_seeds(clean, noisy):
 
 def test_dip_denoise_default_is_the_r2r_loss_at_the_estimated_noise_level(noisy, monkeypatch):
     """Without a config or runs, DIP denoises with the r2r loss, no stopping rule, at the noise level estimated from
-    the image (reported): the fast preset one run of its network, the default DIP_DENOISE_RUNS runs 1/√runs of its
-    width; the same settings given explicitly give the same image; a config with another loss is taken as it is."""
+    the image (reported), in the runs dip_denoise_schedule sets for it (the fast preset one, the default several,
+    shorter the stronger the noise); the same settings given explicitly give the same image; a config with another
+    loss is taken as it is."""
     kw = dict(method="dip", preset="fast", iters=3, device="cpu")
     default = tasks.denoise(noisy, **kw)
     cfg = tasks.dip_denoise_config("fast")
-    monkeypatch.setitem(tasks.DIP_DENOISE_ITERS, "fast", 4)  # the preset's cap unless iters is given
-    assert tasks.denoise(noisy, method="dip", preset="fast").steps == 4
-    assert tasks.DIP_DENOISE_RUNS["fast"] == 1 and "runs" not in default.extra and default.stop_rule == "none"
+    assert "runs" not in default.extra and default.stop_rule == "none"
     assert cfg.loss == "r2r" and cfg.channels_down == DIPConfig.preset("fast").channels_down
-    four = tasks.denoise(noisy, **{**kw, "preset": "default", "iters": 1})
-    assert tasks.DIP_DENOISE_RUNS["default"] == 4 and len(four.extra["runs"]) == 4
-    assert tasks.DIP_DENOISE_ITERS["fast"] < tasks.DIP_DENOISE_ITERS["default"] == tasks.DEFAULT_ITERS["dip", "denoise"]
-    assert tasks.dip_denoise_config("default").channels_down[0] == 32  # 64 / √4
+    assert tasks.dip_denoise_config("default").channels_down == (32,) * DIPConfig.preset("default").scales
+    sigma = tasks.estimate_noise(noisy)
+    runs, _ = tasks.dip_denoise_schedule("default", sigma)
+    several = tasks.denoise(noisy, **{**kw, "preset": "default", "iters": 1})
+    assert runs > 1 and len(several.extra["runs"]) == runs
+    for preset in ("fast", "default", "quality"):
+        schedule = [tasks.dip_denoise_schedule(preset, s / 255) for s in (5, 15, 25, 50, 100)]
+        lengths = [iters for _, iters in schedule]
+        assert lengths == sorted(lengths, reverse=True) and lengths[-1] < lengths[0]  # shorter at stronger noise
+        for runs, iters in schedule:  # the preset's budget, shared
+            assert runs * iters <= 1.5 * tasks.DIP_DENOISE_STEPS[preset] and iters <= tasks.DIP_DENOISE_STEPS[preset]
+    assert tasks.dip_denoise_schedule("fast", 25 / 255)[0] == 1
+    assert tasks.dip_denoise_schedule("default", 50 / 255)[0] > tasks.dip_denoise_schedule("default", 25 / 255)[0]
+    monkeypatch.setitem(tasks.DIP_DENOISE_STEPS, "fast", 4)  # the schedule's cap unless iters is given
+    assert tasks.denoise(noisy, method="dip", preset="fast").steps == 4
     assert default.extra["sigma"] == pytest.approx(tasks.estimate_noise(noisy))
     assert f"noise level {255 * default.extra['sigma']:.1f} of 255" in default.summary
     explicit = tasks.denoise(noisy, config=cfg, sigma=tasks.estimate_noise(noisy), runs=1, **kw)

@@ -12,7 +12,6 @@ are :class:`~geomprior.image.solver.ImageResult`.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Literal
 
 import numpy as np
@@ -41,9 +40,9 @@ from geomprior.image.solver import (
 )
 from geomprior.image.wiener import wiener_refine
 
-__all__ = ["DD_DENOISE_RUNS", "DEFAULT_ITERS", "DIP_DENOISE_ITERS", "DIP_DENOISE_RUNS", "ImageResult", "SolveOptions",
-           "StopConfig", "compress", "compress_config", "compressed_sensing", "dd_denoise_config", "decompress",
-           "denoise", "dip_denoise_config", "estimate_noise", "fit_image", "inpaint", "make_config",
+__all__ = ["DD_DENOISE_RUNS", "DEFAULT_ITERS", "DIP_DENOISE_CHANNELS", "DIP_DENOISE_NOISE_STEPS", "DIP_DENOISE_STEPS",
+           "ImageResult", "SolveOptions", "StopConfig", "compress", "compress_config", "compressed_sensing",
+           "dd_denoise_config", "decompress", "denoise", "dip_denoise_config", "dip_denoise_schedule", "estimate_noise", "fit_image", "inpaint", "make_config",
            "make_cs_operator", "pick_device", "psnr", "solve", "superresolve"]
 
 
@@ -107,23 +106,31 @@ def fit_image(image: np.ndarray, options: SolveOptions | None = None, **changes)
     return solve(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, task="fit", stop=stop, reference=img)
 
 
-DIP_DENOISE_RUNS = {"fast": 1, "default": 4, "quality": 4}
-"""DIP denoising without a ``config`` or ``runs``: this many runs of :func:`dip_denoise_config` per preset, averaged
-(fast: one, a preview)."""
-DIP_DENOISE_ITERS = {"fast": 1200, "default": 1500, "quality": 1500}
-"""DIP denoising's iteration cap without a ``config``, ``runs`` or ``iters``, per preset (fast: a 256² RGB image
-within 3 minutes on a 2-core CPU; the r2r fit is close to its best by then)."""
+DIP_DENOISE_STEPS = {"fast": 1200, "default": 5000, "quality": 5000}
+"""DIP denoising without a ``config`` or ``runs``: the iterations of all its runs together, per preset (fast: one
+run, a 256² RGB image within 3 minutes on a 2-core CPU); see :func:`dip_denoise_schedule`."""
+DIP_DENOISE_NOISE_STEPS = 225.0
+"""A default DIP denoising run's length × the noise level σ (on the [0, 1] scale): 2500 iterations at σ = 0.09. Its
+network fits the signal first, then slowly learns the noise, the sooner the stronger the noise is."""
+DIP_DENOISE_CHANNELS = {"fast": 32, "default": 32, "quality": 64}
+"""The width of the default DIP denoising runs' networks, per preset (:func:`dip_denoise_config`)."""
 DD_DENOISE_RUNS = 2
 """Deep Decoder denoising without a ``config`` or ``runs``: this many runs of :func:`dd_denoise_config`, averaged."""
 
 
 def dip_denoise_config(preset: str = "default") -> DIPConfig:
-    """The network of each of the :data:`DIP_DENOISE_RUNS` default denoising runs: 1/√runs of the preset's width
-    (the cost of a convolution goes with the square of its width), fit with the r2r loss (:class:`DIPConfig`), so
-    that no run needs an early stop. Each run's error is partly its own, so the average of runs removes part of
-    it."""
-    width = DIPConfig.preset(preset).channels_down[0]
-    return make_config("dip", preset, channels=round(width / math.sqrt(DIP_DENOISE_RUNS[preset])), task="denoise")
+    """The network of each default denoising run: :data:`DIP_DENOISE_CHANNELS` wide, the preset's scales, fit with
+    the r2r loss (:class:`DIPConfig`), so that no run needs an early stop."""
+    return make_config("dip", preset, channels=DIP_DENOISE_CHANNELS[preset], task="denoise")
+
+
+def dip_denoise_schedule(preset: str, sigma: float) -> tuple[int, int]:
+    """(runs, iterations per run) of the default DIP denoising at noise level ``sigma``: runs of
+    :data:`DIP_DENOISE_NOISE_STEPS` / σ iterations (the point where a run starts to learn the noise) sharing the
+    preset's :data:`DIP_DENOISE_STEPS`, outputs averaged: each run's error is partly its own."""
+    budget = DIP_DENOISE_STEPS[preset]
+    iters = max(1, min(budget, round(DIP_DENOISE_NOISE_STEPS / max(float(sigma), 1e-6))))
+    return max(1, round(budget / iters)), iters
 
 
 def dd_denoise_config(preset: str = "default") -> DDConfig:
@@ -152,8 +159,8 @@ def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, wiener: b
     sigma : the noise standard deviation on the [0, 1] scale, if known (a SolveOptions field, or a StopConfig's);
             :func:`estimate_noise` otherwise. DIP's default r2r loss, the discrepancy rule and the Wiener step use
             it (``result.extra["sigma"]``: the sigma used)
-    runs  : None: 1, except without a ``config`` (:data:`DENOISE_DEFAULTS`): DIP :data:`DIP_DENOISE_RUNS` of
-            :func:`dip_denoise_config`, the Deep Decoder :data:`DD_DENOISE_RUNS` of :func:`dd_denoise_config`,
+    runs  : None: 1, except without a ``config`` (:data:`DENOISE_DEFAULTS`): DIP the runs of
+            :func:`dip_denoise_config` that :func:`dip_denoise_schedule` sets for σ, the Deep Decoder :data:`DD_DENOISE_RUNS` of :func:`dd_denoise_config`,
             outputs averaged
     wiener: the untrained prior's output is the pilot of an empirical Wiener filter of the noisy image
             (:func:`geomprior.image.wiener.wiener_refine`), whose result is returned; ``extra["network_psnr"]``
@@ -161,14 +168,15 @@ def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, wiener: b
     """
     img, opts = _prepared(noisy, "noisy image", "denoise", options, changes)
     stop = opts.stop or StopConfig()
-    if opts.runs is None and opts.config is None and opts.method in DENOISE_DEFAULTS:
-        runs, config, rule, iters = DENOISE_DEFAULTS[opts.method]
-        opts = dataclasses.replace(opts, config=config(opts.preset), runs=runs(opts.preset),
-                                   iters=iters(opts.preset) if opts.iters is None else opts.iters)
-        if stop.rule == "auto":
-            stop = dataclasses.replace(stop, rule=rule)
     if opts.sigma is None:
         opts = dataclasses.replace(opts, sigma=stop.sigma if stop.sigma is not None else estimate_noise(img))
+    if opts.runs is None and opts.config is None and opts.method in DENOISE_DEFAULTS:
+        schedule, config, rule = DENOISE_DEFAULTS[opts.method]
+        runs, iters = schedule(opts.preset, opts.sigma)
+        opts = dataclasses.replace(opts, config=config(opts.preset), runs=runs,
+                                   iters=iters if opts.iters is None else opts.iters)
+        if stop.rule == "auto":
+            stop = dataclasses.replace(stop, rule=rule)
     res = _recover(_to_nchw(img, "cpu"), ops.Identity(), img.shape, opts, "denoise", generator, noiseless=False,
                    stop=stop)
     if not wiener or opts.method in GENERATIVE:
@@ -235,11 +243,11 @@ def compress_config(channels: int = 64, depth: int = 5) -> DDConfig:
                     norm_before_relu=True, average="weights", precision="float32")
 
 
-DENOISE_DEFAULTS = {"dip": (DIP_DENOISE_RUNS.get, dip_denoise_config, "none", DIP_DENOISE_ITERS.get),
-                    "dd": (lambda preset: DD_DENOISE_RUNS, dd_denoise_config, "discrepancy", lambda preset: None)}
-"""Denoising without a ``config`` or ``runs``: method -> (the runs averaged for a preset, the config of each run
-for a preset, the stopping rule ``auto`` means, the iteration cap for a preset unless ``iters`` is given; None:
-:data:`DEFAULT_ITERS`). DIP's r2r loss needs no stop. The Deep Decoder trained to fit
+DENOISE_DEFAULTS = {"dip": (dip_denoise_schedule, dip_denoise_config, "none"),
+                    "dd": (lambda preset, sigma: (DD_DENOISE_RUNS, None), dd_denoise_config, "discrepancy")}
+"""Denoising without a ``config`` or ``runs``: method -> (schedule(preset, σ) = (runs averaged, iteration cap of
+each unless ``iters`` is given; None: :data:`DEFAULT_ITERS`), the config of each run for a preset, the stopping
+rule ``auto`` means). DIP's r2r loss needs no stop. The Deep Decoder trained to fit
 more stops where its residual meets the noise level (estimated from the image unless given): at high noise, and on
 a grayscale image (fewer values per weight), it fits the noise late in the run, and held-out pixels would take a
 tenth of the image from every fit."""
