@@ -67,7 +67,8 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
         if name not in ("fit", "compress"):
             p.add_argument("--runs", type=_int_at_least(1), metavar="N",
                            help="average the outputs of N independent runs (seeds SEED..SEED+N-1), each stopping "
-                                "on its own; costs N times one run (default: 1; dd denoise without --channels: 2)")
+                                "on its own; costs N times one run (default: 1; denoise without --channels: dip "
+                                "as many as the noise level sets, dd 2)")
         if stop:
             p.add_argument("--stop", choices=STOP_RULES, default="auto",
                            help="early stopping without ground truth: heldout pixels, wmv (variance of recent "

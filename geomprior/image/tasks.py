@@ -42,8 +42,9 @@ from geomprior.image.wiener import wiener_refine
 
 __all__ = ["DD_DENOISE_RUNS", "DEFAULT_ITERS", "DIP_DENOISE_CHANNELS", "DIP_DENOISE_NOISE_STEPS", "DIP_DENOISE_STEPS",
            "ImageResult", "SolveOptions", "StopConfig", "compress", "compress_config", "compressed_sensing",
-           "dd_denoise_config", "decompress", "denoise", "dip_denoise_config", "dip_denoise_schedule", "estimate_noise", "fit_image", "inpaint", "make_config",
-           "make_cs_operator", "pick_device", "psnr", "solve", "superresolve"]
+           "dd_denoise_config", "decompress", "denoise", "dip_denoise_config", "dip_denoise_schedule",
+           "estimate_noise", "fit_image", "inpaint", "make_config", "make_cs_operator", "pick_device", "psnr", "solve",
+           "superresolve"]
 
 
 def _prepared(image, name: str, task: str, given: SolveOptions | None,
@@ -160,8 +161,8 @@ def denoise(noisy: np.ndarray, options: SolveOptions | None = None, *, wiener: b
             :func:`estimate_noise` otherwise. DIP's default r2r loss, the discrepancy rule and the Wiener step use
             it (``result.extra["sigma"]``: the sigma used)
     runs  : None: 1, except without a ``config`` (:data:`DENOISE_DEFAULTS`): DIP the runs of
-            :func:`dip_denoise_config` that :func:`dip_denoise_schedule` sets for σ, the Deep Decoder :data:`DD_DENOISE_RUNS` of :func:`dd_denoise_config`,
-            outputs averaged
+            :func:`dip_denoise_config` that :func:`dip_denoise_schedule` sets for σ, the Deep Decoder
+            :data:`DD_DENOISE_RUNS` of :func:`dd_denoise_config`, outputs averaged
     wiener: the untrained prior's output is the pilot of an empirical Wiener filter of the noisy image
             (:func:`geomprior.image.wiener.wiener_refine`), whose result is returned; ``extra["network_psnr"]``
             is the prior's own PSNR when a reference is given. False: the prior's output
