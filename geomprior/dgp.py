@@ -40,6 +40,7 @@ from .uv import blue_noise
 log = logging.getLogger(__name__)
 
 PLANAR = math.sqrt(math.pi) / 2  # the planar skip maps [0,1]² onto a square of the unit disc's area
+MIN_WEIGHT = 1e-3  # the consensus weight of a patch's farthest members: a point only such members cover still moves
 
 
 # the stopping rule's basin (DGPConfig.tolerance) that suits each validation score (DGPConfig.val_score)
@@ -111,6 +112,9 @@ class DGPConfig:
     # predictions matched to it (the patches' consensus, where the scan has points); "dense" = every patch's uv
     # grid (also over stretches without points, e.g. a gap between two legs, which it can bridge)
     mesh_points: Literal["fitted", "dense"] = "fitted"
+    # how a fitted point averages the patch predictions matched to it: "partition" weighs each by 1 − |x|², x the
+    # point in the patch's unit ball (less toward the patch's edge); "mean": all alike (BENCHMARKS.md, ablations)
+    blend: Literal["partition", "mean"] = "partition"
     grid: int = 12  # dense output: grid × grid uv samples per patch
     grid_margin: float = 0.1  # ... on [margin, 1 − margin]²
     poisson_depth: int = 9  # Screened Poisson octree depth
@@ -163,7 +167,8 @@ class DGPConfig:
                             ("val_score", ("surface", "transport")), ("thin_parts", (True, False, "auto")),
                             ("outward", (True, False, "auto")), ("small_clusters", ("drop", "keep")),
                             ("closed", (True, False, "auto")), ("precision", PRECISIONS),
-                            ("surface", ("manifold", "poisson")), ("mesh_points", ("fitted", "dense"))):
+                            ("surface", ("manifold", "poisson")), ("mesh_points", ("fitted", "dense")),
+                            ("blend", ("partition", "mean"))):
             if getattr(self, name) not in valid:
                 raise InputError(f"invalid {name} {getattr(self, name)!r}; valid: {', '.join(map(str, valid))}")
 
@@ -512,7 +517,7 @@ def fit_dense(
     if n_input > len(pts):
         summary = f"{n_input - len(pts)} outlying points dropped; " + summary
 
-    fitted_pts, fitted_nrm = _consensus(surf, uv, target, mask, patches, pts, nrm)
+    fitted_pts, fitted_nrm = _consensus(surf, uv, target, mask, patches, pts, nrm, cfg.blend)
     if cfg.consistency and cfg.consistency_epochs > 0:
         target_c = torch.from_numpy(patches.to_local(fitted_pts)).float().to(dev)
         cons = _local_fit(surf, uv, target_c, mask, torch.zeros_like(mask), cfg, stage="consistency",
@@ -531,23 +536,30 @@ def fit_dense(
                        summary)
 
 
-def _consensus(surf: _PatchSurfaces, uv, target, mask, patches: Patches, pts: np.ndarray, normals: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 3) world points: each point's mean over the patch predictions matched to it (one-to-one per patch), and
-    (N, 3) unit normals: the mean of those predictions' Jacobian normals, each turned to the point's side
-    (``normals``). A point no patch matched keeps its position and normal."""
+def _consensus(surf: _PatchSurfaces, uv, target, mask, patches: Patches, pts: np.ndarray, normals: np.ndarray,
+               blend: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) world points: each point's weighted mean over the patch predictions matched to it (one-to-one per
+    patch), and (N, 3) unit normals: the weighted mean of those predictions' Jacobian normals, each turned to the
+    point's side (``normals``). A point no patch matched keeps its position and normal.
+
+    blend "partition": the weights are a partition of unity, 1 − |x|² for a point at x in the patch's unit ball
+    (``target``), so a patch counts less toward its edge, where its fit is least constrained; "mean": equal."""
     y, n = surf.with_normals(uv)
     idx = assign(y, target, mask, method="exact")
     owner = np.take_along_axis(patches.index, idx.cpu().numpy(), 1)
     m = patches.mask
+    matched = torch.take_along_dim(target, idx[..., None], 1).cpu().double().numpy()[m]
+    weight = np.maximum(1.0 - np.einsum("mi,mi->m", matched, matched), MIN_WEIGHT)[:, None]
+    if blend == "mean":
+        weight = np.ones_like(weight)
     world = patches.to_world(y.cpu().numpy().astype(np.float64))[m]
     turned, _ = _world_normals(patches, n.cpu().numpy().astype(np.float64), m, normals[owner[m]])
-    hits = np.bincount(owner[m], minlength=len(pts))[:, None]
+    hits = np.bincount(owner[m], weight[:, 0], minlength=len(pts))[:, None]
     total, direction = np.zeros_like(pts), np.zeros_like(pts)
-    np.add.at(total, owner[m], world)
-    np.add.at(direction, owner[m], turned)
+    np.add.at(total, owner[m], weight * world)
+    np.add.at(direction, owner[m], weight * turned)
     length = np.linalg.norm(direction, axis=1, keepdims=True)
-    return (np.where(hits > 0, total / np.maximum(hits, 1), pts),
+    return (np.where(hits > 0, total / np.maximum(hits, MIN_WEIGHT), pts),
             np.where((hits > 0) & (length > 0), direction / np.maximum(length, 1e-300), normals))
 
 

@@ -84,6 +84,7 @@ ABLATIONS = {
     # what geomprior wrote before the manifold mesh (DGPConfig.surface) and the fitted points (mesh_points)
     "former mesh (Poisson as it comes)": {"surface": "poisson", "mesh_points": "dense"},
     "dense points instead of fitted": {"mesh_points": "dense"},
+    "equal-weight consensus (the former)": {"blend": "mean"},  # fitted points: the plain mean of the patches
     "normals not turned outward": {"outward": False},
     "float32 training steps": {"precision": "float32"},  # the default takes bfloat16 where the CPU computes it
     "former rate and refresh (1e-3, every 20 steps)": {"lr": 1e-3, "refresh_every": 20},
@@ -241,10 +242,10 @@ def _config_json(cfg) -> dict | None:
 
 # DGPConfig fields whose default changed after rows were cached: the value a row that does not record them ran with
 FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport", "surface": "poisson", "mesh_points": "dense",
-                  "outward": False, "precision": "float32", "gap": 0.0}
+                  "outward": False, "precision": "float32", "gap": 0.0, "blend": "mean"}
 # DGPConfig fields whose default changed after rows were cached: a row that differs from today's settings in these
 # alone is shown, marked, until it is measured again
-SINCE = ("surface", "mesh_points", "outward", "precision", "lr", "refresh_every", "trim", "gap")
+SINCE = ("surface", "mesh_points", "outward", "precision", "lr", "refresh_every", "trim", "gap", "blend")
 
 
 def _saved_config(saved: dict) -> dict:

@@ -513,6 +513,32 @@ def test_the_consistency_refit_moves_the_patches_towards_their_consensus(sphere)
     assert moved.mean() > 1e-4 * diag and np.median(moved) < 0.01 * diag
 
 
+def test_the_consensus_weighs_a_patch_less_toward_its_edge():
+    # two patches share the points p0 = 0 and p1 = (1, 0, 0); p0 is the first patch's origin and lies 0.95 from
+    # the second's. The first predicts p0 where it is, the second 0.2 above it: the partition of unity (1 − |x|²)
+    # moves p0 by 0.2 · 0.0975 / 1.0975, the plain mean by 0.1
+    from geomprior.patches import Patches
+
+    pts = np.array([[0.0, 0, 0], [1, 0, 0]])
+    origin = np.array([[0.0, 0, 0], [0.95, 0, 0]])
+    patches = Patches(centers=origin.copy(), index=np.array([[0, 1], [0, 1]]), mask=np.ones((2, 2), bool),
+                      origin=origin, scale=np.ones(2), rotation=np.stack([np.eye(3)] * 2), radius=1.0)
+    target = torch.from_numpy(patches.to_local(pts)).float()
+    predicted = target.clone()
+    predicted[1, 0, 2] = 0.2
+
+    class Surfaces:
+        def with_normals(self, uv):
+            return predicted, torch.tensor([0.0, 0, 1]).expand(2, 2, 3)
+
+    up = np.tile([0.0, 0, 1], (2, 1))
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    fitted = {b: dgp._consensus(Surfaces(), None, target, mask, patches, pts, up, b)[0] for b in ("partition", "mean")}
+    np.testing.assert_allclose(fitted["mean"][0], [0, 0, 0.1], atol=1e-6)
+    np.testing.assert_allclose(fitted["partition"][0], [0, 0, 0.2 * 0.0975 / 1.0975], atol=1e-6)
+    np.testing.assert_allclose(fitted["partition"][1], pts[1], atol=1e-6)  # both patches predict p1 where it is
+
+
 def test_bfloat16_steps_fit_as_close_as_float32(torus):
     """The training passes in bfloat16 (weights, optimiser and outputs in float32) fit the torus as well."""
     truth, points = torus
