@@ -8,8 +8,9 @@ Cases, on centre crops of astronaut, camera and coffee (grayscale stays one chan
   each given σ; NL-means' h and TV's weight are the best of a small grid judged against the clean image (an oracle
   tuning that favours the baselines); and BM3D (CBM3D for colour, the ``bm3d`` package, σ given; ``pip install '.[bench]'``, licensed for non-commercial use only: a comparator, never a
   dependency of geomprior; without it its rows are left out). DIP's default fits the Recorrupted-to-Recorrupted
-  loss at the noise level σ it estimates, no stop, and averages the runs of ``tasks.dip_denoise_schedule`` (default:
-  networks of 32 channels, runs of 225/σ iterations sharing 5000, seeds 0, 1, ...; fast: one run of 1200); rows
+  loss at the noise level σ it estimates, no stop, and averages the runs of ``tasks.dip_denoise_schedule`` (runs
+  of ``DIP_DENOISE_NOISE_STEPS``/σ iterations sharing the preset's ``DIP_DENOISE_STEPS``, seeds 0, 1, ...; the
+  table's header gives the numbers); rows
   ``run1`` (one run of the preset's full width) and ``runs3``
   (3 of them) were measured with the former held-out stop;
 - superres ×4: the low-resolution input is the clean crop downsampled by the Lanczos-2 operator; DIP vs bicubic
