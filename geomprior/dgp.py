@@ -305,8 +305,8 @@ class DenseOutput:
     normals       : (M, 3) float their unit normals (Jacobian cross products, oriented)
     patch         : (M,) int the patch each dense point comes from
     fitted_points : (F, 3) float the fit's points (the inliers), each the mean of the patch predictions matched to
-                    it after the local fit; fitted_normals: (F, 3) their unit normals, the mean of those
-                    predictions' Jacobian normals
+                    it after the local fit (weighted by ``config.blend``); fitted_normals: (F, 3) their unit
+                    normals, the mean of those predictions' Jacobian normals
     patches       : the covering (``patches.Patches``)
     input_normals : (N, 3) float the input points' normals the run used (given, or estimated and oriented; zero
                     for dropped outliers)

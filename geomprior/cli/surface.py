@@ -58,8 +58,8 @@ def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
                           "the input has no normals): on, off, or auto (default: where the scan encloses a volume); "
                           "helps closed shapes with thin parts such as legs")
     rec.add_argument("--mesh-points", choices=("fitted", "dense"),
-                     help="the points the mesh is made from: fitted (default: each scan point moved to the mean of "
-                          "the patch predictions matched to it) or dense (every patch's uv grid)")
+                     help="the points the mesh is made from: fitted (default: each scan point moved to the weighted "
+                          "mean of the patch predictions matched to it) or dense (every patch's uv grid)")
     rec.add_argument("--loss", choices=("assignment", "sinkhorn"),
                      help="the local fit's loss: assignment (default: squared distance to the matched points) or "
                           "sinkhorn (the Sinkhorn divergence, geomloss; the Earth Mover loss of the design)")
