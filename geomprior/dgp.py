@@ -22,6 +22,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
 from .errors import InputError
@@ -96,6 +97,9 @@ class DGPConfig:
     # points per patch rises while the surface still nears the truth (BENCHMARKS.md, ablations "transport
     # validation"; scripts/early_stop_study.py)
     val_score: Literal["surface", "transport"] = "surface"
+    # "surface" measures along normals averaged over this many × this many lattice cells (odd; 1: each cell's own),
+    # so a surface wrinkled into the noise cannot hide its offsets (see _surface_offset; BENCHMARKS.md, ablations)
+    val_normal_cells: int = 5
     eval_every: int = 10  # validation interval in steps
     patience: int = 4  # evaluations outside the validation minimum's basin before stopping
     smoothing: float = 0.5  # EMA on the validation curve
@@ -112,8 +116,7 @@ class DGPConfig:
     # predictions matched to it (the patches' consensus, where the scan has points); "dense" = every patch's uv
     # grid (also over stretches without points, e.g. a gap between two legs, which it can bridge)
     mesh_points: Literal["fitted", "dense"] = "fitted"
-    # how a fitted point averages the patch predictions matched to it: "partition" weighs each by 1 − |x|², x the
-    # point in the patch's unit ball (less toward the patch's edge); "mean": all alike (BENCHMARKS.md, ablations)
+    # that mean: "partition" weighs each prediction 1 − |x|², x the point in the patch's unit ball; "mean": alike
     blend: Literal["partition", "mean"] = "partition"
     grid: int = 12  # dense output: grid × grid uv samples per patch
     grid_margin: float = 0.1  # ... on [margin, 1 − margin]²
@@ -156,19 +159,18 @@ class DGPConfig:
             "holdout": 0 <= self.holdout < 0.5, "lr": self.lr > 0, "grid": self.grid >= 2,
             "refresh_every": self.refresh_every >= 1, "eval_every": self.eval_every >= 1,
             "trim": self.trim > 0, "reach": self.reach > 0, "gap": self.gap >= 0, "tolerance": self.tolerance >= 0,
-            "min_epochs": self.min_epochs >= 0,
-            "consistency_epochs": self.consistency_epochs >= 0,
+            "min_epochs": self.min_epochs >= 0, "consistency_epochs": self.consistency_epochs >= 0,
+            "val_normal_cells": self.val_normal_cells in range(1, VAL_GRID + 1, 2),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise InputError(f"invalid setting {bad[0]}={getattr(self, bad[0])!r}")
         for name, valid in (("loss", ("assignment", "sinkhorn")), ("matching", ("exact", "sinkhorn")),
-                            ("early_stop", ("run", "item", "none")),
-                            ("val_score", ("surface", "transport")), ("thin_parts", (True, False, "auto")),
-                            ("outward", (True, False, "auto")), ("small_clusters", ("drop", "keep")),
-                            ("closed", (True, False, "auto")), ("precision", PRECISIONS),
-                            ("surface", ("manifold", "poisson")), ("mesh_points", ("fitted", "dense")),
-                            ("blend", ("partition", "mean"))):
+                            ("early_stop", ("run", "item", "none")), ("val_score", ("surface", "transport")),
+                            ("thin_parts", (True, False, "auto")), ("outward", (True, False, "auto")),
+                            ("small_clusters", ("drop", "keep")), ("closed", (True, False, "auto")),
+                            ("precision", PRECISIONS), ("surface", ("manifold", "poisson")),
+                            ("mesh_points", ("fitted", "dense")), ("blend", ("partition", "mean"))):
             if getattr(self, name) not in valid:
                 raise InputError(f"invalid {name} {getattr(self, name)!r}; valid: {', '.join(map(str, valid))}")
 
@@ -221,21 +223,25 @@ VAL_GRID = 16  # the surface score compares held-out points with a VAL_GRID × V
 
 
 @torch.no_grad()
-def _surface_offset(surf: _PatchSurfaces, grid, target, mask) -> torch.Tensor:
+def _surface_offset(surf: _PatchSurfaces, grid, target, mask, cells: int = 1) -> torch.Tensor:
     """Per-patch mean squared offset (P,) of the masked target points (P,K,3) from the patch surfaces.
 
     ``grid``: (P, n², 2) a square uv lattice (``_grid``). Each point is compared with the lattice sample nearest to it
-    in the patch plane (x, y), along the lattice's normal there (cross product of its differences): the surface's
-    offset over the point's own position, to first order. Nearest in the plane, not in space: a surface crumpled
-    into the noise comes closer in space to every point (that one-sided distance keeps falling), but not over the
-    points' own positions, so for held-out points this score is the noise variance plus the squared error of the
-    surface there, and it rises when the surface starts to fit the noise.
+    in the patch plane (x, y), along the lattice's normal there (cross product of its differences, averaged over
+    ``cells`` × ``cells`` lattice cells): the surface's offset over the point's own position, to first order.
+    Nearest in the plane, not in space: a surface crumpled into the noise comes closer in space to every point (that
+    one-sided distance keeps falling), but not over the points' own positions; and along averaged normals: wrinkles
+    tilt each cell's normal, shrinking the offset along it, while over several cells they cancel and the slope
+    stays. So for held-out points this score is the noise variance plus the squared error of the surface there, and
+    it rises when the surface starts to fit the noise.
     """
     y = surf(grid)
     n = math.isqrt(y.shape[1])
     du, dv = torch.gradient(y.reshape(len(y), n, n, 3), dim=(1, 2))
-    normal = torch.linalg.cross(du, dv, dim=-1).reshape(y.shape)
-    normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    normal = F.normalize(torch.linalg.cross(du, dv, dim=-1).permute(0, 3, 1, 2), dim=1, eps=1e-12)
+    if cells > 1:
+        normal = F.normalize(F.avg_pool2d(normal, cells, 1, cells // 2, count_include_pad=False), dim=1, eps=1e-12)
+    normal = normal.permute(0, 2, 3, 1).reshape(y.shape)
     near = torch.cdist(target[..., :2].contiguous(), y[..., :2].contiguous()).argmin(2)[..., None].expand(-1, -1, 3)
     offset = ((target - torch.gather(y, 1, near)) * torch.gather(normal, 1, near)).sum(-1)
     m = mask.float()
@@ -286,7 +292,7 @@ def _local_fit(
 
     def validate():
         if cfg.val_score == "surface":
-            return _surface_offset(surf, val_grid, val_target, val_mask)
+            return _surface_offset(surf, val_grid, val_target, val_mask, cfg.val_normal_cells)
         return _matched_sq_dist(surf(val_uv), val_target, val_mask)
 
     return fit(
@@ -540,18 +546,15 @@ def _consensus(surf: _PatchSurfaces, uv, target, mask, patches: Patches, pts: np
                blend: str) -> tuple[np.ndarray, np.ndarray]:
     """(N, 3) world points: each point's weighted mean over the patch predictions matched to it (one-to-one per
     patch), and (N, 3) unit normals: the weighted mean of those predictions' Jacobian normals, each turned to the
-    point's side (``normals``). A point no patch matched keeps its position and normal.
-
-    blend "partition": the weights are a partition of unity, 1 − |x|² for a point at x in the patch's unit ball
-    (``target``), so a patch counts less toward its edge, where its fit is least constrained; "mean": equal."""
+    point's side (``normals``); a point no patch matched keeps both. Weights (``blend``, see DGPConfig): "partition"
+    1 − |x|², x the point in the patch's unit ball (``target``): a fit is least constrained toward its edge."""
     y, n = surf.with_normals(uv)
     idx = assign(y, target, mask, method="exact")
     owner = np.take_along_axis(patches.index, idx.cpu().numpy(), 1)
     m = patches.mask
     matched = torch.take_along_dim(target, idx[..., None], 1).cpu().double().numpy()[m]
     weight = np.maximum(1.0 - np.einsum("mi,mi->m", matched, matched), MIN_WEIGHT)[:, None]
-    if blend == "mean":
-        weight = np.ones_like(weight)
+    weight = np.ones_like(weight) if blend == "mean" else weight
     world = patches.to_world(y.cpu().numpy().astype(np.float64))[m]
     turned, _ = _world_normals(patches, n.cpu().numpy().astype(np.float64), m, normals[owner[m]])
     hits = np.bincount(owner[m], weight[:, 0], minlength=len(pts))[:, None]

@@ -81,6 +81,7 @@ ABLATIONS = {
     "thin-part normals": {"thin_parts": True},
     "plain normals": {"thin_parts": False},
     "transport validation (the former score)": TRANSPORT,
+    "surface score along each cell's own normal (the former)": {"val_normal_cells": 1},
     # what geomprior wrote before the manifold mesh (DGPConfig.surface) and the fitted points (mesh_points)
     "former mesh (Poisson as it comes)": {"surface": "poisson", "mesh_points": "dense"},
     "dense points instead of fitted": {"mesh_points": "dense"},
@@ -242,10 +243,12 @@ def _config_json(cfg) -> dict | None:
 
 # DGPConfig fields whose default changed after rows were cached: the value a row that does not record them ran with
 FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport", "surface": "poisson", "mesh_points": "dense",
-                  "outward": False, "precision": "float32", "gap": 0.0, "blend": "mean"}
+                  "outward": False, "precision": "float32", "gap": 0.0, "blend": "mean",
+                  "val_normal_cells": 1}
 # DGPConfig fields whose default changed after rows were cached: a row that differs from today's settings in these
 # alone is shown, marked, until it is measured again
-SINCE = ("surface", "mesh_points", "outward", "precision", "lr", "refresh_every", "trim", "gap", "blend")
+SINCE = ("surface", "mesh_points", "outward", "precision", "lr", "refresh_every", "trim", "gap", "blend",
+         "val_normal_cells")
 
 
 def _saved_config(saved: dict) -> dict:
