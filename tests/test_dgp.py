@@ -369,17 +369,21 @@ def test_sparse_scan_keeps_its_points():
     assert out.inliers.all() and out.history["outliers_dropped"] == 0
 
 
+def flat_patches():
+    """Two flat patch surfaces (the planar square alone) and the validation lattice over them."""
+    surf = dgp._PatchSurfaces(2, (16,), True, torch.Generator().manual_seed(0), "cpu")
+    with torch.no_grad():
+        surf.mlp.weights[-1].zero_()
+        surf.mlp.biases[-1].zero_()
+    return surf, dgp._grid(dgp.VAL_GRID, 0.0, "cpu").expand(2, -1, -1)
+
+
 def test_surface_score_is_the_offset_over_each_points_own_position():
     """The validation score of a flat patch is the mean squared height of the points above it, wherever they lie in
     the plane (padded slots aside); a rippled surface scores the mean square of its height below each point, though
     its crests come closer in space to the points over its troughs (a surface crumpled into the noise must not
     score better on held-out points)."""
-    gen = torch.Generator().manual_seed(0)
-    surf = dgp._PatchSurfaces(2, (16,), True, gen, "cpu")
-    with torch.no_grad():
-        surf.mlp.weights[-1].zero_()
-        surf.mlp.biases[-1].zero_()
-    grid = dgp._grid(dgp.VAL_GRID, 0.0, "cpu").expand(2, -1, -1)
+    surf, grid = flat_patches()
     rng = np.random.default_rng(0)
     xy = rng.uniform(-0.8 * dgp.PLANAR, 0.8 * dgp.PLANAR, size=(2, 50, 2))
     h = rng.normal(scale=0.05, size=(2, 50, 1))
@@ -412,12 +416,7 @@ def test_wrinkles_at_the_lattice_scale_cannot_hide_the_offsets():
     """A surface wrinkled at the lattice's scale (a surface fitting the noise) over held-out points: measured along
     each cell's own normal, tilted by the wrinkles, the offsets read ~25 % low; along the normals the default
     averages over several cells, the score is the offset over each point's own position at its nearest sample."""
-    gen = torch.Generator().manual_seed(0)
-    surf = dgp._PatchSurfaces(2, (16,), True, gen, "cpu")
-    with torch.no_grad():
-        surf.mlp.weights[-1].zero_()
-        surf.mlp.biases[-1].zero_()
-    grid = dgp._grid(dgp.VAL_GRID, 0.0, "cpu").expand(2, -1, -1)
+    surf, grid = flat_patches()
     rng = np.random.default_rng(0)
     xy = rng.uniform(-0.8 * dgp.PLANAR, 0.8 * dgp.PLANAR, size=(2, 200, 2))
     target = torch.tensor(np.concatenate([xy, rng.normal(scale=0.05, size=(2, 200, 1))], -1), dtype=torch.float32)
