@@ -223,7 +223,7 @@ VAL_GRID = 16  # the surface score compares held-out points with a VAL_GRID × V
 
 
 @torch.no_grad()
-def _surface_offset(surf: _PatchSurfaces, grid, target, mask, cells: int = 1) -> torch.Tensor:
+def _surface_offset(surf: _PatchSurfaces, grid, target, mask, cells: int) -> torch.Tensor:
     """Per-patch mean squared offset (P,) of the masked target points (P,K,3) from the patch surfaces.
 
     ``grid``: (P, n², 2) a square uv lattice (``_grid``). Each point is compared with the lattice sample nearest to it
@@ -552,9 +552,9 @@ def _consensus(surf: _PatchSurfaces, uv, target, mask, patches: Patches, pts: np
     idx = assign(y, target, mask, method="exact")
     owner = np.take_along_axis(patches.index, idx.cpu().numpy(), 1)
     m = patches.mask
-    matched = torch.take_along_dim(target, idx[..., None], 1).cpu().double().numpy()[m]
-    weight = np.maximum(1.0 - np.einsum("mi,mi->m", matched, matched), MIN_WEIGHT)[:, None]
-    weight = np.ones_like(weight) if blend == "mean" else weight
+    x = torch.take_along_dim(target, idx[..., None], 1).cpu().double().numpy()[m]  # each prediction's point, local
+    r2 = np.einsum("mi,mi->m", x, x)
+    weight = (np.maximum(1.0 - r2, MIN_WEIGHT) if blend == "partition" else np.ones_like(r2))[:, None]
     world = patches.to_world(y.cpu().numpy().astype(np.float64))[m]
     turned, _ = _world_normals(patches, n.cpu().numpy().astype(np.float64), m, normals[owner[m]])
     hits = np.bincount(owner[m], weight[:, 0], minlength=len(pts))[:, None]

@@ -390,7 +390,7 @@ def test_surface_score_is_the_offset_over_each_points_own_position():
     target = torch.tensor(np.concatenate([xy, h], -1), dtype=torch.float32)
     mask = torch.ones(2, 50, dtype=torch.bool)
     mask[1, 25:] = False  # padded slots do not count
-    score = dgp._surface_offset(surf, grid, target, mask)
+    score = dgp._surface_offset(surf, grid, target, mask, 1)
     np.testing.assert_allclose(score.numpy(), [np.mean(h[0] ** 2), np.mean(h[1, :25] ** 2)], rtol=1e-4)
 
     ripple = 0.15  # amplitude; 2 waves along u
@@ -408,7 +408,7 @@ def test_surface_score_is_the_offset_over_each_points_own_position():
     expected = (below * mask).sum(1) / mask.sum(1)
     # not less (the crests do not count; measured from the nearest sample in space, it is ~24 % less); the coarse
     # lattice's tangent planes overestimate it a little
-    ratio = dgp._surface_offset(Rippled(), grid, level, mask) / expected
+    ratio = dgp._surface_offset(Rippled(), grid, level, mask, 1) / expected
     assert bool(((ratio > 0.95) & (ratio < 1.25)).all()), ratio
 
 
