@@ -82,6 +82,8 @@ ABLATIONS = {
     "plain normals": {"thin_parts": False},
     "transport validation (the former score)": TRANSPORT,
     "surface score along each cell's own normal (the former)": {"val_normal_cells": 1},
+    "the former surface score, fit seed 1": {"val_normal_cells": 1},  # its own spread over the fit's randomness
+    "the former surface score, fit seed 2": {"val_normal_cells": 1},
     # what geomprior wrote before the manifold mesh (DGPConfig.surface) and the fitted points (mesh_points)
     "former mesh (Poisson as it comes)": {"surface": "poisson", "mesh_points": "dense"},
     "dense points instead of fitted": {"mesh_points": "dense"},
@@ -97,10 +99,12 @@ ABLATIONS = {
     # patches of <= 114 points): hours a scan
     "Sinkhorn-divergence loss": {"loss": "sinkhorn"},
 }
-FIT_SEED = {"default, fit seed 1": 1, "default, fit seed 2": 2}  # else 0: held-out points, uv samples, weights
+FIT_SEED = {"default, fit seed 1": 1, "default, fit seed 2": 2,  # else 0: held-out points, uv samples, weights
+            "the former surface score, fit seed 1": 1, "the former surface score, fit seed 2": 2}
 # the ablations that also run on the thin plate
-ON_PLATE = ("default", "thin-part normals", "plain normals", "former mesh (Poisson as it comes)",
-            "dense points instead of fitted")
+ON_PLATE = ("default", "default, fit seed 1", "default, fit seed 2", "thin-part normals", "plain normals",
+            "surface score along each cell's own normal (the former)", "the former surface score, fit seed 1",
+            "the former surface score, fit seed 2", "former mesh (Poisson as it comes)", "dense points instead of fitted")
 ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers"}  # else plain
 ABLATION_POINTS = {name: 5_000 for name in ABLATIONS if name.endswith(", 5,000 points")}  # else --points
 
