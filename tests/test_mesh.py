@@ -34,6 +34,33 @@ def test_signed_distance_signs_by_pseudo_normals_also_at_edges_and_corners():
     np.testing.assert_allclose(values[~on_surface], truth[~on_surface], atol=1e-5)
 
 
+def test_the_field_keeps_every_corner_it_computed_in_order_with_its_value():
+    # corners asked for in overlapping batches are each computed once, and read back as one call over all of them
+    # reads them (the cache's keys stay sorted and aligned with their values)
+    box = o3d.geometry.TriangleMesh.create_box(1, 1, 1).translate((-0.5, -0.5, -0.5))
+    vertices, faces = np.asarray(box.vertices), np.asarray(box.triangles, dtype=np.int64)
+    g = np.arange(-12, 13)
+    keys = gmesh._pack(np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3))
+    whole = gmesh._Field(vertices, faces, cube=0.05).at(keys)
+    field = gmesh._Field(vertices, faces, cube=0.05)
+    rng = np.random.default_rng(0)
+    for part in [rng.choice(keys, 2000, replace=False) for _ in range(4)] + [keys[::-1]]:
+        field.at(part)
+    assert np.all(np.diff(field.keys) > 0)
+    assert len(field.keys) == len(np.unique((keys[:, None] + gmesh._CORNER_SHIFTS[None]).ravel()))
+    np.testing.assert_array_equal(field.at(keys), whole)
+
+
+def test_the_key_set_helpers_agree_with_numpy():
+    rng = np.random.default_rng(1)
+    for n in (0, 1, 1000):
+        keys = rng.integers(-50, 50, n)
+        np.testing.assert_array_equal(gmesh._distinct(keys), np.unique(keys))
+        known = np.unique(rng.integers(-60, 60, 40))
+        np.testing.assert_array_equal(gmesh._within(keys, known), np.isin(keys, known))
+        np.testing.assert_array_equal(gmesh._within(keys, known[:0]), np.zeros(n, bool))
+
+
 @pytest.mark.parametrize("make, euler", [(lambda: sphere_mesh(resolution=30), 2),
                                          (lambda: torus_mesh(radial_resolution=40, tubular_resolution=20), 0)])
 def test_manifold_surface_of_a_poisson_mesh_is_watertight_with_its_topology(make, euler):
