@@ -35,8 +35,8 @@ def test_signed_distance_signs_by_pseudo_normals_also_at_edges_and_corners():
 
 
 def test_the_field_keeps_every_corner_it_computed_in_order_with_its_value():
-    # corners asked for in overlapping batches are each computed once, and read back as one call over all of them
-    # reads them (the cache's keys stay sorted and aligned with their values)
+    # corners asked for in overlapping batches are each computed once and read back the values that one call over
+    # all of them gives (the cache's keys stay sorted and aligned with their values)
     box = o3d.geometry.TriangleMesh.create_box(1, 1, 1).translate((-0.5, -0.5, -0.5))
     vertices, faces = np.asarray(box.vertices), np.asarray(box.triangles, dtype=np.int64)
     g = np.arange(-12, 13)
