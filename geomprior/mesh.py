@@ -197,13 +197,16 @@ def _distinct(keys: np.ndarray) -> np.ndarray:
     """The distinct values of an int array, sorted: ``np.unique`` by sorting (numpy's hashed ``np.unique`` is several
     times slower on the millions of keys of a band)."""
     keys = np.sort(keys)
-    return keys[np.concatenate([keys[:1] == keys[:1], keys[1:] != keys[:-1]])]
+    first = np.ones(len(keys), bool)
+    first[1:] = keys[1:] != keys[:-1]
+    return keys[first]
 
 
 def _within(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     """(K,) bool: which of ``keys`` are in ``sorted_keys`` (sorted ascending)."""
-    at = np.minimum(np.searchsorted(sorted_keys, keys), max(len(sorted_keys) - 1, 0))
-    return sorted_keys[at] == keys if len(sorted_keys) else np.zeros(len(keys), bool)
+    if not len(sorted_keys):
+        return np.zeros(len(keys), bool)
+    return sorted_keys[np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)] == keys
 
 
 def _march(keys: np.ndarray, field: "_Field") -> tuple[np.ndarray, np.ndarray]:
