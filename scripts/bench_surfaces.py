@@ -11,7 +11,8 @@ Suites (``--suite``, default all three):
   open3d, 2 % lowest-density vertices trimmed), open3d Ball Pivoting (radii 1, 2, 4 × the mean point spacing),
   MeshLab's (pymeshlab) RIMLS and APSS (marching cubes, 200³; the same normals; filter scale 2, 4 or 8, the best
   per scan by Chamfer-L1: chosen in the peer's favour with the reference) and Screened Poisson at depth 9
-  ("mlpoisson9", its mesh as it comes).
+  ("mlpoisson9", its mesh as it comes). After the table: the best per scan, and geomprior's rows against the
+  same rows committed at ``BASELINE`` (read with git).
 - ``scaling``: geomprior fast and Poisson depth 9 on the bunny at 5k, 20k, 80k and 320k points: time and peak
   memory against the point count, log-log plot, fitted exponent.
 - ``ablations``: the default preset against one change at a time on bunny00 and fandisk at 0.5 % noise (the
@@ -486,6 +487,47 @@ def winners(rows: list[dict]) -> list[str]:
     return out
 
 
+# the matrix rows "no regression" is measured against: those committed when issue 30 was filed
+BASELINE = ("ff61a85", "the matrix when issue 30 was filed")
+
+
+def against(rows: list[dict], rev: str, what: str, out: Path) -> list[str]:
+    """geomprior's rows against the same rows committed at git revision ``rev`` (their JSON under ``out``):
+    how many are lower, within 1 %, higher in Chamfer-L1, and the higher ones listed; rows unchanged since are
+    only counted. Rows git does not have at ``rev`` (or no git) are left out."""
+    import subprocess
+
+    then, now = {}, [r for r in rows if r["method"] in PRESETS and not math.isnan(r["chamfer_l1"])]
+    for r in now:
+        try:
+            got = subprocess.run(["git", "show", f"{rev}:./matrix/{r['key']}.json"], capture_output=True, text=True,
+                                 cwd=out)
+        except FileNotFoundError:  # no git
+            return []
+        if got.returncode == 0:
+            then[r["key"]] = json.loads(got.stdout)["row"]
+    measured = ("chamfer_l1", "seconds")
+    pairs = [(r, then[r["key"]]) for r in now
+             if r["key"] in then and any(r[m] != then[r["key"]].get(m) for m in measured)]
+    same = sum(r["key"] in then for r in now) - len(pairs)  # not remeasured since
+    if not pairs:
+        return []
+    change = {r["key"]: r["chamfer_l1"] / t["chamfer_l1"] - 1 for r, t in pairs}
+    worse = sorted((p for p in pairs if change[p[0]["key"]] > 0.01), key=lambda p: -change[p[0]["key"]])
+    lower = sum(c < -0.01 for c in change.values())
+    lines = [f"Against the rows at {rev} ({what}; `git show {rev}:benchmarks/bench_surfaces/matrix/KEY.json`): "
+            f"of {len(pairs)} geomprior rows, Chamfer-L1 more than 1 % lower on {lower}, within 1 % on "
+            f"{len(pairs) - lower - len(worse)}, more than 1 % higher on {len(worse)}"
+            + (f" ({same} more not remeasured since)" if same else "") + (":" if worse else ".")]
+    if worse:
+        lines += ["", "| shape | noise | variant | method | Chamfer-L1 then → now | normal cons. then → now |",
+                 "|---|---|---|---|---|---|"]
+        lines += [f"| {r['shape']} | {r['noise'] * 100:g}% | {r['variant'] or '-'} | {r['method']} | "
+                 f"{t['chamfer_l1']:.6f} → {r['chamfer_l1']:.6f} ({100 * change[r['key']]:+.1f} %) | "
+                 f"{t['normal_consistency']:.4f} → {r['normal_consistency']:.4f} |" for r, t in worse]
+    return lines
+
+
 def scaling_report(rows: list[dict], out: Path) -> list[str]:
     if not rows:
         return ["No rows measured yet."]
@@ -590,7 +632,8 @@ def main(argv=None) -> int:
     if "matrix" in args.suite:
         rows, missing = measure(matrix_jobs(args), "matrix")
         sections += [header("Surfaces: quality, time and memory against the peers", conventions, __file__, argv),
-                     *_quality_table(rows, "method"), "", *_not_run(missing), "Best per scan:", "", *winners(rows), ""]
+                     *_quality_table(rows, "method"), "", *_not_run(missing), "Best per scan:", "", *winners(rows), "",
+                     *against(rows, *BASELINE, out), ""]
         summary["matrix"] = rows
     if "scaling" in args.suite:
         rows, missing = measure(scaling_jobs(args), "scaling")

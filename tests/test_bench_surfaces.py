@@ -113,6 +113,30 @@ def test_winners_names_the_scans_a_peer_wins(bench):
             in text)
 
 
+def test_against_counts_the_rows_a_revision_had_and_lists_the_worse_ones(bench, tmp_path):
+    import subprocess
+
+    def row(key, method, chamfer, seconds=1.0):
+        return {"key": key, "shape": "plate", "noise": 0.01, "variant": "", "method": method, "chamfer_l1": chamfer,
+                "normal_consistency": 0.8, "seconds": seconds}
+
+    then = [row("a", "default", 0.010), row("b", "fast", 0.010), row("c", "default", 0.010), row("p", "bpa", 0.01)]
+    (tmp_path / "matrix").mkdir()
+    for r in then:
+        (tmp_path / "matrix" / f"{r['key']}.json").write_text(json.dumps({"row": r}))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "rows"]):
+        subprocess.run([*git, *args], check=True)
+    now = [row("a", "default", 0.011), row("b", "fast", 0.009), row("c", "default", 0.010),
+           row("d", "default", 0.5), row("p", "bpa", 0.5)]  # c: the same row; d: not at the revision; p: a peer
+    text = "\n".join(bench.against(now, "HEAD", "then", tmp_path))
+    assert ("of 2 geomprior rows, Chamfer-L1 more than 1 % lower on 1, within 1 % on 0, more than 1 % higher on 1"
+            in text)
+    assert "(1 more not remeasured since):" in text
+    assert "| plate | 1% | - | default | 0.010000 → 0.011000 (+10.0 %) | 0.8000 → 0.8000 |" in text
+    assert "| fast |" not in text and bench.against(now, "no-such-rev", "then", tmp_path) == []
+
+
 def test_a_row_with_other_normals_settings_is_reused_only_with_the_same_normals(bench, tmp_path, monkeypatch):
     import dataclasses
 
