@@ -21,7 +21,8 @@ VIEW_DEPTH = 2.0  # ... where a point within this many spacings of the nearest d
 ENCLOSES = 0.8  # outward="auto": the median one-sidedness above which a scan is taken to enclose a volume
 ONE_SIDED = 0.5  # a point whose one-sidedness is above this takes the side it is seen from
 INTERLEAVED = 0.1  # the share of points whose NORMAL_K neighbours' outward normals oppose theirs (over a quarter of
-# them) above which none is turned
+# them) above which none is turned, unless the spanning tree LEAKED:
+LEAKED = 0.25  # ... it faces the wrong way on more than this share of the other points (up to one global flip)
 THIN_PART_SWITCH = 0.1  # thin_parts="auto": the share of points on which the two orientations may disagree
 NORMAL_K = 30  # the fewest neighbours a normal is estimated from ...
 NORMAL_REACH = 0.3  # ... or as many as lie within this share of the patch radius (the median over the points)
@@ -100,8 +101,10 @@ def orient_outward(points: np.ndarray, normals: np.ndarray, *, views: int = OUTW
     their normal. On a scan that encloses a volume this fixes what a spanning tree gets wrong when it leaks
     between the two sides of a thin part (a leg, a fin); an open sheet is seen from both sides and is left as it
     is. Nothing is turned where, turned, more than ``INTERLEAVED`` of the points would have over a quarter of their
-    ``NORMAL_K`` nearest neighbours facing the other way: then the two sides lie within the noise (a sheet thinner
-    than its noise), and one orientation for both fits the noise better than two interleaved ones.
+    ``NORMAL_K`` nearest neighbours facing the other way (the two sides within the noise somewhere: a sheet thinner
+    than its noise, where one orientation fits better than two interleaved ones), unless the spanning tree's
+    orientation is wrong on more than ``LEAKED`` of the points whose turned neighbourhoods agree (up to one global
+    flip): then it leaked over whole stretches (a plate's side, half a body), which costs more than the interleaving.
 
     only_enclosing: change nothing unless the median one-sidedness of the seen points is at least ``ENCLOSES``
     """
@@ -134,14 +137,21 @@ def orient_outward(points: np.ndarray, normals: np.ndarray, *, views: int = OUTW
         return normals
     flip = (vote < 0) & (one_sided > ONE_SIDED)
     # where the two sides lie within the noise (a sheet thinner than it), outward normals of both sides interleave
-    # and no patch could hold one side: then the spanning tree's single orientation is kept
+    # and no patch could hold one side: then the spanning tree's single orientation is kept, unless it leaked
     turned = np.where(flip[:, None], -normals, normals)
     near = cKDTree(points).query(points, NORMAL_K + 1, workers=-1)[1][:, 1:]
-    interleaved = float(np.mean(np.mean(np.einsum("ij,ikj->ik", turned, turned[near]) < 0, axis=1) > 0.25))
-    if interleaved > INTERLEAVED:
-        log.info("normals: median one-sidedness %.2f; outward normals would interleave on %.1f%% of the points (a "
-                 "sheet thinner than its noise): none turned", median, 100 * interleaved)
-        return normals
+    interleaved = np.mean(np.einsum("ij,ikj->ik", turned, turned[near]) < 0, axis=1) > 0.25
+    if interleaved.mean() > INTERLEAVED:
+        wrong = float(np.mean(flip[~interleaved])) if not interleaved.all() else 0.0
+        wrong = min(wrong, 1 - wrong)
+        if wrong <= LEAKED:
+            log.info("normals: median one-sidedness %.2f; outward normals would interleave on %.1f%% of the points (a "
+                     "sheet thinner than its noise): none turned", median, 100 * interleaved.mean())
+            return normals
+        log.info("normals: outward normals would interleave on %.1f%% of the points, but the spanning tree faces the "
+                 "wrong way on %.1f%% of the others (it leaked between two sides): %.1f%% turned outward all the same",
+                 100 * interleaved.mean(), 100 * wrong, 100 * flip.mean())
+        return turned
     log.info("normals: median one-sidedness %.2f; %.1f%% of the normals turned outward", median, 100 * flip.mean())
     return turned
 
