@@ -516,15 +516,15 @@ def against(rows: list[dict], rev: str, what: str, out: Path) -> list[str]:
     worse = sorted((p for p in pairs if change[p[0]["key"]] > 0.01), key=lambda p: -change[p[0]["key"]])
     lower = sum(c < -0.01 for c in change.values())
     lines = [f"Against the rows at {rev} ({what}; `git show {rev}:benchmarks/bench_surfaces/matrix/KEY.json`): "
-            f"of {len(pairs)} geomprior rows, Chamfer-L1 more than 1 % lower on {lower}, within 1 % on "
-            f"{len(pairs) - lower - len(worse)}, more than 1 % higher on {len(worse)}"
-            + (f" ({same} more not remeasured since)" if same else "") + (":" if worse else ".")]
+             f"of {len(pairs)} geomprior rows, Chamfer-L1 more than 1 % lower on {lower}, within 1 % on "
+             f"{len(pairs) - lower - len(worse)}, more than 1 % higher on {len(worse)}"
+             + (f" ({same} more not remeasured since)" if same else "") + (":" if worse else ".")]
     if worse:
         lines += ["", "| shape | noise | variant | method | Chamfer-L1 then → now | normal cons. then → now |",
-                 "|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|"]
         lines += [f"| {r['shape']} | {r['noise'] * 100:g}% | {r['variant'] or '-'} | {r['method']} | "
-                 f"{t['chamfer_l1']:.6f} → {r['chamfer_l1']:.6f} ({100 * change[r['key']]:+.1f} %) | "
-                 f"{t['normal_consistency']:.4f} → {r['normal_consistency']:.4f} |" for r, t in worse]
+                  f"{t['chamfer_l1']:.6f} → {r['chamfer_l1']:.6f} ({100 * change[r['key']]:+.1f} %) | "
+                  f"{t['normal_consistency']:.4f} → {r['normal_consistency']:.4f} |" for r, t in worse]
     return lines
 
 
