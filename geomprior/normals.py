@@ -142,8 +142,8 @@ def orient_outward(points: np.ndarray, normals: np.ndarray, *, views: int = OUTW
     near = cKDTree(points).query(points, NORMAL_K + 1, workers=-1)[1][:, 1:]
     interleaved = np.mean(np.einsum("ij,ikj->ik", turned, turned[near]) < 0, axis=1) > 0.25
     if interleaved.mean() > INTERLEAVED:
-        wrong = float(np.mean(flip[~interleaved])) if not interleaved.all() else 0.0
-        wrong = min(wrong, 1 - wrong)
+        apart = ~interleaved
+        wrong = orientation_disagreement(normals[apart], turned[apart]) if apart.any() else 0.0
         if wrong <= LEAKED:
             log.info("normals: median one-sidedness %.2f; outward normals would interleave on %.1f%% of the points (a "
                      "sheet thinner than its noise): none turned", median, 100 * interleaved.mean())
