@@ -105,7 +105,8 @@ FIT_SEED = {"default, fit seed 1": 1, "default, fit seed 2": 2,  # else 0: held-
 # the ablations that also run on the thin plate
 ON_PLATE = ("default", "default, fit seed 1", "default, fit seed 2", "thin-part normals", "plain normals",
             "surface score along each cell's own normal (the former)", "the former surface score, fit seed 1",
-            "the former surface score, fit seed 2", "former mesh (Poisson as it comes)", "dense points instead of fitted")
+            "the former surface score, fit seed 2", "former mesh (Poisson as it comes)",
+            "dense points instead of fitted")
 ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers"}  # else plain
 ABLATION_POINTS = {name: 5_000 for name in ABLATIONS if name.endswith(", 5,000 points")}  # else --points
 
