@@ -111,16 +111,16 @@ class DGPConfig:
     consistency: bool = True  # refit all patches to the mean of overlapping predictions
     consistency_epochs: int = 30  # steps of the consistency refit
     consistency_lr: float = 1e-4  # its Adam learning rate: small, the fitted patches only need a nudge
-    # output
-    # the points the mesh is made from: "fitted" = the fit's input points, each moved to the mean of the patch
-    # predictions matched to it (the patches' consensus, where the scan has points); "dense" = every patch's uv
-    # grid (also over stretches without points, e.g. a gap between two legs, which it can bridge)
+    # output. The points the mesh is made from: "fitted" = the fit's input points, each moved to the mean of the
+    # patch predictions matched to it (the patches' consensus, where the scan has points); "dense" = every patch's
+    # uv grid (also over stretches without points, e.g. a gap between two legs, which it can bridge)
     mesh_points: Literal["fitted", "dense"] = "fitted"
     # that mean: "partition" weighs each prediction 1 − |x|², x the point in the patch's unit ball; "mean": alike
     blend: Literal["partition", "mean"] = "partition"
     grid: int = 12  # dense output: grid × grid uv samples per patch
     grid_margin: float = 0.1  # ... on [margin, 1 − margin]²
     poisson_depth: int = 9  # Screened Poisson octree depth
+    edge_filter: int = 5  # mesh.keep_edges iterations on the mesh: the noise left in it, out; edges kept (0: off)
     trim: float = 0.2  # an open mesh ends trim × patch radius beyond the dense points (0.5: past a sheet's edges)
     reach: float = 0.5  # closed="auto" measures the closed surface beyond reach × patch radius of the dense points
     # ... and both distances are at least gap × the scan's local spacing (distance to the 8th nearest input point):
@@ -160,7 +160,7 @@ class DGPConfig:
             "refresh_every": self.refresh_every >= 1, "eval_every": self.eval_every >= 1,
             "trim": self.trim > 0, "reach": self.reach > 0, "gap": self.gap >= 0, "tolerance": self.tolerance >= 0,
             "min_epochs": self.min_epochs >= 0, "consistency_epochs": self.consistency_epochs >= 0,
-            "val_normal_cells": self.val_normal_cells in range(1, VAL_GRID + 1, 2),
+            "edge_filter": self.edge_filter >= 0, "val_normal_cells": self.val_normal_cells in range(1, VAL_GRID+1, 2),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -423,7 +423,7 @@ def finish(mesh_pts: np.ndarray, mesh_nrm: np.ndarray, scan: Layout, cfg: DGPCon
         reach, trim = np.maximum(reach, local), np.maximum(trim, local)
     mesh, pieces = mesh_surface(mesh_pts, mesh_nrm, objects=object_of(mesh_pts), depth=cfg.poisson_depth,
                                 closed=cfg.closed, max_distance=reach, trim=trim,
-                                min_area=math.pi * radius**2,
+                                min_area=math.pi * radius**2, edge_filter=cfg.edge_filter,
                                 manifold=cfg.surface == "manifold", support=support)
     if colors is not None and len(mesh.vertices):
         import open3d as o3d

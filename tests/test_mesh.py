@@ -204,3 +204,70 @@ def test_per_point_distances_keep_a_sparse_stretch_whole_and_a_dense_edge_tight(
     _, facts = gmesh.mesh_surface(points[whole], normals[whole], depth=6, max_distance=np.maximum(0.1, 2 * d8),
                                   min_area=1e-3)
     assert facts[0]["closed"]
+
+
+def noisy_box(level: int = 4, noise: float = 0.01, seed: int = 0):
+    """A unit box's mesh, subdivided ``level`` times, each vertex moved by Gaussian noise (``noise`` per axis):
+    (vertices, triangles)."""
+    box = o3d.geometry.TriangleMesh.create_box().subdivide_midpoint(level)
+    box.merge_close_vertices(1e-9)
+    v, t = np.asarray(box.vertices), np.asarray(box.triangles)
+    return v + np.random.default_rng(seed).normal(scale=noise, size=v.shape), t
+
+
+def keep_edges_face_by_face(vertices, triangles, iterations, sigma, vertex_steps):
+    """The reference of ``keep_edges``: the same filter with one loop over the faces and one over the vertices."""
+    v = np.array(vertices, dtype=np.float64)
+    corners = v[triangles]
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    area = np.linalg.norm(cross, axis=1) / 2
+    n = cross / (2 * area[:, None])
+    c = corners.mean(1)
+    sigma_s = np.mean([np.linalg.norm(v[a] - v[b]) for f in triangles for a, b in zip(f, np.roll(f, 1))])
+    faces_of = [set() for _ in v]
+    for i, f in enumerate(triangles):
+        for k in f:
+            faces_of[k].add(i)
+    near = [sorted(set().union(*(faces_of[k] for k in f))) for f in triangles]
+    for _ in range(iterations):
+        new = np.zeros_like(n)
+        for i, js in enumerate(near):
+            for j in js:
+                w = area[j] * np.exp(-np.sum((c[i] - c[j]) ** 2) / (2 * sigma_s**2))
+                new[i] += w * np.exp(-np.sum((n[i] - n[j]) ** 2) / (2 * sigma**2)) * n[j]
+        n = new / np.linalg.norm(new, axis=1, keepdims=True)
+    for _ in range(vertex_steps):
+        c = v[triangles].mean(1)
+        v = v + np.array([np.mean([n[f] * (n[f] @ (c[f] - x)) for f in faces_of[k]], axis=0)
+                          for k, x in enumerate(v)])
+    return v
+
+
+def test_keep_edges_matches_its_face_by_face_reference():
+    v, t = noisy_box(level=1, noise=0.02)
+    fast = gmesh.keep_edges(v, t, 3, sigma=0.3, vertex_steps=4)
+    assert np.abs(fast - keep_edges_face_by_face(v, t, 3, 0.3, 4)).max() < 1e-5
+    assert np.array_equal(gmesh.keep_edges(v, t, 0), v)
+
+
+def test_keep_edges_takes_the_noise_out_of_a_box_and_keeps_its_edges():
+    v, t = noisy_box()
+    clean = o3d.geometry.TriangleMesh.create_box().subdivide_midpoint(4)
+    clean.merge_close_vertices(1e-9)
+    truth = np.asarray(clean.vertices)
+
+    def off_box(x):  # each vertex's distance to the box's surface
+        inside = np.minimum(x, 1 - x)
+        return np.abs(np.where(np.abs(inside).min(1, keepdims=True) == np.abs(inside), inside, 0).sum(1))
+
+    def angle_error(x):  # degrees between each face's normal and its true face's axis, faces along the box's edges
+        n, _, _ = gmesh._faces(x, t)
+        true, _, _ = gmesh._faces(truth, t)
+        edge = (np.minimum(truth[t], 1 - truth[t]) < 1e-9).sum(2).max(1) >= 2  # a corner on two box faces
+        return np.degrees(np.arccos(np.sum(n * true, 1).clip(-1, 1)))[edge].mean()
+
+    kept = gmesh.keep_edges(v, t, 5)
+    rounded = gmesh.keep_edges(v, t, 5, sigma=100.0)  # no range term: a plain smoothing of the normals
+    assert off_box(kept).mean() < 0.6 * off_box(v).mean()
+    assert angle_error(kept) < 0.6 * angle_error(v)
+    assert angle_error(kept) < 0.7 * angle_error(rounded)
