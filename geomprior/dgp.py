@@ -8,7 +8,7 @@ Pipeline (Williams et al. 2019, batched):
 3. consistency (optional): every point's target is the mean of all patch predictions matched to it; every
    patch is refit to those targets;
 4. output: φ_p on a dense uv grid, kept within the patch radius; normals ∂φ/∂u × ∂φ/∂v oriented by the patch
-   frames (made consistent across patches along a maximum spanning tree); Screened Poisson, trimmed by density.
+   frames (made consistent across patches along a maximum spanning tree); ``mesh.mesh_surface``.
 """
 
 from __future__ import annotations

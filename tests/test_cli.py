@@ -72,11 +72,12 @@ def _bad_inputs(tmp_path):
         ["reconstruct", "scan.ply", "-o", "scan.ply"],
         ["reconstruct", "scan.ply", "-o", "out.ply", "--radius", "-1"],
         ["reconstruct", "scan.ply", "-o", "out.ply", "--thin-parts", "maybe"],
+        ["reconstruct", "scan.ply", "-o", "out.ply", "--edge-filter", "-1"],
         ["eval", "missing.ply", "scan.ply"],
     ],
     ids=["missing", "empty", "garbage", "unknown-ext", "nan", "unwritable-output", "output-ext",
          "unknown-preset", "points-ext", "unwritable-history", "output-is-input", "bad-radius",
-         "bad-thin-parts", "eval-missing"],
+         "bad-thin-parts", "bad-edge-filter", "eval-missing"],
 )
 def test_reconstruct_bad_input_is_one_line(tmp_path, scan, args):
     _bad_inputs(tmp_path)
@@ -131,6 +132,7 @@ class FakeConfig:
     thin_parts: object = "auto"
     outward: object = False
     mesh_points: str = "fitted"
+    edge_filter: int = 5
     loss: str = "assignment"
     matching: str = "exact"
     precision: str = "auto"
@@ -251,6 +253,12 @@ def test_normal_flags(tmp_path, scan, fake_dgp, name, words, value):
 def test_choice_flags(tmp_path, scan, fake_dgp, flag, value):
     assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), flag, value]) == 0
     assert getattr(fake_dgp["config"], flag[2:].replace("-", "_")) == value
+
+
+@pytest.mark.parametrize("value", [0, 3])
+def test_edge_filter_flag(tmp_path, scan, fake_dgp, value):
+    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), "--edge-filter", str(value)]) == 0
+    assert fake_dgp["config"].edge_filter == value
 
 
 def test_failure_while_writing_publishes_nothing(tmp_path, scan, fake_dgp, monkeypatch, capsys):

@@ -60,6 +60,9 @@ def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
     rec.add_argument("--mesh-points", choices=("fitted", "dense"),
                      help="the points the mesh is made from: fitted (default: each scan point moved to the weighted "
                           "mean of the patch predictions matched to it) or dense (every patch's uv grid)")
+    rec.add_argument("--edge-filter", type=_int_at_least(0), metavar="INT",
+                     help="iterations of the filter that takes the noise left in the mesh out without rounding its "
+                          "edges (bilateral filtering of the face normals; default: preset, 0: none)")
     rec.add_argument("--loss", choices=("assignment", "sinkhorn"),
                      help="the local fit's loss: assignment (default: squared distance to the matched points) or "
                           "sinkhorn (the Sinkhorn divergence, geomloss; the Earth Mover loss of the design)")
@@ -182,7 +185,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         changes["thin_parts"] = {"on": True, "off": False}.get(args.thin_parts, "auto")
     if args.outward is not None:
         changes["outward"] = {"on": True, "off": False}.get(args.outward, "auto")
-    for name in ("mesh_points", "loss", "matching", "precision"):
+    for name in ("mesh_points", "edge_filter", "loss", "matching", "precision"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     cfg = dataclasses.replace(cfg, **changes)
