@@ -86,8 +86,7 @@ class _PseudoNormals:
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray):
         corner = vertices[faces]  # (F, 3, 3)
-        fn = np.cross(corner[:, 1] - corner[:, 0], corner[:, 2] - corner[:, 0])
-        self.face = fn / np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-300)
+        self.face = _faces(vertices, faces)[0]
         self.vertex = np.zeros_like(vertices)
         for k in range(3):
             a, b = corner[:, (k + 1) % 3] - corner[:, k], corner[:, (k + 2) % 3] - corner[:, k]
