@@ -120,7 +120,7 @@ class DGPConfig:
     grid: int = 12  # dense output: grid × grid uv samples per patch
     grid_margin: float = 0.1  # ... on [margin, 1 − margin]²
     poisson_depth: int = 9  # Screened Poisson octree depth
-    edge_filter: int = 5  # mesh.keep_edges iterations on the mesh: the noise left in it, out; edges kept (0: off)
+    edge_filter: int = 5  # mesh.keep_edges iterations: the noise left in the mesh out, its edges kept (0: off)
     trim: float = 0.2  # an open mesh ends trim × patch radius beyond the dense points (0.5: past a sheet's edges)
     reach: float = 0.5  # closed="auto" measures the closed surface beyond reach × patch radius of the dense points
     # ... and both distances are at least gap × the scan's local spacing (distance to the 8th nearest input point):

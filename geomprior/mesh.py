@@ -337,8 +337,8 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
 
     edge_filter  : iterations of :func:`keep_edges` on the mesh's vertices (0: none)
     manifold     : False: one Screened Poisson mesh of all the points as open3d gives it, its vertices farther than
-                   ``max_distance`` from every point dropped (what geomprior did before; ``objects``, ``closed``
-                   and ``min_area`` unused)
+                   ``max_distance`` from every point dropped (what geomprior did before; ``objects``, ``closed``,
+                   ``min_area`` and ``edge_filter`` unused)
 
     Every object: Screened Poisson, then ``manifold_surface`` (edge-manifold, no self-intersections); a closed mesh
     with handles that one depth less does not have is taken at that depth (such handles are narrower than two
@@ -352,8 +352,6 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     points = np.asarray(points, dtype=np.float64)
     if not manifold:
         mesh = poisson_mesh(points, normals, depth=depth, max_distance=max_distance)
-        mesh.vertices = o3d.utility.Vector3dVector(keep_edges(*_arrays(mesh), edge_filter))
-        mesh.compute_vertex_normals()
         return mesh, [{"points": len(points), "depth": depth, "closed": False, "open_share": None,
                        "components": None, "genus": None}]
     objects = np.zeros(len(points), np.int64) if objects is None else np.asarray(objects)
