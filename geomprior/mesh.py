@@ -453,14 +453,17 @@ def keep_edges(vertices: np.ndarray, triangles: np.ndarray, iterations: int, *, 
     normals of the faces sharing a vertex with it, weighted by area × exp(−d²/2σ_s²) (d the distance between the
     centroids, σ_s the mean edge length) × exp(−|n_i − n_j|²/2σ²): faces across an edge, whose normals differ,
     hardly mix. Then ``vertex_steps`` times each vertex moves by the mean of its faces' offsets to it along their
-    filtered normals (Sun et al. 2007). The triangles are unchanged. open3d's Laplacian and Taubin filters round
-    edges, MeshLab's two-step smoothing is this idea outside our dependencies.
+    filtered normals (Sun et al. 2007). Last, the vertices of any triangle turned over (its normal more than 90°
+    from before) go back where they were, until none is: a fold is where the moved mesh would cut itself. The
+    triangles are unchanged. open3d's Laplacian and Taubin filters round edges, MeshLab's two-step smoothing is
+    this idea outside our dependencies.
     """
     from scipy.sparse import csr_matrix
 
     vertices = np.array(vertices, dtype=np.float64)
     if iterations <= 0 or not len(triangles):
         return vertices
+    before = vertices.copy()
     nf, nv = len(triangles), len(vertices)
     of_vertex = csr_matrix((np.ones(3 * nf), (triangles.ravel(), np.repeat(np.arange(nf), 3))), shape=(nv, nf))
     pairs = (of_vertex.T @ of_vertex).tocsr()  # faces sharing a vertex, each face with itself
@@ -483,6 +486,10 @@ def keep_edges(vertices: np.ndarray, triangles: np.ndarray, iterations: int, *, 
         centres = vertices[triangles].mean(1)
         pull = of_vertex @ (normals * np.sum(normals * centres, 1, keepdims=True))
         vertices += (pull - np.einsum("vij,vj->vi", planes, vertices)) / uses
+    start = _faces(before, triangles)[0]
+    while (over := np.sum(start * _faces(vertices, triangles)[0], 1) < 0).any():
+        back = np.unique(triangles[over])
+        vertices[back] = before[back]
     return vertices
 
 

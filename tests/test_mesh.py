@@ -271,3 +271,10 @@ def test_keep_edges_takes_the_noise_out_of_a_box_and_keeps_its_edges():
     assert off_box(kept).mean() < 0.6 * off_box(v).mean()
     assert angle_error(kept) < 0.6 * angle_error(v)
     assert angle_error(kept) < 0.7 * angle_error(rounded)
+
+
+def test_keep_edges_turns_no_triangle_over():
+    v, t = noisy_box(level=3, noise=0.03, seed=1)  # noise about half the edge length: the filter would fold some
+    before = gmesh._faces(v, t)[0]
+    after = gmesh._faces(gmesh.keep_edges(v, t, 5), t)[0]
+    assert (np.sum(before * after, 1) >= 0).all()
