@@ -479,14 +479,14 @@ def test_a_far_stray_cluster_is_set_aside_and_spans_nothing(sphere):
 def test_large_coordinates_give_the_same_mesh_up_to_the_shift(sphere):
     _, points = sphere
     shift = np.array([3.2e6, -1.7e6, 4.1e5])  # UTM-like offsets
-    here = reconstruct(points, config=CHEAP, device="cpu", seed=0)
-    there = reconstruct(points + shift, config=CHEAP, device="cpu", seed=0)
+    cfg = dataclasses.replace(CHEAP, edge_filter=0)  # its weights and folds amplify rounding (tests/test_mesh.py)
+    here = reconstruct(points, config=cfg, device="cpu", seed=0)
+    there = reconstruct(points + shift, config=cfg, device="cpu", seed=0)
     back = there.mesh.translate(-shift)
-    # the same mesh up to the float64 rounding of the shifted input (1e-10 here), which the fit can amplify a little
-    # (2e-4 here) and the edge filter's weights then more, where the short fit left the mesh rough; in float32 at
-    # these offsets a coordinate would be rounded to a quarter of the sphere's radius
+    # the same mesh up to the float64 rounding of the shifted input (1e-10 here), which the fit can amplify a little;
+    # in float32 at these offsets a coordinate would be rounded to a quarter of the sphere's radius
     for a, b in ((back, here.mesh), (here.mesh, back)):
-        assert point_to_mesh_distance(np.asarray(a.vertices), b).max() < 5e-3
+        assert point_to_mesh_distance(np.asarray(a.vertices), b).max() < 1e-3
     assert len(back.triangles) == pytest.approx(len(here.mesh.triangles), rel=0.01)
 
 
