@@ -468,7 +468,8 @@ def keep_edges(vertices: np.ndarray, triangles: np.ndarray, iterations: int, *, 
     of_vertex = csr_matrix((np.ones(3 * nf), (triangles.ravel(), np.repeat(np.arange(nf), 3))), shape=(nv, nf))
     pairs = (of_vertex.T @ of_vertex).tocsr()  # faces sharing a vertex, each face with itself
     counts, cols = np.diff(pairs.indptr), pairs.indices
-    normals, centres, areas = _faces(vertices, triangles)
+    start, centres, areas = _faces(vertices, triangles)
+    normals = start
     edges = vertices[triangles] - vertices[np.roll(triangles, 1, axis=1)]
     sigma_s = max(float(np.linalg.norm(edges, axis=2).mean()), 1e-30)
     near = (centres - centres.mean(0)).astype(np.float32)  # float32: each term is a product of per-pair gathers
@@ -486,7 +487,6 @@ def keep_edges(vertices: np.ndarray, triangles: np.ndarray, iterations: int, *, 
         centres = vertices[triangles].mean(1)
         pull = of_vertex @ (normals * np.sum(normals * centres, 1, keepdims=True))
         vertices += (pull - np.einsum("vij,vj->vi", planes, vertices)) / uses
-    start = _faces(before, triangles)[0]
     while (over := np.sum(start * _faces(vertices, triangles)[0], 1) < 0).any():
         back = np.unique(triangles[over])
         vertices[back] = before[back]
