@@ -1,4 +1,5 @@
-"""geomprior.image.wiener: the empirical Wiener filter against a window-by-window reference, and what it does."""
+"""geomprior.image.wiener: the empirical Wiener filter against window-by-window and stack-by-stack references, and
+what it does."""
 
 from __future__ import annotations
 
@@ -34,6 +35,36 @@ def reference_wiener(noisy, pilot, sigma, block=8):
     return ((out / weight) @ np.linalg.inv(m).T).clip(0, 1)
 
 
+def reference_stacks(noisy, pilot, sigma, block, group, radius, stride):
+    """The slow reference of block matching: one reference window at a time, every window in reach compared with
+    it by a loop, the stack taken to scipy's 3-D DCT."""
+    m = np.array(OPPONENT) if noisy.shape[2] == 3 else np.eye(noisy.shape[2])
+    y, p = noisy @ m.T, pilot @ m.T
+    var = (sigma * np.linalg.norm(m, axis=1)) ** 2
+    h, w, _ = y.shape
+    lh, lw = h - block + 1, w - block + 1
+    out, weight = np.zeros_like(y), np.zeros_like(y)
+    rows = sorted(set(range(0, lh, stride)) | {lh - 1})
+    cols = sorted(set(range(0, lw, stride)) | {lw - 1})
+    for i in rows:
+        for j in cols:
+            ref = p[i:i + block, j:j + block, 0]
+            near = [(-1.0 if (a, b) == (i, j) else ((p[a:a + block, b:b + block, 0] - ref) ** 2).sum(), a, b)
+                    for a in range(max(0, i - radius), min(lh, i + radius + 1))
+                    for b in range(max(0, j - radius), min(lw, j + radius + 1))]
+            picked = sorted(near)[:group]
+            ys = np.stack([y[a:a + block, b:b + block] for _, a, b in picked])  # (K, b, b, C)
+            ps = np.stack([p[a:a + block, b:b + block] for _, a, b in picked])
+            pc = dctn(ps, axes=(0, 1, 2), norm="ortho") ** 2
+            shrink = pc / (pc + var)
+            est = idctn(shrink * dctn(ys, axes=(0, 1, 2), norm="ortho"), axes=(0, 1, 2), norm="ortho")
+            wt = 1 / (shrink**2).sum((0, 1, 2))
+            for (_, a, b), e in zip(picked, est):
+                out[a:a + block, b:b + block] += wt * e
+                weight[a:a + block, b:b + block] += wt
+    return ((out / weight) @ np.linalg.inv(m).T).clip(0, 1)
+
+
 @pytest.fixture(scope="module")
 def images():
     clean = transform.resize(data.astronaut(), (64, 64), anti_aliasing=True).astype(np.float32)
@@ -51,7 +82,18 @@ def test_wiener_refine_is_the_window_by_window_filter(images, channels):
     clean, noisy = images
     clean, noisy = clean[:21, :27, :channels], noisy[:21, :27, :channels]  # sizes no multiple of the block
     pilot = np.clip(clean + 0.02, 0, 1)
-    np.testing.assert_allclose(wiener_refine(noisy, pilot, SIGMA), reference_wiener(noisy, pilot, SIGMA), atol=1e-5)
+    np.testing.assert_allclose(wiener_refine(noisy, pilot, SIGMA, group=1, stride=1),
+                               reference_wiener(noisy, pilot, SIGMA), atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+@pytest.mark.parametrize(("group", "radius", "stride"), [(4, 3, 2), (16, 19, 3)])
+def test_wiener_refine_is_the_stack_by_stack_filter(images, channels, group, radius, stride):
+    clean, noisy = images
+    clean, noisy = clean[:21, :27, :channels], noisy[:21, :27, :channels]
+    pilot = np.clip(clean + np.random.default_rng(1).normal(0, 0.02, clean.shape), 0, 1)  # no two windows alike
+    np.testing.assert_allclose(wiener_refine(noisy, pilot, SIGMA, group=group, radius=radius, stride=stride),
+                               reference_stacks(noisy, pilot, SIGMA, 8, group, radius, stride), atol=1e-5)
 
 
 def test_wiener_refine_improves_on_a_denoisers_output(images):
@@ -70,6 +112,8 @@ def test_wiener_refine_checks_its_input(images):
         wiener_refine(noisy, clean[:-1], SIGMA)
     with pytest.raises(InputError, match="sigma"):
         wiener_refine(noisy, clean, 0.0)
+    with pytest.raises(InputError, match="group"):
+        wiener_refine(noisy, clean, SIGMA, group=0)
 
 
 def test_denoise_refines_the_networks_output(images):

@@ -99,7 +99,8 @@ def add_image_parser(sub, common: argparse.ArgumentParser) -> None:
                         "--stop discrepancy and the Wiener step; estimated from the image otherwise)")
     p.add_argument("--wiener", action=argparse.BooleanOptionalAction, default=True,
                    help="refine the network's output with the empirical Wiener filter it guides (the second step "
-                        "of BM3D, without block matching); --no-wiener returns the network's output (default: on)")
+                        "of BM3D, the network's output its pilot); --no-wiener returns the network's output "
+                        "(default: on)")
 
     p = task("superres", "Super-resolve an image by an integer factor.", ("dip", "dd", *GENERATIVE), "dip")
     p.add_argument("--factor", type=_int_at_least(2), required=True, metavar="F", help="upsampling factor (2, 4, 8)")
