@@ -292,6 +292,8 @@ def row_for(name: str, case: Case, clean: np.ndarray, args) -> dict:
         for key in ("keep_known", "network_psnr"):
             if key in res.extra:
                 row[key] = res.extra[key]
+        if res.extra.get("wiener"):
+            row["wiener"] = "stacks"  # the Wiener step with block matching (rows before it: lone windows)
         runs = res.extra.get("runs")
         if runs:  # several runs averaged: each run's own stop
             row.update(oracle_psnr=max(r["oracle_psnr"] for r in runs),
@@ -362,7 +364,9 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
         f"does (tasks.inpaint's default; our inpaint rows without the * return the network's output everywhere). "
         f"PSNR (in brackets): denoising's result, the noisy image filtered by the empirical Wiener filter the "
         f"network's output guides (tasks.denoise's default), and the network's own output; our denoising rows "
-        f"without the brackets were measured before that step (before 2026-12-06) and are the network's output. "
+        f"without the brackets were measured before that step (before 2026-12-06) and are the network's output; "
+        f"† marks rows whose Wiener step filtered each window on its own, before it stacked alike windows (BM3D's "
+        f"block matching). "
         f"oracle: best PSNR among the evaluations (every 10 iterations), in hindsight; last: PSNR at the "
         f"last iteration; chosen: the iteration the rule returned. s: wall time of the row, with the torch threads "
         f"it ran on and the machine's 1-minute load average when it ended (a load above the core count means the "
@@ -390,8 +394,11 @@ def table(rows: list[dict], args, argv=None, missing=()) -> str:
 
 
 def _psnr_cell(r: dict) -> str:
-    """The row's PSNR; a denoised image refined by the Wiener filter also shows its network's own, in brackets."""
-    return f"{r['psnr']:.2f}" + (f" ({r['network_psnr']:.2f})" if r.get("network_psnr") is not None else "")
+    """The row's PSNR; a denoised image refined by the Wiener filter also shows its network's own, in brackets,
+    marked † where that filter had no block matching."""
+    if r.get("network_psnr") is None:
+        return f"{r['psnr']:.2f}"
+    return f"{r['psnr']:.2f}{'' if r.get('wiener') else '†'} ({r['network_psnr']:.2f})"
 
 
 def _dip_width(args) -> str:

@@ -25,6 +25,7 @@ def test_bench_image_quick(bench, tmp_path, capsys):
         *([("denoise", "bm3d")] if bench.has_bm3d() else [])}
     for r in rows:
         assert math.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1
+        assert bool(r.get("wiener")) == ("network_psnr" in r)  # every refined row says its filter stacked windows
         if "steps" in r and not r["variant"]:
             assert 0 <= r["chosen"] <= r["steps"] <= 20 and r["oracle_psnr"] >= r.get("network_psnr", r["psnr"]) - 1e-6
     runs = next(r for r in rows if r["variant"] == "runs3")  # DIP denoising averaged over 3 runs
@@ -47,6 +48,12 @@ def test_bench_image_quick(bench, tmp_path, capsys):
     assert "astronaut-denoise-nlm," not in out  # cached rows are not listed as missing
     assert bench.main(["--quick", "--out", str(tmp_path / "none"), "--cached-only"]) == 0  # no rows: no table
     assert not (tmp_path / "none" / "bench_image_quick.md").exists()
+
+
+def test_psnr_cell_marks_rows_of_the_former_wiener_step(bench):
+    assert bench._psnr_cell({"psnr": 30.0}) == "30.00"
+    assert bench._psnr_cell({"psnr": 31.0, "network_psnr": 30.0, "wiener": "stacks"}) == "31.00 (30.00)"
+    assert bench._psnr_cell({"psnr": 31.0, "network_psnr": 30.0}) == "31.00† (30.00)"
 
 
 def test_bm3d_denoises(bench):
@@ -164,6 +171,7 @@ def test_bench_fit_quick(tmp_path, capsys):
                                                            ("siren", "compact")}
     for r in rows:
         assert math.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1
+        assert bool(r.get("wiener")) == ("network_psnr" in r)  # every refined row says its filter stacked windows
     for r, jpeg in zip(rows, rows[1:]):
         if r["method"] == "geomprior" and jpeg["method"].startswith("JPEG"):
             assert jpeg["bytes"] <= r["bytes"] or jpeg["method"] == "JPEG q1"
