@@ -44,30 +44,31 @@ def _grid(length: int, stride: int) -> torch.Tensor:
 
 
 def match_blocks(guide: torch.Tensor, block: int, group: int, radius: int, stride: int) -> torch.Tensor:
-    """For reference windows of ``guide`` (H, W) every ``stride`` pixels (and the last row and column), the indices
-    (R, K) of the K = ``group`` windows (the reference first) with the least squared difference to it whose origin
-    lies within ``radius`` pixels in y and in x; indices into the (H - block + 1) × (W - block + 1) window
-    origins, row-major. K is smaller where the image has fewer windows in reach."""
+    """For reference windows of ``guide`` (H, W) every ``stride`` pixels (and the last row and column), the origins
+    (R, K, 2) (y, x) of the K = ``group`` windows (the reference first) with the least squared difference to it
+    among those whose origin lies within ``radius`` pixels in y and in x, nearest first. K is smaller where the
+    image has fewer windows in reach."""
     h, w = guide.shape
     lh, lw = h - block + 1, w - block + 1
     ry, rx = _grid(lh, stride), _grid(lw, stride)
+    ref_y, ref_x = (g.flatten() for g in torch.meshgrid(ry, rx, indexing="ij"))  # (R,)
     offsets = torch.arange(-radius, radius + 1)
     k = min(group, min(lh, radius + 1) * min(lw, radius + 1))  # every reference has this many in reach
     padded = F.pad(guide[None, None], (radius,) * 4)[0, 0]
-    dist = []
-    for dy in offsets.tolist():
+    best = torch.full((len(ref_y), 0), -1.0, dtype=guide.dtype), torch.zeros(len(ref_y), 0, 2, dtype=torch.long)
+    for dy in offsets.tolist():  # a running top k over rows of offsets: memory O(R (K + 2 radius + 1))
         shifted = torch.stack([padded[radius + dy:radius + dy + h, radius + dx:radius + dx + w]
                                for dx in offsets.tolist()])
         ssd = F.avg_pool2d(((shifted - guide) ** 2)[:, None], block, stride=1)[:, 0]  # (O, lh, lw)
-        dist.append(ssd[:, ry][:, :, rx].flatten(1))
-    dist = torch.cat(dist)  # (O², R), offsets dy-major
-    oy = (ry[:, None] + offsets.repeat_interleave(len(offsets))[None]).repeat_interleave(len(rx), 0)
-    ox = (rx[:, None] + offsets.repeat(len(offsets))[None]).repeat(len(ry), 1)
-    outside = (oy < 0) | (oy >= lh) | (ox < 0) | (ox >= lw)  # (R, O²)
-    dist = dist.T.masked_fill(outside, math.inf)
-    dist[:, len(offsets) ** 2 // 2] = -1  # the reference itself comes first
-    pick = torch.topk(dist, k, dim=1, largest=False).indices
-    return oy.gather(1, pick) * lw + ox.gather(1, pick)
+        dist = ssd[:, ref_y, ref_x].T  # (R, O)
+        cy, cx = (ref_y + dy)[:, None].expand_as(dist), ref_x[:, None] + offsets[None]
+        dist = dist.masked_fill((cy < 0) | (cy >= lh) | (cx < 0) | (cx >= lw), math.inf)
+        if dy == 0:
+            dist[:, radius] = -1  # the reference itself comes first
+        dist, origins = torch.cat([best[0], dist], 1), torch.cat([best[1], torch.stack([cy, cx], -1)], 1)
+        pick = torch.topk(dist, min(k, dist.shape[1]), dim=1, largest=False).indices
+        best = dist.gather(1, pick), origins.gather(1, pick[:, :, None].expand(-1, -1, 2))
+    return best[1]
 
 
 def wiener_refine(noisy: np.ndarray, pilot: np.ndarray, sigma: float, *, block: int = 8, group: int = 16,
@@ -91,23 +92,23 @@ def wiener_refine(noisy: np.ndarray, pilot: np.ndarray, sigma: float, *, block: 
         y, p = torch.einsum("dc,chw->dhw", m, y), torch.einsum("dc,chw->dhw", m, p)
         noise = noise * m.norm(dim=1)  # white noise stays white, its variance scaled by each row's norm²
     b = min(block, h, w)
-    stacks = match_blocks(p[0], b, group, radius, stride)  # (R, K)
+    stacks = match_blocks(p[0], b, group, radius, stride)  # (R, K, 2)
     d2 = torch.kron(dct_matrix(b), dct_matrix(b))  # 2-D DCT of a flattened window
     dk = dct_matrix(stacks.shape[1])
-    windows_y, windows_p = (F.unfold(x[None], b)[0].view(c, b * b, -1) for x in (y, p))
-    out = torch.zeros_like(windows_y)
-    weight = torch.zeros(c, 1, windows_y.shape[2], dtype=torch.float64)
+    inside = (torch.arange(b)[:, None] * w + torch.arange(b)[None]).flatten()  # a window's pixels from its origin
+    y, p = y.flatten(1), p.flatten(1)
+    out, weight = torch.zeros_like(y), torch.zeros_like(y)
     var = (noise**2)[:, None, None, None]
     for s in range(0, len(stacks), CHUNK):
-        idx = stacks[s:s + CHUNK]  # (r, K)
-        coef_y, coef_p = (torch.einsum("ab,cbrk,lk->carl", d2, x[:, :, idx], dk) for x in (windows_y, windows_p))
+        pixels = ((stacks[s:s + CHUNK, :, 0] * w + stacks[s:s + CHUNK, :, 1])[..., None] + inside).flatten()
+        shape = (c, -1, stacks.shape[1], b * b)  # (C, r, K, b²)
+        coef_y, coef_p = (torch.einsum("ab,crkb,lk->crla", d2, x[:, pixels].view(shape), dk) for x in (y, p))
         shrink = coef_p**2 / (coef_p**2 + var)
-        est = torch.einsum("ab,carl,lk->cbrk", d2, shrink * coef_y, dk)
-        wt = 1 / (shrink**2).sum((1, 3)).clamp_min(1e-12)  # (C, r)
-        out.index_add_(2, idx.flatten(), (est * wt[:, None, :, None]).flatten(2))
-        weight.index_add_(2, idx.flatten(), wt[:, None, :, None].expand(-1, -1, -1, idx.shape[1]).flatten(2))
-    fold = lambda x: F.fold(x.reshape(1, -1, x.shape[2]), (h, w), b)[0]  # noqa: E731  windows summed in place
-    out = fold(out) / fold(weight.expand(-1, b * b, -1))
+        est = torch.einsum("ab,crla,lk->crkb", d2, shrink * coef_y, dk)
+        wt = 1 / (shrink**2).sum((2, 3), keepdim=True).clamp_min(1e-12)  # (C, r, 1, 1)
+        out.index_add_(1, pixels, (est * wt).flatten(1))
+        weight.index_add_(1, pixels, wt.expand_as(est).flatten(1))
+    out = (out / weight).view(c, h, w)
     if c == 3:
         out = torch.einsum("dc,chw->dhw", torch.linalg.inv(m), out)
     return out.permute(1, 2, 0).clamp(0, 1).float().numpy()
