@@ -16,28 +16,9 @@ from geomprior.image.wiener import OPPONENT, dct_matrix, wiener_refine
 SIGMA = 0.1
 
 
-def reference_wiener(noisy, pilot, sigma, block=8):
-    """The slow reference: every window of the image, one at a time, scipy's DCT."""
-    m = np.array(OPPONENT) if noisy.shape[2] == 3 else np.eye(noisy.shape[2])
-    y, p = noisy @ m.T, pilot @ m.T
-    var = (sigma * np.linalg.norm(m, axis=1)) ** 2
-    h, w, _ = y.shape
-    out, weight = np.zeros_like(y), np.zeros_like(y)
-    for i in range(h - block + 1):
-        for j in range(w - block + 1):
-            pc = dctn(p[i:i + block, j:j + block], axes=(0, 1), norm="ortho") ** 2
-            shrink = pc / (pc + var)
-            est = idctn(shrink * dctn(y[i:i + block, j:j + block], axes=(0, 1), norm="ortho"), axes=(0, 1),
-                        norm="ortho")
-            wt = 1 / (shrink**2).sum((0, 1))
-            out[i:i + block, j:j + block] += wt * est
-            weight[i:i + block, j:j + block] += wt
-    return ((out / weight) @ np.linalg.inv(m).T).clip(0, 1)
-
-
 def reference_stacks(noisy, pilot, sigma, block, group, radius, stride):
-    """The slow reference of block matching: one reference window at a time, every window in reach compared with
-    it by a loop, the stack taken to scipy's 3-D DCT."""
+    """The slow reference: one reference window at a time, every window in reach compared with it by a loop, the
+    stack taken to scipy's 3-D DCT (group 1, stride 1: every window of the image on its own)."""
     m = np.array(OPPONENT) if noisy.shape[2] == 3 else np.eye(noisy.shape[2])
     y, p = noisy @ m.T, pilot @ m.T
     var = (sigma * np.linalg.norm(m, axis=1)) ** 2
@@ -83,7 +64,7 @@ def test_wiener_refine_is_the_window_by_window_filter(images, channels):
     clean, noisy = clean[:21, :27, :channels], noisy[:21, :27, :channels]  # sizes no multiple of the block
     pilot = np.clip(clean + 0.02, 0, 1)
     np.testing.assert_allclose(wiener_refine(noisy, pilot, SIGMA, group=1, stride=1),
-                               reference_wiener(noisy, pilot, SIGMA), atol=1e-5)
+                               reference_stacks(noisy, pilot, SIGMA, 8, group=1, radius=0, stride=1), atol=1e-5)
 
 
 @pytest.mark.parametrize("channels", [3, 1])
