@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 PLANAR = math.sqrt(math.pi) / 2  # the planar skip maps [0,1]² onto a square of the unit disc's area
 MIN_WEIGHT = 1e-3  # the consensus weight of a patch's farthest members: a point only such members cover still moves
 
-
 # the stopping rule's basin (DGPConfig.tolerance) that suits each validation score (DGPConfig.val_score)
 SCORE_TOLERANCE = {"surface": 0.0, "transport": 0.01}
 
@@ -121,6 +120,7 @@ class DGPConfig:
     grid_margin: float = 0.1  # ... on [margin, 1 − margin]²
     poisson_depth: int = 9  # Screened Poisson octree depth
     edge_filter: int = 5  # mesh.keep_edges iterations: the noise left in the mesh out, its edges kept (0: off)
+    max_cell: float = 0.2  # mesh cells ≤ this × patch radius (a sparse scan's Poisson mesh: facets, chords inside)
     trim: float = 0.2  # an open mesh ends trim × patch radius beyond the dense points (0.5: past a sheet's edges)
     reach: float = 0.5  # closed="auto" measures the closed surface beyond reach × patch radius of the dense points
     # ... and both distances are at least gap × the scan's local spacing (distance to the 8th nearest input point):
@@ -157,7 +157,7 @@ class DGPConfig:
             "radius": 0 < self.radius <= 1, "padding": self.padding >= 1, "min_points": self.min_points >= 3,
             "max_points": self.max_points >= self.min_points, "max_epochs": self.max_epochs >= 0,
             "holdout": 0 <= self.holdout < 0.5, "lr": self.lr > 0, "grid": self.grid >= 2,
-            "refresh_every": self.refresh_every >= 1, "eval_every": self.eval_every >= 1,
+            "refresh_every": self.refresh_every >= 1, "eval_every": self.eval_every >= 1, "max_cell": self.max_cell > 0,
             "trim": self.trim > 0, "reach": self.reach > 0, "gap": self.gap >= 0, "tolerance": self.tolerance >= 0,
             "min_epochs": self.min_epochs >= 0, "consistency_epochs": self.consistency_epochs >= 0,
             "edge_filter": self.edge_filter >= 0, "val_normal_cells": self.val_normal_cells in range(1, VAL_GRID+1, 2),
@@ -422,8 +422,8 @@ def finish(mesh_pts: np.ndarray, mesh_nrm: np.ndarray, scan: Layout, cfg: DGPCon
         local = cfg.gap * tree.query(mesh_pts if support is None else dense, k=[SPACING_K], workers=-1)[0][:, 0]
         reach, trim = np.maximum(reach, local), np.maximum(trim, local)
     mesh, pieces = mesh_surface(mesh_pts, mesh_nrm, objects=object_of(mesh_pts), depth=cfg.poisson_depth,
-                                closed=cfg.closed, max_distance=reach, trim=trim,
-                                min_area=math.pi * radius**2, edge_filter=cfg.edge_filter,
+                                closed=cfg.closed, max_distance=reach, trim=trim, min_area=math.pi * radius**2,
+                                edge_filter=cfg.edge_filter, max_cube=cfg.max_cell * radius,
                                 manifold=cfg.surface == "manifold", support=support)
     if colors is not None and len(mesh.vertices):
         import open3d as o3d

@@ -114,11 +114,12 @@ class _PseudoNormals:
         return out
 
 
-def manifold_surface(mesh, *, cube: float | None = None):
+def manifold_surface(mesh, *, cube: float | None = None, max_cube: float | None = None):
     """The surface of a triangle mesh re-extracted as an edge-manifold mesh without self-intersections.
 
-    mesh : open3d.geometry.TriangleMesh, oriented (e.g. a Poisson surface; non-manifold edges allowed)
-    cube : side of the marching-cubes grid (default: the mesh's median edge length, its own resolution)
+    mesh     : open3d.geometry.TriangleMesh, oriented (e.g. a Poisson surface; non-manifold edges allowed)
+    cube     : side of the marching-cubes grid (default: the mesh's median edge length, its own resolution)
+    max_cube : the default side at most this (None: no bound)
 
     Marching cubes (MC33) of the signed distance to ``mesh`` on the cubes within one cube of it, in blocks of
     ``BLOCK``³ cubes; blocks share the vertices on their faces. The sign is that of the angle-weighted
@@ -135,6 +136,7 @@ def manifold_surface(mesh, *, cube: float | None = None):
                                         np.asarray(mesh.get_non_manifold_edges(allow_boundary_edges=True)))
     if cube is None and len(faces):
         cube = float(np.median(np.linalg.norm(vertices[faces] - vertices[np.roll(faces, 1, axis=1)], axis=2)))
+        cube = cube if max_cube is None else min(cube, max_cube)
     if not len(faces) or not cube > 0:
         return o3d.geometry.TriangleMesh()
     origin = vertices.min(0)
@@ -314,7 +316,8 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                  closed: bool | Literal["auto"] = "auto", max_distance: float | np.ndarray | None = None,
                  min_area: float = 0.0, manifold: bool = True,
                  support: tuple[np.ndarray, np.ndarray | None] | None = None,
-                 trim: float | np.ndarray | None = None, edge_filter: int = 0) -> tuple[object, list[dict]]:
+                 trim: float | np.ndarray | None = None, edge_filter: int = 0, max_cube: float | None = None
+                 ) -> tuple[object, list[dict]]:
     """A mesh a user keeps, from dense oriented points (M, 3) (and their unit normals (M, 3)).
 
     objects      : (M,) int  the object of each point (None: one object); each object is meshed on its own, so
@@ -336,6 +339,8 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     vertex is then far when it lies beyond the distance of its nearest such point
 
     edge_filter  : iterations of :func:`keep_edges` on the mesh's vertices (0: none)
+    max_cube     : the manifold re-extraction's cubes at most this a side (None: the Poisson mesh's own resolution,
+                   which follows the points' spacing: a sparse scan's facets and chords, inside its curves, remain)
     manifold     : False: one Screened Poisson mesh of all the points as open3d gives it, its vertices farther than
                    ``max_distance`` from every point dropped (what geomprior did before; ``objects``, ``closed``,
                    ``min_area`` and ``edge_filter`` unused)
@@ -372,7 +377,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
         near = reach_objects == o
         pieces.append(_mesh_object(points[rows], normals[rows], depth=max(4, d), closed=closed,
                                    max_distance=_part(max_distance, near), min_area=min_area,
-                                   trim=_part(trim, near), reach=reach[near]))
+                                   trim=_part(trim, near), reach=reach[near], max_cube=max_cube))
     vertices, triangles, count = [], [], 0
     for p in pieces:
         vertices.append(p.vertices)
@@ -393,14 +398,15 @@ def _part(distance, rows):
     return distance[rows] if np.ndim(distance) else distance
 
 
-def _mesh_object(points, normals, *, depth, closed, max_distance, min_area, trim=None, reach=None) -> _Piece:
+def _mesh_object(points, normals, *, depth, closed, max_distance, min_area, trim=None, reach=None, max_cube=None
+                 ) -> _Piece:
     piece = _extract(points, normals, depth=depth, closed=closed, max_distance=max_distance, min_area=min_area,
-                     trim=trim, reach=reach)
+                     trim=trim, reach=reach, max_cube=max_cube)
     if piece.facts["closed"] and piece.facts["genus"] > 0 and depth > 4:
         # a handle that one level coarser does not have is narrower than two of its cells: noise where a thin part's
         # two sides come close (a toe, a tail's tip), not the shape's; a real one (a torus's hole) stays
         coarser = _extract(points, normals, depth=depth - 1, closed=True, max_distance=max_distance,
-                           min_area=min_area, reach=reach)
+                           min_area=min_area, reach=reach, max_cube=max_cube)
         if (coarser.facts["genus"] < piece.facts["genus"]
                 and coarser.facts["components"] <= piece.facts["components"]):
             log.info("mesh: %d handle(s) at depth %d are gone at depth %d; kept that", piece.facts["genus"]
@@ -409,7 +415,8 @@ def _mesh_object(points, normals, *, depth, closed, max_distance, min_area, trim
     return piece
 
 
-def _extract(points, normals, *, depth, closed, max_distance, min_area, trim=None, reach=None) -> _Piece:
+def _extract(points, normals, *, depth, closed, max_distance, min_area, trim=None, reach=None, max_cube=None
+             ) -> _Piece:
     """One object's mesh at one Poisson depth (``_mesh_object``); ``max_distance`` and ``trim`` are measured from
     ``reach`` (default: the points), each a distance or one per ``reach`` point."""
     reach = points if reach is None else reach
@@ -418,7 +425,7 @@ def _extract(points, normals, *, depth, closed, max_distance, min_area, trim=Non
         # Poisson's box cut the surface (the marching cubes would close the cut flat, inventing a wall): a box twice
         # as large, a level deeper, where a surface that closes can close
         raw = poisson_mesh(points, normals, depth=depth + 1, scale=2.2)
-    v, t = _arrays(manifold_surface(raw))
+    v, t = _arrays(manifold_surface(raw, max_cube=max_cube))
     area = _areas(v, t)
     far = np.zeros(len(t), bool)
     dist, nearest = np.full(len(v), np.inf), np.zeros(len(v), np.int64)

@@ -278,3 +278,29 @@ def test_keep_edges_turns_no_triangle_over():
     before = gmesh._faces(v, t)[0]
     after = gmesh._faces(gmesh.keep_edges(v, t, 5), t)[0]
     assert (np.sum(before * after, 1) >= 0).all()
+
+
+def test_max_cube_refines_a_sparse_scans_mesh_toward_the_surface():
+    # 300 points on a torus: Poisson's mesh follows their spacing (~0.09); re-extracted at its own resolution, its
+    # facets and chords cut the tube's curve, cubes of 0.025 follow it closer (as a reconstruction meshes: filtered)
+    torus = torus_mesh(radial_resolution=60, tubular_resolution=30)
+    points, normals = oriented(torus, 300)
+    truth, truth_normals = oriented(torus, 50_000, seed=1)
+    tree = cKDTree(truth)
+
+    def errors(mesh):
+        v, t = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+        samples, n = sample_surface(mesh, 20_000, seed=0)
+        d, i = tree.query(samples)
+        edges = np.linalg.norm(v[t] - v[np.roll(t, 1, axis=1)], axis=2)
+        return d.mean(), 1 - np.abs((n * truth_normals[i]).sum(1)).mean(), np.median(edges)
+
+    coarse, _ = gmesh.mesh_surface(points, normals, depth=8, closed=True, edge_filter=5)
+    fine, _ = gmesh.mesh_surface(points, normals, depth=8, closed=True, edge_filter=5, max_cube=0.025)
+    (dist_c, normal_c, edge_c), (dist_f, normal_f, edge_f) = errors(coarse), errors(fine)
+    assert edge_c > 0.05 and edge_f < 0.03
+    assert dist_f < 0.97 * dist_c and normal_f < 0.7 * normal_c
+    assert mesh_facts(fine)["watertight"]
+    # a bound above the mesh's own resolution changes nothing
+    same, _ = gmesh.mesh_surface(points, normals, depth=8, closed=True, edge_filter=5, max_cube=10.0)
+    np.testing.assert_array_equal(np.asarray(same.vertices), np.asarray(coarse.vertices))
