@@ -43,10 +43,10 @@ class RowCache:
         return [f["row"] for f in found if f.get("settings") == self.settings]
 
 
-def header(title: str, conventions: str, script: str, argv: list[str] | None) -> str:
-    """Markdown heading of a published table: machine, date, the command that made it (``script`` run with
-    ``argv``, default sys.argv[1:]), conventions."""
+def header(title: str, conventions: str, script: str, argv: list[str] | None, on: str | None = None) -> str:
+    """Markdown heading of a published table: machine (``on``, default this one), date, the command that made it
+    (``script`` run with ``argv``, default sys.argv[1:]), conventions."""
     args = sys.argv[1:] if argv is None else argv
     command = " ".join(["python", f"scripts/{Path(script).name}", *(shlex.quote(a) for a in args)])
-    return (f"### {title}\n\nMachine: {machine()}. Date: {datetime.date.today().isoformat()}.\n"
+    return (f"### {title}\n\nMachine: {on or machine()}. Date: {datetime.date.today().isoformat()}.\n"
             f"Command: `{command}`\n\n{conventions}\n")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import math
 import multiprocessing
@@ -48,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 from _bench import RowCache, header
-from _scans import SHAPES
+from _scans import SHAPES, machine
 
 from geomprior.dgp import SCORE_TOLERANCE
 from geomprior.presets import PRESETS
@@ -313,6 +314,16 @@ def _reusable(row: dict, job: dict, current: dict, cache: RowCache, compute: boo
     return row if check is not None and check["same"] else None
 
 
+# rows measured before rows named their machine and run all ran on this one (the Machine line of every table they
+# were published in)
+EARLIER_MACHINE = "AMD EPYC, 2 cores, no GPU, torch 2.13.0+cpu"
+RUN = datetime.datetime.now().isoformat(timespec="seconds")  # this invocation: rows measured in it carry it
+
+
+def _machine(r: dict) -> str:
+    return r.get("machine", EARLIER_MACHINE)
+
+
 def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool = True,
              cached_only: bool = False) -> tuple[list[dict], list[dict]]:
     """Each job's row, from the cache or computed (in a fresh process unless ``fresh_process`` is False), and the
@@ -341,6 +352,7 @@ def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool
                     row = pool.apply(_row, (job,))
             else:
                 row = _row(job)
+            row = {**row, "machine": machine(), "run": RUN}
             cache.put(job["key"], row)
             print(f"{job['key']}: Chamfer-L1 {row['chamfer_l1']:.6f}, {row['seconds']:.1f} s, "
                   f"{row['peak_mb']:.0f} MB", flush=True)
@@ -403,15 +415,24 @@ def _fmt(v, spec="0.6f"):
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _table_machine(rows: list[dict]) -> str:
+    """The machine most of a table's rows were measured on: the table's Machine line; the others are marked §."""
+    return Counter(_machine(r) for r in rows).most_common(1)[0][0] if rows else machine()
+
+
 def _quality_table(rows: list[dict], label) -> list[str]:
+    on = _table_machine(rows)
     lines = [f"| shape | noise | variant | {label} | Chamfer-L1 | Hausdorff | normal cons. | F-score@1% | "
              "s (threads, load) | peak MB |", "|" + "---|" * 10]
     for r in rows:
         lines.append(f"| {r['shape']} | {r['noise'] * 100:g}% | {r['variant'] or '-'} | "
                      f"{_label(r)} | {_fmt(r['chamfer_l1'])} | {_fmt(r['hausdorff'], '.5f')} | "
                      f"{_fmt(r['normal_consistency'], '.4f')} | {_fmt(r['fscore'], '.4f')} | {r['seconds']:.1f}"
-                     f"{_checked(r)} {_ran_on(r)} | {r['peak_mb']:.0f} |")
-    return lines + _checked_note(rows)
+                     f"{_checked(r)}{'§' * (_machine(r) != on)} {_ran_on(r)} | {r['peak_mb']:.0f} |")
+    elsewhere = Counter(_machine(r) for r in rows if _machine(r) != on)
+    return lines + _checked_note(rows) + ([] if not elsewhere else [
+        "", "§ rows measured on another machine than the table's: " + "; ".join(
+            f"{m} ({n} rows)" for m, n in elsewhere.items()) + ". Compare times only between rows of one machine."])
 
 
 def _label(r: dict) -> str:
@@ -529,6 +550,25 @@ def against(rows: list[dict], rev: str, what: str, out: Path) -> list[str]:
     return lines
 
 
+def time_ratio(rows: list[dict]) -> list[str]:
+    """Issue 30's time criterion: the default preset's time on the 20,000-point bunny00 (0.5 %, plain) over Screened
+    Poisson depth 9's, both rows measured in one run (one invocation, one machine), else not stated."""
+    scan = {r["method"]: r for r in rows if (r["shape"], r["noise"], r["variant"], r["points"]) ==
+            ("bunny00", 0.005, "", 20_000)}
+    ours, poisson = scan.get("default"), scan.get("poisson9")
+    if ours is None or poisson is None:
+        return []
+    if ours.get("run") is None or ours.get("run") != poisson.get("run"):
+        return ["Time, default preset against Screened Poisson depth 9 on the 20,000-point bunny00 (0.5 %): their "
+                "rows were measured in different runs; run both in one (`--shapes bunny00 --noise 0.005 "
+                "--variants --methods poisson9 default`) to compare them.", ""]
+    ratio = ours["seconds"] / poisson["seconds"]
+    return [f"Time, default preset against Screened Poisson depth 9 on the 20,000-point bunny00 (0.5 %), measured in "
+            f"one run ({ours['run']}, {_machine(ours)}, {ours['threads']} torch threads, loads "
+            f"{_fmt(poisson.get('load'), '.1f')} and {_fmt(ours.get('load'), '.1f')}): {ours['seconds']:.1f} s / "
+            f"{poisson['seconds']:.1f} s = {ratio:.1f}× (issue 30: at most 10×).", ""]
+
+
 def scaling_report(rows: list[dict], out: Path) -> list[str]:
     if not rows:
         return ["No rows measured yet."]
@@ -632,19 +672,22 @@ def main(argv=None) -> int:
             return 0
     if "matrix" in args.suite:
         rows, missing = measure(matrix_jobs(args), "matrix")
-        sections += [header("Surfaces: quality, time and memory against the peers", conventions, __file__, argv),
+        sections += [header("Surfaces: quality, time and memory against the peers", conventions, __file__, argv,
+                            _table_machine(rows)),
                      *_quality_table(rows, "method"), "", *_not_run(missing), "Best per scan:", "", *winners(rows), "",
-                     *against(rows, *BASELINE, out), ""]
+                     *against(rows, *BASELINE, out), "", *time_ratio(rows)]
         summary["matrix"] = rows
     if "scaling" in args.suite:
         rows, missing = measure(scaling_jobs(args), "scaling")
         sections += [header("Surfaces: cost against the number of points (bunny, 0.5 % noise)", conventions,
-                            __file__, argv), f"![scaling](docs/benchmarks/scaling{suffix}.png)", "",
+                            __file__, argv, _table_machine(rows)),
+                     f"![scaling](docs/benchmarks/scaling{suffix}.png)", "",
                      *scaling_report(rows, out / f"scaling{suffix}.png"), "", *_not_run(missing)]
         summary["scaling"] = rows
     if "ablations" in args.suite:
         rows, missing = measure(ablation_jobs(args), "ablations")
-        sections += [header("Surfaces: ablations of the default preset (0.5 % noise)", conventions, __file__, argv),
+        sections += [header("Surfaces: ablations of the default preset (0.5 % noise)", conventions, __file__, argv,
+                            _table_machine(rows)),
                      *_quality_table(rows, "setting"), "", *_not_run(missing)]
         summary["ablations"] = rows
     text = "\n".join(sections)

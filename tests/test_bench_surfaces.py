@@ -113,6 +113,33 @@ def test_winners_names_the_scans_a_peer_wins(bench):
             in text)
 
 
+def test_time_ratio_only_between_rows_of_one_run(bench):
+    def row(method, seconds, run):
+        return {"shape": "bunny00", "noise": 0.005, "variant": "", "points": 20_000, "method": method,
+                "seconds": seconds, "run": run, "machine": "CPU X", "threads": 2, "load": 1.0}
+
+    same = "\n".join(bench.time_ratio([row("poisson9", 2.0, "r1"), row("default", 19.0, "r1"),
+                                       {**row("default", 1.0, "r1"), "noise": 0.01}]))
+    assert "19.0 s / 2.0 s = 9.5×" in same and "r1, CPU X" in same
+    apart = "\n".join(bench.time_ratio([row("poisson9", 2.0, "r1"), row("default", 19.0, "r2")]))
+    assert "different runs" in apart and "×" not in apart
+    assert bench.time_ratio([row("default", 19.0, "r1")]) == []
+
+
+def test_rows_of_another_machine_are_marked(bench):
+    def row(method, machine=None):
+        r = {"shape": "sphere", "noise": 0.005, "variant": "", "method": method, "chamfer_l1": 0.002,
+             "hausdorff": 0.01, "normal_consistency": 0.99, "fscore": 1.0, "seconds": 3.0, "peak_mb": 500.0}
+        return r if machine is None else {**r, "machine": machine}
+
+    rows = [row("fast"), row("default"), row("poisson9", "CPU Y")]  # the first two: before rows named it
+    assert bench._table_machine(rows) == bench.EARLIER_MACHINE
+    lines = bench._quality_table(rows, "method")
+    assert [line.count("§") for line in lines[2:5]] == [0, 0, 1]
+    assert "§ rows measured on another machine than the table's: CPU Y (1 rows)" in "\n".join(lines)
+    assert not any("§" in line for line in bench._quality_table(rows[:2], "method"))
+
+
 def test_against_counts_the_rows_a_revision_had_and_lists_the_worse_ones(bench, tmp_path):
     import subprocess
 
@@ -228,6 +255,7 @@ def test_quick_runs_and_reuses(bench, tmp_path, capsys):
             assert math.isfinite(r["chamfer_l1"]) and r["chamfer_l1"] < 0.05 and r["seconds"] > 0
     text = (tmp_path / "bench_surfaces_quick.md").read_text()
     assert "Machine:" in text and "Command:" in text and "Fitted exponents" in text
+    assert {(r["machine"], r["run"]) for rows in summary.values() for r in rows} == {(bench.machine(), bench.RUN)}
     assert (tmp_path / "scaling_quick.png").stat().st_size > 1000
     capsys.readouterr()
     assert bench.main(["--quick", "--out", str(tmp_path), "--reuse", "--suite", "matrix"]) == 0
