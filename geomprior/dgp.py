@@ -2,13 +2,11 @@
 
 Pipeline (Williams et al. 2019, batched):
 1. cover the points with patches, each normalised to its own frame (``patches.cover``);
-2. local fit: φ_p : [0,1]² -> R³ per patch, matched to the patch's points by optimal transport, with a held-out
-   share of each patch's points as validation; the run stops when the held-out transport cost stops falling
-   (``fit.EarlyStopping``) and every patch goes back to its best weights;
-3. consistency (optional): every point's target is the mean of all patch predictions matched to it; every
-   patch is refit to those targets;
-4. output: φ_p on a dense uv grid, kept within the patch radius; normals ∂φ/∂u × ∂φ/∂v oriented by the patch
-   frames (made consistent across patches along a maximum spanning tree); ``mesh.mesh_surface``.
+2. local fit: φ_p : [0,1]² -> R³ per patch, matched to the patch's points by optimal transport; the run stops when
+   the held-out points' score stops falling (``fit.EarlyStopping``), every patch at its best weights;
+3. consistency (optional): every patch refit to the mean of all patch predictions matched to each point;
+4. output: those means (or φ_p on a dense uv grid), normals ∂φ/∂u × ∂φ/∂v oriented by the patch frames (made
+   consistent along a maximum spanning tree); ``mesh.mesh_surface``.
 """
 
 from __future__ import annotations
@@ -121,6 +119,7 @@ class DGPConfig:
     poisson_depth: int = 9  # Screened Poisson octree depth
     edge_filter: int = 5  # mesh.keep_edges iterations: the noise left in the mesh out, its edges kept (0: off)
     max_cell: float = 0.2  # mesh cells ≤ this × patch radius (a sparse scan's Poisson mesh: facets, chords inside)
+    fidelity: float = 1.0  # mesh moved onto its points, their offsets averaged over this × radius (follow_points)
     trim: float = 0.2  # an open mesh ends trim × patch radius beyond the dense points (0.5: past a sheet's edges)
     reach: float = 0.5  # closed="auto" measures the closed surface beyond reach × patch radius of the dense points
     # ... and both distances are at least gap × the scan's local spacing (distance to the 8th nearest input point):
@@ -160,7 +159,8 @@ class DGPConfig:
             "refresh_every": self.refresh_every >= 1, "eval_every": self.eval_every >= 1, "max_cell": self.max_cell > 0,
             "trim": self.trim > 0, "reach": self.reach > 0, "gap": self.gap >= 0, "tolerance": self.tolerance >= 0,
             "min_epochs": self.min_epochs >= 0, "consistency_epochs": self.consistency_epochs >= 0,
-            "edge_filter": self.edge_filter >= 0, "val_normal_cells": self.val_normal_cells in range(1, VAL_GRID+1, 2),
+            "edge_filter": self.edge_filter >= 0, "fidelity": self.fidelity >= 0,
+            "val_normal_cells": self.val_normal_cells in range(1, VAL_GRID+1, 2),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -423,8 +423,8 @@ def finish(mesh_pts: np.ndarray, mesh_nrm: np.ndarray, scan: Layout, cfg: DGPCon
         reach, trim = np.maximum(reach, local), np.maximum(trim, local)
     mesh, pieces = mesh_surface(mesh_pts, mesh_nrm, objects=object_of(mesh_pts), depth=cfg.poisson_depth,
                                 closed=cfg.closed, max_distance=reach, trim=trim, min_area=math.pi * radius**2,
-                                edge_filter=cfg.edge_filter, max_cube=cfg.max_cell * radius,
-                                manifold=cfg.surface == "manifold", support=support)
+                                edge_filter=cfg.edge_filter, max_cube=cfg.max_cell * radius, support=support,
+                                fidelity=cfg.fidelity * radius, manifold=cfg.surface == "manifold")
     if colors is not None and len(mesh.vertices):
         import open3d as o3d
 

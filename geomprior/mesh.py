@@ -316,8 +316,8 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                  closed: bool | Literal["auto"] = "auto", max_distance: float | np.ndarray | None = None,
                  min_area: float = 0.0, manifold: bool = True,
                  support: tuple[np.ndarray, np.ndarray | None] | None = None,
-                 trim: float | np.ndarray | None = None, edge_filter: int = 0, max_cube: float | None = None
-                 ) -> tuple[object, list[dict]]:
+                 trim: float | np.ndarray | None = None, edge_filter: int = 0, max_cube: float | None = None,
+                 fidelity: float | None = None) -> tuple[object, list[dict]]:
     """A mesh a user keeps, from dense oriented points (M, 3) (and their unit normals (M, 3)).
 
     objects      : (M,) int  the object of each point (None: one object); each object is meshed on its own, so
@@ -339,6 +339,8 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     vertex is then far when it lies beyond the distance of its nearest such point
 
     edge_filter  : iterations of :func:`keep_edges` on the mesh's vertices (0: none)
+    fidelity     : then :func:`follow_points` with this width: the mesh moved onto the points it is made from (None:
+                   not)
     max_cube     : the manifold re-extraction's cubes at most this a side (None: the Poisson mesh's own resolution,
                    which follows the points' spacing: a sparse scan's facets and chords, inside its curves, remain)
     manifold     : False: one Screened Poisson mesh of all the points as open3d gives it, its vertices farther than
@@ -347,7 +349,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
 
     Every object: Screened Poisson, then ``manifold_surface`` (edge-manifold, no self-intersections); a closed mesh
     with handles that one depth less does not have is taken at that depth (such handles are narrower than two
-    cells: noise where a thin part's two sides come close); last, ``edge_filter``. Returns the mesh
+    cells: noise where a thin part's two sides come close); last, ``edge_filter`` and ``fidelity``. Returns the mesh
     (open3d.geometry.TriangleMesh, vertex normals computed) and per object a dict: its points, depth, whether it
     is closed, the share of its closed surface beyond ``max_distance`` (``open_share``), its components and
     (closed) its genus.
@@ -386,8 +388,10 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     mesh = o3d.geometry.TriangleMesh()
     if count:
         triangles = np.concatenate(triangles)
-        mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(keep_edges(np.concatenate(vertices), triangles,
-                                                                               edge_filter)),
+        vertices = keep_edges(np.concatenate(vertices), triangles, edge_filter)
+        if fidelity:
+            vertices = follow_points(vertices, triangles, points, fidelity)
+        mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                          o3d.utility.Vector3iVector(triangles.astype(np.int32)))
         mesh.compute_vertex_normals()
     return mesh, [p.facts for p in pieces]
@@ -494,7 +498,72 @@ def keep_edges(vertices: np.ndarray, triangles: np.ndarray, iterations: int, *, 
         centres = vertices[triangles].mean(1)
         pull = of_vertex @ (normals * np.sum(normals * centres, 1, keepdims=True))
         vertices += (pull - np.einsum("vij,vj->vi", planes, vertices)) / uses
-    while (over := np.sum(start * _faces(vertices, triangles)[0], 1) < 0).any():
+    return _unfold(vertices, before, triangles, start)
+
+
+HALVINGS = 8  # follow_points: a move that turns a triangle over is halved this many times before it is undone
+
+
+def follow_points(vertices: np.ndarray, triangles: np.ndarray, points: np.ndarray, width: float) -> np.ndarray:
+    """The vertices (V, 3) of a mesh (triangles (F, 3)) moved along their normals onto the points (P, 3) it was
+    made from, on average: by the mean of the points' signed distances to the mesh (signed by the side of the
+    closest triangle), averaged over the surface about ``width`` far (Gaussian-like: exp(−d²/width²)).
+
+    Each point's distance goes to the three corners of its closest triangle (barycentric weights); the sums and
+    their weights spread over the mesh by steps of averaging each vertex with its neighbours, as many as make the
+    spread ``width`` (a random walk), and the move is their ratio. Along the surface, so a thin part's other side
+    does not count. Screened Poisson and the smoothing after it leave a surface inside its points' convex parts
+    and off them where they are sparse; this puts it back, averaged so that the points' noise stays out. Vertices
+    no point reaches stay; the vertices of a triangle the move turns over move half as far, ``HALVINGS`` times,
+    then not at all (a fold is where the mesh would cut itself). Closest points: open3d's RaycastingScene.
+    """
+    import open3d as o3d
+    from scipy.sparse import csr_matrix, diags
+
+    vertices = np.array(vertices, dtype=np.float64)
+    points = np.asarray(points, dtype=np.float64)
+    if not width > 0 or not len(triangles) or not len(points):
+        return vertices
+    nv = len(vertices)
+    face_normals, _, areas = _faces(vertices, triangles)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(triangles.astype(np.uint32)))
+    hit = scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
+    closest, face = hit["points"].numpy().astype(np.float64), hit["primitive_ids"].numpy().astype(np.int64)
+    u, v = hit["primitive_uvs"].numpy().astype(np.float64).T
+    away = points - closest  # its signed distance: the distance, signed by the closest triangle's side
+    offset = np.linalg.norm(away, axis=1) * np.sign(np.einsum("ij,ij->i", away, face_normals[face]))
+    corners, bary = triangles[face].ravel(), np.stack([1 - u - v, u, v], 1).clip(0).ravel()
+    sums = np.stack([np.bincount(corners, bary, nv), np.bincount(corners, bary * np.repeat(offset, 3), nv)], 1)
+    edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    adjacency = csr_matrix((np.ones(2 * len(edges)), (edges.ravel(), edges[:, ::-1].ravel())), shape=(nv, nv))
+    adjacency.data[:] = 1.0  # an edge two triangles share counts once
+    adjacency += diags(np.ones(nv))
+    step = diags(1.0 / np.asarray(adjacency.sum(1)).ravel()) @ adjacency  # each vertex: the mean of it and its ring
+    lengths = np.linalg.norm(vertices[edges[:, 0]] - vertices[edges[:, 1]], axis=1)
+    # a step moves a walker one edge with probability deg/(deg+1) ≈ 6/7: after n steps each coordinate's variance
+    # is about n · 3/7 · mean(edge²), the Gaussian exp(−d²/width²)'s is width²/2
+    for _ in range(int(np.ceil(7 * width**2 / (6 * np.mean(lengths**2))))):
+        sums = step @ sums
+    shift = sums[:, 1] / np.where(sums[:, 0] > 0, sums[:, 0], 1.0)
+    normals = np.zeros_like(vertices)  # area-weighted vertex normals
+    for k in range(3):
+        np.add.at(normals, triangles[:, k], face_normals * areas[:, None])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-300)
+    moved = vertices + shift[:, None] * normals
+    for _ in range(HALVINGS):  # the vertices of a triangle turned over move half as far, until none is
+        over = np.sum(face_normals * _faces(moved, triangles)[0], 1) < 0
+        if not over.any():
+            break
+        shift[np.unique(triangles[over])] *= 0.5
+        moved = vertices + shift[:, None] * normals
+    return _unfold(moved, vertices, triangles, face_normals)
+
+
+def _unfold(vertices: np.ndarray, before: np.ndarray, triangles: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """``vertices`` with those of every triangle turned over (more than 90° from its ``normals`` at ``before``)
+    back at ``before``, until none is: a fold is where the moved mesh would cut itself."""
+    while (over := np.sum(normals * _faces(vertices, triangles)[0], 1) < 0).any():
         back = np.unique(triangles[over])
         vertices[back] = before[back]
     return vertices

@@ -73,11 +73,12 @@ def _bad_inputs(tmp_path):
         ["reconstruct", "scan.ply", "-o", "out.ply", "--radius", "-1"],
         ["reconstruct", "scan.ply", "-o", "out.ply", "--thin-parts", "maybe"],
         ["reconstruct", "scan.ply", "-o", "out.ply", "--edge-filter", "-1"],
+        ["reconstruct", "scan.ply", "-o", "out.ply", "--fidelity", "-0.5"],
         ["eval", "missing.ply", "scan.ply"],
     ],
     ids=["missing", "empty", "garbage", "unknown-ext", "nan", "unwritable-output", "output-ext",
          "unknown-preset", "points-ext", "unwritable-history", "output-is-input", "bad-radius",
-         "bad-thin-parts", "bad-edge-filter", "eval-missing"],
+         "bad-thin-parts", "bad-edge-filter", "bad-fidelity", "eval-missing"],
 )
 def test_reconstruct_bad_input_is_one_line(tmp_path, scan, args):
     _bad_inputs(tmp_path)
@@ -133,6 +134,7 @@ class FakeConfig:
     outward: object = False
     mesh_points: str = "fitted"
     edge_filter: int = 5
+    fidelity: float = 1.0
     loss: str = "assignment"
     matching: str = "exact"
     precision: str = "auto"
@@ -259,6 +261,12 @@ def test_choice_flags(tmp_path, scan, fake_dgp, flag, value):
 def test_edge_filter_flag(tmp_path, scan, fake_dgp, value):
     assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), "--edge-filter", str(value)]) == 0
     assert fake_dgp["config"].edge_filter == value
+
+
+@pytest.mark.parametrize("value", [0.0, 0.25])
+def test_fidelity_flag(tmp_path, scan, fake_dgp, value):
+    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), "--fidelity", str(value)]) == 0
+    assert fake_dgp["config"].fidelity == value
 
 
 def test_failure_while_writing_publishes_nothing(tmp_path, scan, fake_dgp, monkeypatch, capsys):

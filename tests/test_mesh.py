@@ -280,6 +280,96 @@ def test_keep_edges_turns_no_triangle_over():
     assert (np.sum(before * after, 1) >= 0).all()
 
 
+def follow_points_vertex_by_vertex(vertices, triangles, points, width):
+    """The reference of ``follow_points`` before its fold guard: closest points by brute force over the triangles
+    (each point's distance, signed by its closest triangle's side, shared among its corners by barycentric
+    weights), the averaging steps one vertex at a time over its ring."""
+    v = np.asarray(vertices, dtype=np.float64)
+    normals, _, areas = gmesh._faces(v, triangles)
+    mass, total = np.zeros(len(v)), np.zeros(len(v))
+    for q in points:
+        best = (np.inf, None, None, 0.0)
+        for f, (a, b, c) in enumerate(v[triangles]):
+            # the closest point of the triangle: the plane's foot if inside, else the nearest point of its edges
+            foot = q - np.dot(q - a, normals[f]) * normals[f]
+            bary = np.linalg.solve(np.stack([b - a, c - a, normals[f]], 1), foot - a)[:2]
+            if not (bary.min() >= 0 and bary.sum() <= 1):
+                foot = min((p0 + np.clip(np.dot(q - p0, p1 - p0) / np.dot(p1 - p0, p1 - p0), 0, 1) * (p1 - p0)
+                            for p0, p1 in ((a, b), (b, c), (c, a))), key=lambda x: np.linalg.norm(q - x))
+                bary = np.linalg.lstsq(np.stack([b - a, c - a], 1), foot - a, rcond=None)[0]
+            d = np.linalg.norm(q - foot)
+            if d < best[0]:
+                best = (d, f, bary, d * float(np.sign(np.dot(q - foot, normals[f]))))
+        _, f, (s1, s2), signed = best
+        for corner, weight in zip(triangles[f], (1 - s1 - s2, s1, s2)):
+            mass[corner] += max(weight, 0.0)
+            total[corner] += max(weight, 0.0) * signed
+    ring = [set() for _ in v]
+    for a, b, c in triangles:
+        ring[a] |= {b, c}
+        ring[b] |= {a, c}
+        ring[c] |= {a, b}
+    lengths = [np.linalg.norm(v[i] - v[j]) for i in range(len(v)) for j in ring[i]]
+    for _ in range(int(np.ceil(7 * width**2 / (6 * np.mean(np.square(lengths)))))):
+        mass, total = (np.array([(x[i] + sum(x[j] for j in ring[i])) / (1 + len(ring[i])) for i in range(len(v))])
+                       for x in (mass, total))
+    out = v.copy()
+    for i in range(len(v)):
+        n = sum(normals[f] * areas[f] for f in np.flatnonzero((triangles == i).any(1)))
+        if mass[i] > 0:
+            out[i] = v[i] + n / np.linalg.norm(n) * total[i] / mass[i]
+    return out
+
+
+def test_follow_points_matches_its_vertex_by_vertex_reference():
+    mesh = o3d.geometry.TriangleMesh.create_sphere(0.95, resolution=6)
+    v, t = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(150, 3))
+    points *= (1 + rng.normal(scale=0.02, size=(150, 1))) / np.linalg.norm(points, axis=1, keepdims=True)
+    fast = gmesh.follow_points(v, t, points, 0.6)
+    assert np.abs(fast - follow_points_vertex_by_vertex(v, t, points, 0.6)).max() < 1e-5
+    np.testing.assert_array_equal(gmesh.follow_points(v, t, points, 0.0), v)
+    np.testing.assert_array_equal(gmesh.follow_points(v, t, points[:0], 0.3), v)
+
+
+def test_follow_points_puts_a_shrunk_sphere_back_on_its_points_without_their_noise():
+    mesh = o3d.geometry.TriangleMesh.create_sphere(0.97, resolution=30)
+    v, t = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(5000, 3))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    points += rng.normal(scale=0.01, size=points.shape)
+    radius = np.linalg.norm(gmesh.follow_points(v, t, points, 0.1), axis=1)
+    assert np.abs(radius - 1).mean() < 0.1 * 0.03  # a tenth of the shrinkage left
+    assert radius.std() < 0.3 * 0.01  # the points' noise averaged out
+
+
+def test_follow_points_moves_each_side_of_a_thin_part_to_its_own_points():
+    # a plate 0.03 thick; its points lie 0.005 inside the top and 0.005 outside the bottom: within reach of each
+    # other's vertices (2 × width), each side follows its own
+    box = o3d.geometry.TriangleMesh.create_box(1, 1, 0.03).translate((0, 0, -0.015)).subdivide_midpoint(4)
+    box.merge_close_vertices(1e-9)
+    v, t = np.asarray(box.vertices), np.asarray(box.triangles)
+    g = np.linspace(0.02, 0.98, 60)
+    xy = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    points = np.concatenate([np.c_[xy, np.full(len(xy), 0.01)], np.c_[xy, np.full(len(xy), -0.02)]])
+    moved = gmesh.follow_points(v, t, points, 0.05)
+    inner = (np.abs(v[:, :2] - 0.5) < 0.35).all(1)
+    top, bottom = inner & (v[:, 2] > 0), inner & (v[:, 2] < 0)
+    np.testing.assert_allclose(moved[top, 2], 0.01, atol=5e-4)
+    np.testing.assert_allclose(moved[bottom, 2], -0.02, atol=5e-4)
+
+
+def test_follow_points_turns_no_triangle_over():
+    v, t = noisy_box(level=4, noise=0.02, seed=1)  # a noisy mesh (edges ~0.06) and noisier points, averaged over
+    points, _ = oriented(o3d.geometry.TriangleMesh.create_box(), 3000, seed=1)  # little: unguarded, 17 would turn
+    points += np.random.default_rng(1).normal(scale=0.05, size=points.shape)
+    before = gmesh._faces(v, t)[0]
+    after = gmesh._faces(gmesh.follow_points(v, t, points, 0.02), t)[0]
+    assert (np.sum(before * after, 1) >= 0).all()
+
+
 def test_max_cube_refines_a_sparse_scans_mesh_toward_the_surface():
     # 300 points on a torus: Poisson's mesh follows their spacing (~0.09); re-extracted at its own resolution, its
     # facets and chords cut the tube's curve, cubes of 0.025 follow it closer (as a reconstruction meshes: filtered)

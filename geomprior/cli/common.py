@@ -35,16 +35,24 @@ def _positive_float(text: str) -> float:
 
 
 def _int_at_least(low: int):
-    def parse(text: str) -> int:
+    return _at_least(low, int, "integer")
+
+
+def _float_at_least(low: float):
+    return _at_least(low, float, "number")
+
+
+def _at_least(low, kind, name: str):
+    def parse(text: str):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < low:
+            raise argparse.ArgumentTypeError(f"not a{'n' * (name[0] in 'aeiou')} {name}: {text!r}") from None
+        if not (math.isfinite(value) and value >= low):
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
         return value
 
-    parse.__name__ = f"integer >= {low}"
+    parse.__name__ = f"{name} >= {low}"
     return parse
 
 

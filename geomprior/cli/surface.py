@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from geomprior.cli.common import DEVICES, PROG, _int_at_least, _positive_float, publish, with_progress
+from geomprior.cli.common import DEVICES, PROG, _float_at_least, _int_at_least, _positive_float, publish, with_progress
 from geomprior.errors import InputError
 from geomprior.presets import PRECISIONS, PRESETS
 
@@ -63,6 +63,9 @@ def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
     rec.add_argument("--edge-filter", type=_int_at_least(0), metavar="INT",
                      help="iterations of the filter that takes the noise left in the mesh out without rounding its "
                           "edges (bilateral filtering of the face normals; default: preset, 0: none)")
+    rec.add_argument("--fidelity", type=_float_at_least(0), metavar="FLOAT",
+                     help="how the mesh is moved onto the fitted points at last: their offsets averaged over this × "
+                          "the patch radius (default: preset, 1; 0: not moved)")
     rec.add_argument("--loss", choices=("assignment", "sinkhorn"),
                      help="the local fit's loss: assignment (default: squared distance to the matched points) or "
                           "sinkhorn (the Sinkhorn divergence, geomloss; the Earth Mover loss of the design)")
@@ -185,7 +188,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         changes["thin_parts"] = {"on": True, "off": False}.get(args.thin_parts, "auto")
     if args.outward is not None:
         changes["outward"] = {"on": True, "off": False}.get(args.outward, "auto")
-    for name in ("mesh_points", "edge_filter", "loss", "matching", "precision"):
+    for name in ("mesh_points", "edge_filter", "fidelity", "loss", "matching", "precision"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     cfg = dataclasses.replace(cfg, **changes)
