@@ -346,8 +346,8 @@ def test_follow_points_puts_a_shrunk_sphere_back_on_its_points_without_their_noi
 
 
 def test_follow_points_moves_each_side_of_a_thin_part_to_its_own_points():
-    # a plate 0.03 thick; its points lie 0.005 inside the top and 0.005 outside the bottom: within reach of each
-    # other's vertices (2 × width), each side follows its own
+    # a plate 0.03 thick; its points lie 0.005 inside the top and 0.005 outside the bottom: closer to the other
+    # side's vertices than the width, each side follows its own (the averaging goes along the surface)
     box = o3d.geometry.TriangleMesh.create_box(1, 1, 0.03).translate((0, 0, -0.015)).subdivide_midpoint(4)
     box.merge_close_vertices(1e-9)
     v, t = np.asarray(box.vertices), np.asarray(box.triangles)
