@@ -17,6 +17,8 @@ from typing import Literal
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .mesh_filters import _faces, follow_points, keep_edges
+
 log = logging.getLogger(__name__)
 
 # closed="auto": a surface whose share of area farther than the trim distance from every dense point is at most this
@@ -28,9 +30,6 @@ _BITS = 21  # bits per axis in a packed cube index (2 million cubes a side) ...
 _OFFSET = np.full(3, 1 << (_BITS - 1), np.int64)  # ... about the grid's origin, half of them on either side
 _NEAR = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)  # a cube and its neighbours
 GROW_ROUNDS = 8  # at most this many rounds of growing the band where the surface leaves it
-# keep_edges: two face normals this far apart (|n_i − n_j|, a 12° angle) weigh e^-½ in each other's filtered normal
-EDGE_SIGMA = 0.2
-VERTEX_STEPS = 20  # keep_edges: steps moving each vertex onto the planes of its faces
 
 
 def poisson_mesh(
@@ -328,8 +327,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                    within ``max_distance`` of the points; either without pieces of less than ``min_area``;
                    "auto": closed where at most ``CLOSED_SHARE`` of the closed surface's area lies farther than
                    ``max_distance`` from every point (the points enclose a volume), else open
-    max_distance : how far the open mesh reaches beyond the points (None: open meshes are not trimmed, "auto" is
-                   closed)
+    max_distance : how far the open mesh reaches beyond the points (None: open meshes untrimmed, "auto" closed)
     trim         : how far an open mesh reaches beyond the points, where it is to end closer than the
                    ``max_distance`` that decides "auto" (None: ``max_distance``)
     support      : (S, 3) points and their (S,) objects (None: one object) that ``max_distance`` is measured from
@@ -339,8 +337,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     vertex is then far when it lies beyond the distance of its nearest such point
 
     edge_filter  : iterations of :func:`keep_edges` on the mesh's vertices (0: none)
-    fidelity     : then :func:`follow_points` with this width: the mesh moved onto the points it is made from (None:
-                   not)
+    fidelity     : then :func:`follow_points` with this width (None or 0: not; it may leave triangles crossing)
     max_cube     : the manifold re-extraction's cubes at most this a side (None: the Poisson mesh's own resolution,
                    which follows the points' spacing: a sparse scan's facets and chords, inside its curves, remain)
     manifold     : False: one Screened Poisson mesh of all the points as open3d gives it, its vertices farther than
@@ -388,9 +385,8 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     mesh = o3d.geometry.TriangleMesh()
     if count:
         triangles = np.concatenate(triangles)
-        vertices = keep_edges(np.concatenate(vertices), triangles, edge_filter)
-        if fidelity:
-            vertices = follow_points(vertices, triangles, points, fidelity)
+        vertices = follow_points(keep_edges(np.concatenate(vertices), triangles, edge_filter), triangles, points,
+                                 fidelity or 0.0)
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                          o3d.utility.Vector3iVector(triangles.astype(np.int32)))
         mesh.compute_vertex_normals()
@@ -454,127 +450,6 @@ def _extract(points, normals, *, depth, closed, max_distance, min_area, trim=Non
     facts = {"points": len(points), "depth": depth, "closed": is_closed, "open_share": open_share,
              "components": components, "genus": _genus(t, len(used), components) if is_closed else None}
     return _Piece(v[used], t, facts)
-
-
-def keep_edges(vertices: np.ndarray, triangles: np.ndarray, iterations: int, *, sigma: float = EDGE_SIGMA,
-               vertex_steps: int = VERTEX_STEPS) -> np.ndarray:
-    """The vertices (V, 3) of a mesh (triangles (F, 3)) moved to take out noise without rounding its edges.
-
-    Bilateral normal filtering (Zheng et al. 2011): ``iterations`` times, each face normal becomes the mean of the
-    normals of the faces sharing a vertex with it, weighted by area × exp(−d²/2σ_s²) (d the distance between the
-    centroids, σ_s the mean edge length) × exp(−|n_i − n_j|²/2σ²): faces across an edge, whose normals differ,
-    hardly mix. Then ``vertex_steps`` times each vertex moves by the mean of its faces' offsets to it along their
-    filtered normals (Sun et al. 2007). Last, the vertices of any triangle turned over (its normal more than 90°
-    from before) go back where they were, until none is: a fold is where the moved mesh would cut itself. The
-    triangles are unchanged. open3d's Laplacian and Taubin filters round edges, MeshLab's two-step smoothing is
-    this idea outside our dependencies.
-    """
-    from scipy.sparse import csr_matrix
-
-    vertices = np.array(vertices, dtype=np.float64)
-    if iterations <= 0 or not len(triangles):
-        return vertices
-    before = vertices.copy()
-    nf, nv = len(triangles), len(vertices)
-    of_vertex = csr_matrix((np.ones(3 * nf), (triangles.ravel(), np.repeat(np.arange(nf), 3))), shape=(nv, nf))
-    pairs = (of_vertex.T @ of_vertex).tocsr()  # faces sharing a vertex, each face with itself
-    counts, cols = np.diff(pairs.indptr), pairs.indices
-    start, centres, areas = _faces(vertices, triangles)
-    normals = start
-    edges = vertices[triangles] - vertices[np.roll(triangles, 1, axis=1)]
-    sigma_s = max(float(np.linalg.norm(edges, axis=2).mean()), 1e-30)
-    near = (centres - centres.mean(0)).astype(np.float32)  # float32: each term is a product of per-pair gathers
-    near = np.repeat(near, counts, axis=0) - near[cols]
-    spatial = areas[cols].astype(np.float32) * np.exp(np.einsum("ij,ij->i", near, near) / np.float32(-2 * sigma_s**2))
-    for _ in range(iterations):  # |n_i − n_j|² = 2 − 2 n_i·n_j for unit normals
-        unit = normals.astype(np.float32)
-        agree = np.einsum("ij,ij->i", np.repeat(unit, counts, axis=0), unit[cols])
-        pairs.data = spatial * np.exp((agree - 1) / np.float32(sigma**2))
-        summed = pairs @ normals
-        normals = summed / np.linalg.norm(summed, axis=1, keepdims=True).clip(1e-300)
-    planes = (of_vertex @ (normals[:, :, None] * normals[:, None, :]).reshape(nf, 9)).reshape(nv, 3, 3)
-    uses = np.asarray(of_vertex.sum(1)).clip(1)
-    for _ in range(vertex_steps):  # x += mean over its faces f of n_f n_fᵀ (c_f − x)
-        centres = vertices[triangles].mean(1)
-        pull = of_vertex @ (normals * np.sum(normals * centres, 1, keepdims=True))
-        vertices += (pull - np.einsum("vij,vj->vi", planes, vertices)) / uses
-    return _unfold(vertices, before, triangles, start)
-
-
-HALVINGS = 8  # follow_points: a move that turns a triangle over is halved this many times before it is undone
-
-
-def follow_points(vertices: np.ndarray, triangles: np.ndarray, points: np.ndarray, width: float) -> np.ndarray:
-    """The vertices (V, 3) of a mesh (triangles (F, 3)) moved along their normals onto the points (P, 3) it was
-    made from, on average: by the mean of the points' signed distances to the mesh (signed by the side of the
-    closest triangle), averaged over the surface about ``width`` far (Gaussian-like: exp(−d²/width²)).
-
-    Each point's distance goes to the three corners of its closest triangle (barycentric weights); the sums and
-    their weights spread over the mesh by steps of averaging each vertex with its neighbours, as many as make the
-    spread ``width`` (a random walk), and the move is their ratio. Along the surface, so a thin part's other side
-    does not count. Screened Poisson and the smoothing after it leave a surface inside its points' convex parts
-    and off them where they are sparse; this puts it back, averaged so that the points' noise stays out. Vertices
-    no point reaches stay; the vertices of a triangle the move turns over move half as far, ``HALVINGS`` times,
-    then not at all (a fold is where the mesh would cut itself). Closest points: open3d's RaycastingScene.
-    """
-    import open3d as o3d
-    from scipy.sparse import csr_matrix, diags
-
-    vertices = np.array(vertices, dtype=np.float64)
-    points = np.asarray(points, dtype=np.float64)
-    if not width > 0 or not len(triangles) or not len(points):
-        return vertices
-    nv = len(vertices)
-    face_normals, _, areas = _faces(vertices, triangles)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(triangles.astype(np.uint32)))
-    hit = scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
-    closest, face = hit["points"].numpy().astype(np.float64), hit["primitive_ids"].numpy().astype(np.int64)
-    u, v = hit["primitive_uvs"].numpy().astype(np.float64).T
-    away = points - closest  # its signed distance: the distance, signed by the closest triangle's side
-    offset = np.linalg.norm(away, axis=1) * np.sign(np.einsum("ij,ij->i", away, face_normals[face]))
-    corners, bary = triangles[face].ravel(), np.stack([1 - u - v, u, v], 1).clip(0).ravel()
-    sums = np.stack([np.bincount(corners, bary, nv), np.bincount(corners, bary * np.repeat(offset, 3), nv)], 1)
-    edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
-    adjacency = csr_matrix((np.ones(2 * len(edges)), (edges.ravel(), edges[:, ::-1].ravel())), shape=(nv, nv))
-    adjacency.data[:] = 1.0  # an edge two triangles share counts once
-    adjacency += diags(np.ones(nv))
-    step = diags(1.0 / np.asarray(adjacency.sum(1)).ravel()) @ adjacency  # each vertex: the mean of it and its ring
-    lengths = np.linalg.norm(vertices[edges[:, 0]] - vertices[edges[:, 1]], axis=1)
-    # a step moves a walker one edge with probability deg/(deg+1) ≈ 6/7: after n steps each coordinate's variance
-    # is about n · 3/7 · mean(edge²), the Gaussian exp(−d²/width²)'s is width²/2
-    for _ in range(int(np.ceil(7 * width**2 / (6 * np.mean(lengths**2))))):
-        sums = step @ sums
-    shift = sums[:, 1] / np.where(sums[:, 0] > 0, sums[:, 0], 1.0)
-    normals = np.zeros_like(vertices)  # area-weighted vertex normals
-    for k in range(3):
-        np.add.at(normals, triangles[:, k], face_normals * areas[:, None])
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-300)
-    moved = vertices + shift[:, None] * normals
-    for _ in range(HALVINGS):  # the vertices of a triangle turned over move half as far, until none is
-        over = np.sum(face_normals * _faces(moved, triangles)[0], 1) < 0
-        if not over.any():
-            break
-        shift[np.unique(triangles[over])] *= 0.5
-        moved = vertices + shift[:, None] * normals
-    return _unfold(moved, vertices, triangles, face_normals)
-
-
-def _unfold(vertices: np.ndarray, before: np.ndarray, triangles: np.ndarray, normals: np.ndarray) -> np.ndarray:
-    """``vertices`` with those of every triangle turned over (more than 90° from its ``normals`` at ``before``)
-    back at ``before``, until none is: a fold is where the moved mesh would cut itself."""
-    while (over := np.sum(normals * _faces(vertices, triangles)[0], 1) < 0).any():
-        back = np.unique(triangles[over])
-        vertices[back] = before[back]
-    return vertices
-
-
-def _faces(vertices: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(F, 3) unit normals, (F, 3) centroids, (F,) areas of the triangles."""
-    c = vertices[triangles]
-    cross = np.cross(c[:, 1] - c[:, 0], c[:, 2] - c[:, 0])
-    double = np.linalg.norm(cross, axis=1)
-    return cross / double.clip(1e-300)[:, None], c.mean(1), 0.5 * double
 
 
 def _arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
