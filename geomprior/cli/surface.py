@@ -65,7 +65,7 @@ def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
                           "edges (bilateral filtering of the face normals; default: preset, 0: none)")
     rec.add_argument("--fidelity", type=_float_at_least(0), metavar="FLOAT",
                      help="how the mesh is moved onto the fitted points at last: their offsets averaged over this × "
-                          "the patch radius (default: preset, 0: not moved)")
+                          "the patch radius (default: the preset's, 0: not moved)")
     rec.add_argument("--loss", choices=("assignment", "sinkhorn"),
                      help="the local fit's loss: assignment (default: squared distance to the matched points) or "
                           "sinkhorn (the Sinkhorn divergence, geomloss; the Earth Mover loss of the design)")
