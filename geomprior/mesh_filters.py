@@ -23,20 +23,17 @@ def keep_edges(vertices: np.ndarray, triangles: np.ndarray, iterations: int, *, 
     triangles are unchanged. open3d's Laplacian and Taubin filters round edges, MeshLab's two-step smoothing is
     this idea outside our dependencies.
     """
-    from scipy.sparse import csr_matrix
-
     vertices = np.array(vertices, dtype=np.float64)
     if iterations <= 0 or not len(triangles):
         return vertices
     before = vertices.copy()
     nf, nv = len(triangles), len(vertices)
-    of_vertex = csr_matrix((np.ones(3 * nf), (triangles.ravel(), np.repeat(np.arange(nf), 3))), shape=(nv, nf))
+    of_vertex = _incidence(triangles, nv)
     pairs = (of_vertex.T @ of_vertex).tocsr()  # faces sharing a vertex, each face with itself
     counts, cols = np.diff(pairs.indptr), pairs.indices
     start, centres, areas = _faces(vertices, triangles)
     normals = start
-    edges = vertices[triangles] - vertices[np.roll(triangles, 1, axis=1)]
-    sigma_s = max(float(np.linalg.norm(edges, axis=2).mean()), 1e-30)
+    sigma_s = max(float(np.linalg.norm(_sides(vertices, triangles), axis=2).mean()), 1e-30)
     near = (centres - centres.mean(0)).astype(np.float32)  # float32: each term is a product of per-pair gathers
     near = np.repeat(near, counts, axis=0) - near[cols]
     spatial = areas[cols].astype(np.float32) * np.exp(np.einsum("ij,ij->i", near, near) / np.float32(-2 * sigma_s**2))
@@ -72,7 +69,7 @@ def follow_points(vertices: np.ndarray, triangles: np.ndarray, points: np.ndarra
     then not at all (a fold is where the mesh would cut itself). Closest points: open3d's RaycastingScene.
     """
     import open3d as o3d
-    from scipy.sparse import csr_matrix, diags
+    from scipy.sparse import diags
 
     vertices = np.array(vertices, dtype=np.float64)
     points = np.asarray(points, dtype=np.float64)
@@ -89,20 +86,16 @@ def follow_points(vertices: np.ndarray, triangles: np.ndarray, points: np.ndarra
     offset = np.linalg.norm(away, axis=1) * np.sign(np.einsum("ij,ij->i", away, face_normals[face]))
     corners, bary = triangles[face].ravel(), np.stack([1 - u - v, u, v], 1).clip(0).ravel()
     sums = np.stack([np.bincount(corners, bary, nv), np.bincount(corners, bary * np.repeat(offset, 3), nv)], 1)
-    edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
-    adjacency = csr_matrix((np.ones(2 * len(edges)), (edges.ravel(), edges[:, ::-1].ravel())), shape=(nv, nv))
-    adjacency.data[:] = 1.0  # an edge two triangles share counts once
-    adjacency += diags(np.ones(nv))
-    step = diags(1.0 / np.asarray(adjacency.sum(1)).ravel()) @ adjacency  # each vertex: the mean of it and its ring
-    lengths = np.linalg.norm(vertices[edges[:, 0]] - vertices[edges[:, 1]], axis=1)
+    of_vertex = _incidence(triangles, nv)
+    ring = (of_vertex @ of_vertex.T).tocsr()  # the vertices sharing a triangle with each, itself included
+    ring.data[:] = 1.0
+    step = diags(1.0 / np.asarray(ring.sum(1)).ravel()) @ ring  # each vertex: the mean of it and its ring
     # a step moves a walker one edge with probability deg/(deg+1) ≈ 6/7: after n steps each coordinate's variance
     # is about n · 3/7 · mean(edge²), the Gaussian exp(−d²/width²)'s is width²/2
-    for _ in range(int(np.ceil(7 * width**2 / (6 * np.mean(lengths**2))))):
+    for _ in range(int(np.ceil(7 * width**2 / (6 * np.mean(np.sum(_sides(vertices, triangles) ** 2, 2)))))):
         sums = step @ sums
     shift = sums[:, 1] / np.where(sums[:, 0] > 0, sums[:, 0], 1.0)
-    normals = np.zeros_like(vertices)  # area-weighted vertex normals
-    for k in range(3):
-        np.add.at(normals, triangles[:, k], face_normals * areas[:, None])
+    normals = of_vertex @ (face_normals * areas[:, None])  # area-weighted vertex normals
     normals /= np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-300)
     moved = vertices + shift[:, None] * normals
     for _ in range(HALVINGS):  # the vertices of a triangle turned over move half as far, until none is
@@ -129,3 +122,16 @@ def _faces(vertices: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.
     cross = np.cross(c[:, 1] - c[:, 0], c[:, 2] - c[:, 0])
     double = np.linalg.norm(cross, axis=1)
     return cross / double.clip(1e-300)[:, None], c.mean(1), 0.5 * double
+
+
+def _incidence(triangles: np.ndarray, n_vertices: int):
+    """(V, F) sparse matrix: 1 where a vertex is a corner of a triangle."""
+    from scipy.sparse import csr_matrix
+
+    nf = len(triangles)
+    return csr_matrix((np.ones(3 * nf), (triangles.ravel(), np.repeat(np.arange(nf), 3))), shape=(n_vertices, nf))
+
+
+def _sides(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(F, 3, 3) the vectors along each triangle's three sides."""
+    return vertices[triangles] - vertices[np.roll(triangles, 1, axis=1)]
