@@ -19,6 +19,8 @@ from typing import Literal
 
 import torch
 
+from .device import keep_freed_memory
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int, dict], None]
@@ -177,6 +179,7 @@ def fit(
                restored together with ``params`` (with a leading item dimension P when P > 1)
     lr_decay : "cosine" lowers the learning rate from ``lr`` to 0 at ``max_steps`` along half a cosine
     Frozen items (per-item stopping) get zero gradients and zero Adam momentum, so they do not move.
+    On a CPU the loop first lets glibc keep the memory a step frees (:func:`geomprior.device.keep_freed_memory`).
 
     Long: the one loop every fit of the package runs (patches and pixels); its steps, evaluations, stopping and
     recovery from a non-finite loss read top to bottom in one place.
@@ -184,6 +187,8 @@ def fit(
     stopper = stopper or EarlyStopping(mode="none")
     if lr_decay not in ("none", "cosine"):
         raise ValueError(f"lr_decay must be 'none' or 'cosine', got {lr_decay!r}")
+    if any(p.device.type == "cpu" for p in params):
+        keep_freed_memory()
     opt = adam(params, lr)
     sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / max_steps)))
              if lr_decay == "cosine" and max_steps > 0 else None)

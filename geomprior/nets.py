@@ -63,8 +63,8 @@ class BatchedMLP(nn.Module):
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             x = torch.baddbmm(b, x, w)
-            if i < last:
-                x = torch.relu(x) if self.activation == "relu" else torch.sin(self.omega * x)
+            if i < last:  # in place: baddbmm's backward does not need its output
+                x = x.relu_() if self.activation == "relu" else torch.sin(self.omega * x)
         return x
 
     def network(self, i: int) -> nn.Sequential:

@@ -9,7 +9,7 @@ SHAPES = REPO.parent / "shared" / "data" / "shapes"
 
 
 def machine() -> str:
-    """One line naming this machine (CPU model, cores) and the torch build."""
+    """One line naming this machine (CPU model, cores, vector units) and the torch build."""
     import os
     import platform
 
@@ -23,8 +23,15 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    from geomprior.device import training_dtype
+
+    # two machines of one model name may differ in what decides the fits' speed: their widest vector unit and
+    # whether training steps run in bfloat16 (precision "auto")
+    units = torch.backends.cpu.get_cpu_capability()
+    if training_dtype("auto", torch.device("cpu")) == torch.bfloat16:
+        units += " + bfloat16"
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+    return f"{cpu}, {os.cpu_count()} cores ({units}){gpu}, torch {torch.__version__}"
 
 
 def scan(name: str, *, n_points: int = 20_000, noise: float = 0.005, seed: int = 0):
