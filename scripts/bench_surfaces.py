@@ -17,7 +17,8 @@ Suites (``--suite``, default all three):
   memory against the point count, log-log plot, fitted exponent.
 - ``ablations``: the default preset against one change at a time on bunny00 and fandisk at 0.5 % noise (the
   outlier filter on the 2 % outlier variant); the thin-part normals also on the plate. The default also runs with
-  fit seeds 1 and 2 (same scan, same settings): their spread is the yardstick for the other rows' differences.
+  fit seeds 1 and 2 (same scan, same settings): their spread is the yardstick for the other rows' differences; so
+  does it on the unevenly sampled scan of the matrix, whose spread is wider.
 
 Every row runs in a fresh process, so its peak memory (ru_maxrss) is its own; its time covers the
 reconstruction only (not making the scan, not evaluating). Metrics: geomprior.metrics.evaluate (DESIGN.md §6:
@@ -70,6 +71,9 @@ ABLATIONS = {
     "default": {},
     "default, fit seed 1": {},  # the spread of the default over the fit's own randomness (FIT_SEED)
     "default, fit seed 2": {},
+    "default, uneven sampling": {},  # the matrix's nonuniform scan, with its own spread over the fit's randomness
+    "default, uneven sampling, fit seed 1": {},
+    "default, uneven sampling, fit seed 2": {},
     "fixed 400 epochs (no early stop)": {"early_stop": "none", "max_epochs": 400},
     "fixed 150 epochs (no early stop)": {"early_stop": "none", "max_epochs": 150},
     "no consistency stage": {"consistency": False},
@@ -103,13 +107,15 @@ ABLATIONS = {
     "Sinkhorn-divergence loss": {"loss": "sinkhorn"},
 }
 FIT_SEED = {"default, fit seed 1": 1, "default, fit seed 2": 2,  # else 0: held-out points, uv samples, weights
+            "default, uneven sampling, fit seed 1": 1, "default, uneven sampling, fit seed 2": 2,
             "the former surface score, fit seed 1": 1, "the former surface score, fit seed 2": 2}
 # the ablations that also run on the thin plate
 ON_PLATE = ("default", "default, fit seed 1", "default, fit seed 2", "thin-part normals", "plain normals",
             "surface score along each cell's own normal (the former)", "the former surface score, fit seed 1",
             "the former surface score, fit seed 2", "former mesh (Poisson as it comes)",
             "dense points instead of fitted", "mesh moved onto its points (fidelity 1)")
-ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers"}  # else plain
+ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers",  # else plain
+                    **{f"default, uneven sampling{s}": "nonuniform" for s in ("", ", fit seed 1", ", fit seed 2")}}
 ABLATION_POINTS = {name: 5_000 for name in ABLATIONS if name.endswith(", 5,000 points")}  # else --points
 
 
@@ -551,6 +557,21 @@ def against(rows: list[dict], rev: str, what: str, out: Path) -> list[str]:
     return lines
 
 
+def seed_spread(rows: list[dict]) -> list[str]:
+    """One line: per scan, the default preset's Chamfer-L1 over fit seeds 0, 1, 2 (the ablations that differ in
+    FIT_SEED alone): max / min − 1, the yardstick for "within the seed spread"."""
+    spreads = []
+    for variant, names in (("plain", ("default", "default, fit seed 1", "default, fit seed 2")),
+                           ("nonuniform", tuple(n for n in ABLATION_VARIANT if n.startswith("default, uneven")))):
+        for shape in dict.fromkeys(r["shape"] for r in rows):
+            cd = [r["chamfer_l1"] for r in rows if r["shape"] == shape and r.get("ablation") in names]
+            if len(cd) == len(names):
+                spreads.append(f"{shape} {variant} {100 * (max(cd) / min(cd) - 1):.1f} % "
+                               f"({min(cd):.6f}–{max(cd):.6f})")
+    return [f"Spread of the default preset over fit seeds 0, 1 and 2 (Chamfer-L1, largest / smallest − 1): "
+            f"{'; '.join(spreads)}.", ""] if spreads else []
+
+
 def time_ratio(rows: list[dict]) -> list[str]:
     """Issue 30's time criterion: the default preset's time on the 20,000-point bunny00 (0.5 %, plain) over Screened
     Poisson depth 9's, both rows measured in one run (one invocation, one machine), else not stated."""
@@ -689,7 +710,7 @@ def main(argv=None) -> int:
         rows, missing = measure(ablation_jobs(args), "ablations")
         sections += [header("Surfaces: ablations of the default preset (0.5 % noise)", conventions, __file__, argv,
                             _table_machine(rows)),
-                     *_quality_table(rows, "setting"), "", *_not_run(missing)]
+                     *_quality_table(rows, "setting"), "", *_not_run(missing), *seed_spread(rows)]
         summary["ablations"] = rows
     text = "\n".join(sections)
     print(text)

@@ -28,6 +28,7 @@ from _scans import scan
 
 import geomprior.dgp as dgp
 from geomprior.baselines import screened_poisson
+from geomprior.device import training_dtype
 from geomprior.io import write_json
 
 STAGES = (  # (label, function name in geomprior.dgp)
@@ -94,10 +95,11 @@ def main(argv=None) -> int:
     rows.append({"stage": "other", "seconds": total - sum(seconds.values())})
     result = dict(shape=args.shape if not args.quick else "torus", points=n, noise=args.noise, preset=args.preset,
                   threads=torch.get_num_threads(), load=os.getloadavg()[0], total=total, poisson9=poisson,
-                  epochs=int(rec.history["local"]["steps"]), rows=rows)
+                  epochs=int(rec.history["local"]["steps"]), rows=rows,
+                  training=str(training_dtype(cfg.precision, torch.device("cpu"))).removeprefix("torch."))
     lines = [header("Where the time goes", (
         f"{n:,} points of {result['shape']} with {args.noise:.1%} noise, no normals; preset {args.preset}, CPU, "
-        f"{result['threads']} torch threads, 1-minute load {result['load']:.1f} when it ended. Each stage is the "
+        f"training steps in {result['training']}, {result['threads']} torch threads, 1-minute load {result['load']:.1f} when it ended. Each stage is the "
         f"wall time of the library function named, wrapped for this run; Screened Poisson depth 9 "
         f"(geomprior.baselines.screened_poisson, normals estimated as its benchmark row does) on the same points, "
         f"the faster of a run before and one after ours."), __file__, argv),

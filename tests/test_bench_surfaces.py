@@ -126,6 +126,22 @@ def test_time_ratio_only_between_rows_of_one_run(bench):
     assert bench.time_ratio([row("default", 19.0, "r1")]) == []
 
 
+def test_seed_spread_over_the_three_fit_seeds_of_one_scan(bench):
+    def row(shape, ablation, cd):
+        return {"shape": shape, "ablation": ablation, "chamfer_l1": cd}
+
+    seeds = ("default", "default, fit seed 1", "default, fit seed 2")
+    rows = [row("fandisk", name, cd) for name, cd in zip(seeds, (0.0021, 0.0020, 0.0022))]
+    rows += [row("fandisk", "widths 32-32-32", 0.0040), row("bunny00", "default", 0.0019)]  # not a seed / one seed
+    rows += [row("bunny00", f"default, uneven sampling{s}", cd) for s, cd in ((", fit seed 2", 0.0025), ("", 0.0026),
+                                                                             (", fit seed 1", 0.0025))]
+    line = "\n".join(bench.seed_spread(rows))
+    assert "fandisk plain 10.0 % (0.002000–0.002200)" in line
+    assert "bunny00 nonuniform 4.0 % (0.002500–0.002600)" in line
+    assert "bunny00 plain" not in line
+    assert bench.seed_spread(rows[3:5]) == []
+
+
 def test_rows_of_another_machine_are_marked(bench):
     def row(method, machine=None):
         r = {"shape": "sphere", "noise": 0.005, "variant": "", "method": method, "chamfer_l1": 0.002,
