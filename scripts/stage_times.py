@@ -99,8 +99,9 @@ def main(argv=None) -> int:
                   training=str(training_dtype(cfg.precision, torch.device("cpu"))).removeprefix("torch."))
     lines = [header("Where the time goes", (
         f"{n:,} points of {result['shape']} with {args.noise:.1%} noise, no normals; preset {args.preset}, CPU, "
-        f"training steps in {result['training']}, {result['threads']} torch threads, 1-minute load {result['load']:.1f} when it ended. Each stage is the "
-        f"wall time of the library function named, wrapped for this run; Screened Poisson depth 9 "
+        f"training steps in {result['training']}, {result['threads']} torch threads, 1-minute load "
+        f"{result['load']:.1f} when it ended. Each stage is the wall time of the library function named, wrapped "
+        f"for this run; Screened Poisson depth 9 "
         f"(geomprior.baselines.screened_poisson, normals estimated as its benchmark row does) on the same points, "
         f"the faster of a run before and one after ours."), __file__, argv),
         "| stage | s | share |", "|---|---|---|"]
