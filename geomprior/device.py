@@ -4,6 +4,7 @@ how the CPU allocator treats the memory a training step frees."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -48,29 +49,24 @@ def _cpu_has_bf16() -> bool:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_LIMIT = 32 << 20  # the largest mmap threshold glibc accepts (half its 64 MB heap size)
 _TRIM_LIMIT = 256 << 20
-_kept = False
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Let glibc's malloc serve blocks of up to 32 MB from its heap and keep up to 256 MB of freed memory there.
 
     A CPU training step allocates its activations (tens of MB) and frees them in the backward pass. With glibc's
     adaptive defaults much of that memory goes back to the system every step and comes back as fresh zeroed pages
-    on the next, which costs kernel time of the order of the step's own arithmetic. Process-wide and set once;
+    on the next, which costs kernel time of the order of the step's own arithmetic. Process-wide, decided once;
     left alone where the user tuned malloc (``MALLOC_*_`` or ``GLIBC_TUNABLES`` in the environment) and off glibc.
     Returns whether the setting is in force.
     """
-    global _kept
-    if _kept:
-        return True
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     if any(k.startswith("MALLOC_") or k == "GLIBC_TUNABLES" for k in os.environ):
         return False
     try:
-        libc = ctypes.CDLL(None)
-        _kept = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_LIMIT))
-        _kept = _kept and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_LIMIT))
+        mallopt = ctypes.CDLL(None).mallopt
+        return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_LIMIT)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_LIMIT))
     except (OSError, AttributeError):
         return False
-    return _kept
