@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .mesh_filters import _faces, follow_points, keep_edges
+from .mesh_filters import _faces, _sides, follow_points, keep_edges
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def manifold_surface(mesh, *, cube: float | None = None, max_cube: float | None 
     faces = _without_non_manifold_edges(np.asarray(mesh.triangles, dtype=np.int64),
                                         np.asarray(mesh.get_non_manifold_edges(allow_boundary_edges=True)))
     if cube is None and len(faces):
-        cube = float(np.median(np.linalg.norm(vertices[faces] - vertices[np.roll(faces, 1, axis=1)], axis=2)))
+        cube = float(np.median(np.linalg.norm(_sides(vertices, faces), axis=2)))
         cube = cube if max_cube is None else min(cube, max_cube)
     if not len(faces) or not cube > 0:
         return o3d.geometry.TriangleMesh()
@@ -316,7 +316,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                  min_area: float = 0.0, manifold: bool = True,
                  support: tuple[np.ndarray, np.ndarray | None] | None = None,
                  trim: float | np.ndarray | None = None, edge_filter: int = 0, max_cube: float | None = None,
-                 fidelity: float | None = None) -> tuple[object, list[dict]]:
+                 fidelity: float = 0.0) -> tuple[object, list[dict]]:
     """A mesh a user keeps, from dense oriented points (M, 3) (and their unit normals (M, 3)).
 
     objects      : (M,) int  the object of each point (None: one object); each object is meshed on its own, so
@@ -337,7 +337,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     vertex is then far when it lies beyond the distance of its nearest such point
 
     edge_filter  : iterations of :func:`keep_edges` on the mesh's vertices (0: none)
-    fidelity     : then :func:`follow_points` with this width (None or 0: not; it may leave triangles crossing)
+    fidelity     : then :func:`follow_points` with this width (0: not; it may leave triangles crossing)
     max_cube     : the manifold re-extraction's cubes at most this a side (None: the Poisson mesh's own resolution,
                    which follows the points' spacing: a sparse scan's facets and chords, inside its curves, remain)
     manifold     : False: one Screened Poisson mesh of all the points as open3d gives it, its vertices farther than
@@ -386,7 +386,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     if count:
         triangles = np.concatenate(triangles)
         vertices = follow_points(keep_edges(np.concatenate(vertices), triangles, edge_filter), triangles, points,
-                                 fidelity or 0.0)
+                                 fidelity)
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                          o3d.utility.Vector3iVector(triangles.astype(np.int32)))
         mesh.compute_vertex_normals()
