@@ -106,8 +106,11 @@ ABLATIONS = {
     # patches of <= 114 points): hours a scan
     "Sinkhorn-divergence loss": {"loss": "sinkhorn"},
 }
-FIT_SEED = {"default, fit seed 1": 1, "default, fit seed 2": 2,  # else 0: held-out points, uv samples, weights
-            "default, uneven sampling, fit seed 1": 1, "default, uneven sampling, fit seed 2": 2,
+# the default at fit seeds 0, 1, 2 on the plain and on the unevenly sampled scan (seed_spread)
+SEEDS = {variant: (name, f"{name}, fit seed 1", f"{name}, fit seed 2")
+         for variant, name in (("plain", "default"), ("nonuniform", "default, uneven sampling"))}
+# the seed of an ablation's fit (held-out points, uv samples, weights); 0 for those not named
+FIT_SEED = {**{n: i for names in SEEDS.values() for i, n in enumerate(names) if i},
             "the former surface score, fit seed 1": 1, "the former surface score, fit seed 2": 2}
 # the ablations that also run on the thin plate
 ON_PLATE = ("default", "default, fit seed 1", "default, fit seed 2", "thin-part normals", "plain normals",
@@ -115,7 +118,7 @@ ON_PLATE = ("default", "default, fit seed 1", "default, fit seed 2", "thin-part 
             "the former surface score, fit seed 2", "former mesh (Poisson as it comes)",
             "dense points instead of fitted", "mesh moved onto its points (fidelity 1)")
 ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers",  # else plain
-                    **{f"default, uneven sampling{s}": "nonuniform" for s in ("", ", fit seed 1", ", fit seed 2")}}
+                    **dict.fromkeys(SEEDS["nonuniform"], "nonuniform")}
 ABLATION_POINTS = {name: 5_000 for name in ABLATIONS if name.endswith(", 5,000 points")}  # else --points
 
 
@@ -558,11 +561,10 @@ def against(rows: list[dict], rev: str, what: str, out: Path) -> list[str]:
 
 
 def seed_spread(rows: list[dict]) -> list[str]:
-    """One line: per scan, the default preset's Chamfer-L1 over fit seeds 0, 1, 2 (the ablations that differ in
-    FIT_SEED alone): max / min − 1, the yardstick for "within the seed spread"."""
+    """One line: per scan, the default preset's Chamfer-L1 over fit seeds 0, 1, 2 (the ablations of ``SEEDS``):
+    max / min − 1, the yardstick for "within the seed spread"."""
     spreads = []
-    for variant, names in (("plain", ("default", "default, fit seed 1", "default, fit seed 2")),
-                           ("nonuniform", tuple(n for n in ABLATION_VARIANT if n.startswith("default, uneven")))):
+    for variant, names in SEEDS.items():
         for shape in dict.fromkeys(r["shape"] for r in rows):
             cd = [r["chamfer_l1"] for r in rows if r["shape"] == shape and r.get("ablation") in names]
             if len(cd) == len(names):
