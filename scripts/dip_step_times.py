@@ -4,7 +4,8 @@ The DIP networks of the default preset (the 32-channel network of each default d
 one of the other tasks) on a square RGB image; one step as the solver takes it: the input perturbed, the forward
 pass (under ``torch.autocast`` for bfloat16), the squared error in float32, the backward pass and Adam. Each
 variant is timed twice, interleaved with the others, and the faster time counts. What the solver picks here: the
-standard layout, bfloat16 where ``geomprior.device.training_dtype("auto", cpu)`` gives it.
+standard layout, bfloat16 where ``geomprior.device.training_dtype("auto", cpu)`` gives it. The allocator is
+set as ``geomprior.fit`` sets it on the CPU (``geomprior.device.keep_freed_memory``).
 
     python scripts/dip_step_times.py [--size 256] [--steps 10] [--out benchmarks]
     python scripts/dip_step_times.py --quick      # 64², one step: checks that it runs (a test)
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 from _bench import header
 
-from geomprior.device import training_dtype
+from geomprior.device import keep_freed_memory, training_dtype
 from geomprior.image import tasks
 from geomprior.image.dip import DIPConfig, SkipNet, dip_input
 from geomprior.io import write_json
@@ -67,6 +68,7 @@ def main(argv=None) -> int:
     networks = [("default denoising run", tasks.dip_denoise_config("default")),
                 ("default", tasks.make_config("dip", "default"))]
     chosen = training_dtype("auto", torch.device("cpu"))
+    keep_freed_memory()
     rows = []
     for label, config in networks:
         best = {}
