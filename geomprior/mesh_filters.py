@@ -53,6 +53,11 @@ def keep_edges(vertices: np.ndarray, triangles: np.ndarray, iterations: int, *, 
 
 
 HALVINGS = 8  # follow_points: a move that turns a triangle over is halved this many times before it is undone
+# follow_points, in root-mean-square edge lengths: points farther off the mesh than FAR_POINT do not count (the
+# mesh is not theirs: a stray, or another part of a sparse thin shape), and no vertex moves farther than MAX_MOVE
+# (larger moves of neighbouring vertices along diverging normals make triangles cross)
+FAR_POINT = 4.0
+MAX_MOVE = 0.5
 
 
 def follow_points(vertices: np.ndarray, triangles: np.ndarray, points: np.ndarray, width: float) -> np.ndarray:
@@ -64,9 +69,11 @@ def follow_points(vertices: np.ndarray, triangles: np.ndarray, points: np.ndarra
     their weights spread over the mesh by steps of averaging each vertex with its neighbours, as many as make the
     spread ``width`` (a random walk), and the move is their ratio. Along the surface, so a thin part's other side
     does not count. Screened Poisson and the smoothing after it leave a surface inside its points' convex parts
-    and off them where they are sparse; this puts it back, averaged so that the points' noise stays out. Vertices
-    no point reaches stay; the vertices of a triangle the move turns over move half as far, ``HALVINGS`` times,
-    then not at all (a fold is where the mesh would cut itself). Closest points: open3d's RaycastingScene.
+    and off them where they are sparse; this puts it back, averaged so that the points' noise stays out. Points
+    more than ``FAR_POINT`` edge lengths off the mesh do not count, and no vertex moves more than ``MAX_MOVE``
+    edge lengths (root-mean-square edge). Vertices no point reaches stay; the vertices of a triangle the move
+    turns over move half as far, ``HALVINGS`` times, then not at all (a fold is where the mesh would cut itself).
+    Closest points: open3d's RaycastingScene.
     """
     import open3d as o3d
     from scipy.sparse import diags
@@ -84,6 +91,9 @@ def follow_points(vertices: np.ndarray, triangles: np.ndarray, points: np.ndarra
     u, v = hit["primitive_uvs"].numpy().astype(np.float64).T
     away = points - closest  # its signed distance: the distance, signed by the closest triangle's side
     offset = np.linalg.norm(away, axis=1) * np.sign(np.einsum("ij,ij->i", away, face_normals[face]))
+    edge = np.sqrt(np.mean(np.sum(_sides(vertices, triangles) ** 2, 2)))
+    near = np.abs(offset) <= FAR_POINT * edge
+    offset, face, u, v = offset[near], face[near], u[near], v[near]
     corners, bary = triangles[face].ravel(), np.stack([1 - u - v, u, v], 1).clip(0).ravel()
     sums = np.stack([np.bincount(corners, bary, nv), np.bincount(corners, bary * np.repeat(offset, 3), nv)], 1)
     of_vertex = _incidence(triangles, nv)
@@ -92,9 +102,9 @@ def follow_points(vertices: np.ndarray, triangles: np.ndarray, points: np.ndarra
     step = diags(1.0 / np.asarray(ring.sum(1)).ravel()) @ ring  # each vertex: the mean of it and its ring
     # a step moves a walker one edge with probability deg/(deg+1) ≈ 6/7: after n steps each coordinate's variance
     # is about n · 3/7 · mean(edge²), the Gaussian exp(−d²/width²)'s is width²/2
-    for _ in range(int(np.ceil(7 * width**2 / (6 * np.mean(np.sum(_sides(vertices, triangles) ** 2, 2)))))):
+    for _ in range(int(np.ceil(7 * width**2 / (6 * edge**2)))):
         sums = step @ sums
-    shift = sums[:, 1] / np.where(sums[:, 0] > 0, sums[:, 0], 1.0)
+    shift = np.clip(sums[:, 1] / np.where(sums[:, 0] > 0, sums[:, 0], 1.0), -MAX_MOVE * edge, MAX_MOVE * edge)
     normals = of_vertex @ (face_normals * areas[:, None])  # area-weighted vertex normals
     normals /= np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-300)
     moved = vertices + shift[:, None] * normals

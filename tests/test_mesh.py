@@ -9,6 +9,7 @@ from scipy.spatial import cKDTree
 o3d = pytest.importorskip("open3d")
 
 import geomprior.mesh as gmesh  # noqa: E402
+from geomprior import mesh_filters  # noqa: E402
 from geomprior.mesh_filters import _sides  # noqa: E402
 from geomprior.metrics import evaluate, mesh_facts, point_to_mesh_distance, sample_surface  # noqa: E402
 from geomprior.synthetic import sphere_mesh, torus_mesh  # noqa: E402
@@ -284,9 +285,12 @@ def test_keep_edges_turns_no_triangle_over():
 def follow_points_vertex_by_vertex(vertices, triangles, points, width):
     """The reference of ``follow_points`` before its fold guard: closest points by brute force over the triangles
     (each point's distance, signed by its closest triangle's side, shared among its corners by barycentric
-    weights), the averaging steps one vertex at a time over its ring."""
+    weights; none from points farther than FAR_POINT edges), the averaging steps one vertex at a time over its
+    ring, moves at most MAX_MOVE edges."""
     v = np.asarray(vertices, dtype=np.float64)
     normals, _, areas = gmesh._faces(v, triangles)
+    sides = [v[a] - v[b] for tri in triangles for a, b in zip(tri, np.roll(tri, 1))]
+    edge = np.sqrt(np.mean([np.dot(x, x) for x in sides]))
     mass, total = np.zeros(len(v)), np.zeros(len(v))
     for q in points:
         best = (np.inf, None, None, 0.0)
@@ -302,6 +306,8 @@ def follow_points_vertex_by_vertex(vertices, triangles, points, width):
             if d < best[0]:
                 best = (d, f, bary, d * float(np.sign(np.dot(q - foot, normals[f]))))
         _, f, (s1, s2), signed = best
+        if abs(signed) > mesh_filters.FAR_POINT * edge:
+            continue
         for corner, weight in zip(triangles[f], (1 - s1 - s2, s1, s2)):
             mass[corner] += max(weight, 0.0)
             total[corner] += max(weight, 0.0) * signed
@@ -310,15 +316,15 @@ def follow_points_vertex_by_vertex(vertices, triangles, points, width):
         ring[a] |= {b, c}
         ring[b] |= {a, c}
         ring[c] |= {a, b}
-    lengths = [np.linalg.norm(v[i] - v[j]) for i in range(len(v)) for j in ring[i]]
-    for _ in range(int(np.ceil(7 * width**2 / (6 * np.mean(np.square(lengths)))))):
+    for _ in range(int(np.ceil(7 * width**2 / (6 * edge**2)))):
         mass, total = (np.array([(x[i] + sum(x[j] for j in ring[i])) / (1 + len(ring[i])) for i in range(len(v))])
                        for x in (mass, total))
     out = v.copy()
     for i in range(len(v)):
         n = sum(normals[f] * areas[f] for f in np.flatnonzero((triangles == i).any(1)))
         if mass[i] > 0:
-            out[i] = v[i] + n / np.linalg.norm(n) * total[i] / mass[i]
+            out[i] = v[i] + n / np.linalg.norm(n) * np.clip(total[i] / mass[i], *(np.array([-1, 1]) *
+                                                                                 mesh_filters.MAX_MOVE * edge))
     return out
 
 
@@ -360,6 +366,29 @@ def test_follow_points_moves_each_side_of_a_thin_part_to_its_own_points():
     top, bottom = inner & (v[:, 2] > 0), inner & (v[:, 2] < 0)
     np.testing.assert_allclose(moved[top, 2], 0.01, atol=5e-4)
     np.testing.assert_allclose(moved[bottom, 2], -0.02, atol=5e-4)
+
+
+def test_follow_points_moves_no_vertex_farther_than_its_limit():
+    # points 0.25 outside a sphere meshed with edges ~0.2: every vertex would move 0.25, the limit is half an edge
+    mesh = o3d.geometry.TriangleMesh.create_sphere(0.75, resolution=12)
+    v, t = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    points = np.random.default_rng(0).normal(size=(2000, 3))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    edge = np.sqrt(np.mean(np.sum(gmesh._sides(v, t) ** 2, 2)))
+    moves = np.linalg.norm(gmesh.follow_points(v, t, points, 0.3) - v, axis=1)
+    assert 0.25 > mesh_filters.MAX_MOVE * edge
+    np.testing.assert_allclose(moves, mesh_filters.MAX_MOVE * edge, rtol=1e-6)
+
+
+def test_follow_points_ignores_a_point_far_off_the_mesh():
+    mesh = o3d.geometry.TriangleMesh.create_sphere(0.99, resolution=20)
+    v, t = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    points = np.random.default_rng(0).normal(size=(3000, 3))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    alone = gmesh.follow_points(v, t, points, 0.2)
+    stray = np.concatenate([points, [[0.0, 0.0, 2.0]]])  # 1.0 above the top, ~7 edges
+    assert 1.0 > mesh_filters.FAR_POINT * np.sqrt(np.mean(np.sum(gmesh._sides(v, t) ** 2, 2)))
+    np.testing.assert_array_equal(gmesh.follow_points(v, t, stray, 0.2), alone)
 
 
 def test_follow_points_turns_no_triangle_over():
