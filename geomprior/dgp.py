@@ -119,7 +119,7 @@ class DGPConfig:
     poisson_depth: int = 9  # Screened Poisson octree depth
     edge_filter: int = 5  # mesh.keep_edges iterations: the noise left in the mesh out, its edges kept (0: off)
     max_cell: float = 0.2  # mesh cells ≤ this × patch radius (a sparse scan's Poisson mesh: facets, chords inside)
-    fidelity: float = 0.0  # > 0: mesh moved onto its points, offsets averaged over this × radius (follow_points)
+    fidelity: float = 1.0  # > 0: mesh moved onto its points, offsets averaged over this × radius (follow_points)
     trim: float = 0.2  # an open mesh ends trim × patch radius beyond the dense points (0.5: past a sheet's edges)
     reach: float = 0.5  # closed="auto" measures the closed surface beyond reach × patch radius of the dense points
     # ... and both distances are at least gap × the scan's local spacing (distance to the 8th nearest input point):

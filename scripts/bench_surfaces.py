@@ -95,7 +95,7 @@ ABLATIONS = {
     "dense points instead of fitted": {"mesh_points": "dense"},
     "equal-weight consensus (the former)": {"blend": "mean"},  # fitted points: the plain mean of the patches
     "normals not turned outward": {"outward": False},
-    "mesh moved onto its points (fidelity 1)": {"fidelity": 1.0},  # DGPConfig.fidelity, mesh.follow_points
+    "mesh not moved onto its points (fidelity 0)": {"fidelity": 0.0},  # DGPConfig.fidelity, follow_points
     "float32 training steps": {"precision": "float32"},  # the default takes bfloat16 where the CPU computes it
     "former rate and refresh (1e-3, every 20 steps)": {"lr": 1e-3, "refresh_every": 20},
     "default, 5,000 points": {},
@@ -116,7 +116,7 @@ FIT_SEED = {**{n: i for names in SEEDS.values() for i, n in enumerate(names) if 
 ON_PLATE = ("default", "default, fit seed 1", "default, fit seed 2", "thin-part normals", "plain normals",
             "surface score along each cell's own normal (the former)", "the former surface score, fit seed 1",
             "the former surface score, fit seed 2", "former mesh (Poisson as it comes)",
-            "dense points instead of fitted", "mesh moved onto its points (fidelity 1)")
+            "dense points instead of fitted", "mesh not moved onto its points (fidelity 0)")
 ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers",  # else plain
                     **dict.fromkeys(SEEDS["nonuniform"], "nonuniform")}
 ABLATION_POINTS = {name: 5_000 for name in ABLATIONS if name.endswith(", 5,000 points")}  # else --points

@@ -134,7 +134,7 @@ class FakeConfig:
     outward: object = False
     mesh_points: str = "fitted"
     edge_filter: int = 5
-    fidelity: float = 0.0
+    fidelity: float = 1.0
     loss: str = "assignment"
     matching: str = "exact"
     precision: str = "auto"
