@@ -319,12 +319,11 @@ def follow_points_vertex_by_vertex(vertices, triangles, points, width):
     for _ in range(int(np.ceil(7 * width**2 / (6 * edge**2)))):
         mass, total = (np.array([(x[i] + sum(x[j] for j in ring[i])) / (1 + len(ring[i])) for i in range(len(v))])
                        for x in (mass, total))
-    out = v.copy()
+    out, limit = v.copy(), mesh_filters.MAX_MOVE * edge
     for i in range(len(v)):
         n = sum(normals[f] * areas[f] for f in np.flatnonzero((triangles == i).any(1)))
         if mass[i] > 0:
-            out[i] = v[i] + n / np.linalg.norm(n) * np.clip(total[i] / mass[i], *(np.array([-1, 1]) *
-                                                                                 mesh_filters.MAX_MOVE * edge))
+            out[i] = v[i] + n / np.linalg.norm(n) * np.clip(total[i] / mass[i], -limit, limit)
     return out
 
 
@@ -374,7 +373,7 @@ def test_follow_points_moves_no_vertex_farther_than_its_limit():
     v, t = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
     points = np.random.default_rng(0).normal(size=(2000, 3))
     points /= np.linalg.norm(points, axis=1, keepdims=True)
-    edge = np.sqrt(np.mean(np.sum(gmesh._sides(v, t) ** 2, 2)))
+    edge = np.sqrt(np.mean(np.sum(_sides(v, t) ** 2, 2)))  # root-mean-square
     moves = np.linalg.norm(gmesh.follow_points(v, t, points, 0.3) - v, axis=1)
     assert 0.25 > mesh_filters.MAX_MOVE * edge
     np.testing.assert_allclose(moves, mesh_filters.MAX_MOVE * edge, rtol=1e-6)
@@ -387,7 +386,7 @@ def test_follow_points_ignores_a_point_far_off_the_mesh():
     points /= np.linalg.norm(points, axis=1, keepdims=True)
     alone = gmesh.follow_points(v, t, points, 0.2)
     stray = np.concatenate([points, [[0.0, 0.0, 2.0]]])  # 1.0 above the top, ~7 edges
-    assert 1.0 > mesh_filters.FAR_POINT * np.sqrt(np.mean(np.sum(gmesh._sides(v, t) ** 2, 2)))
+    assert 1.0 > mesh_filters.FAR_POINT * np.sqrt(np.mean(np.sum(_sides(v, t) ** 2, 2)))
     np.testing.assert_array_equal(gmesh.follow_points(v, t, stray, 0.2), alone)
 
 
