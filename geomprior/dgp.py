@@ -120,6 +120,7 @@ class DGPConfig:
     edge_filter: int = 5  # mesh.keep_edges iterations: the noise left in the mesh out, its edges kept (0: off)
     max_cell: float = 0.2  # mesh cells ≤ this × patch radius (a sparse scan's Poisson mesh: facets, chords inside)
     fidelity: float = 1.0  # > 0: mesh moved onto its points, offsets averaged over this × radius (follow_points)
+    taubin: int = 2  # last, steps of Taubin smoothing: the roughness left at a triangle's scale out (taubin_smooth)
     trim: float = 0.2  # an open mesh ends trim × patch radius beyond the dense points (0.5: past a sheet's edges)
     reach: float = 0.5  # closed="auto" measures the closed surface beyond reach × patch radius of the dense points
     # ... and both distances are at least gap × the scan's local spacing (distance to the 8th nearest input point):
@@ -159,7 +160,7 @@ class DGPConfig:
             "refresh_every": self.refresh_every >= 1, "eval_every": self.eval_every >= 1, "max_cell": self.max_cell > 0,
             "trim": self.trim > 0, "reach": self.reach > 0, "gap": self.gap >= 0, "tolerance": self.tolerance >= 0,
             "min_epochs": self.min_epochs >= 0, "consistency_epochs": self.consistency_epochs >= 0,
-            "edge_filter": self.edge_filter >= 0, "fidelity": self.fidelity >= 0,
+            "edge_filter": self.edge_filter >= 0, "fidelity": self.fidelity >= 0, "taubin": self.taubin >= 0,
             "val_normal_cells": self.val_normal_cells in range(1, VAL_GRID+1, 2),
         }
         bad = [k for k, ok in checks.items() if not ok]
@@ -295,12 +296,10 @@ def _local_fit(
             return _surface_offset(surf, val_grid, val_target, val_mask, cfg.val_normal_cells)
         return _matched_sq_dist(surf(val_uv), val_target, val_mask)
 
-    return fit(
-        list(surf.mlp.parameters()), loss_fn, max_steps=epochs, lr=lr,
-        validate=validate if has_val else None, eval_every=cfg.eval_every, stopper=stopper,
-        refresh=refresh if cfg.loss == "assignment" else None, refresh_every=cfg.refresh_every,
-        monitor=monitor, progress=progress, stage=stage,
-    )
+    return fit(list(surf.mlp.parameters()), loss_fn, max_steps=epochs, lr=lr,
+               validate=validate if has_val else None, eval_every=cfg.eval_every, stopper=stopper,
+               refresh=refresh if cfg.loss == "assignment" else None, refresh_every=cfg.refresh_every,
+               monitor=monitor, progress=progress, stage=stage)
 
 
 @dataclass
@@ -424,7 +423,7 @@ def finish(mesh_pts: np.ndarray, mesh_nrm: np.ndarray, scan: Layout, cfg: DGPCon
     mesh, pieces = mesh_surface(mesh_pts, mesh_nrm, objects=object_of(mesh_pts), depth=cfg.poisson_depth,
                                 closed=cfg.closed, max_distance=reach, trim=trim, min_area=math.pi * radius**2,
                                 edge_filter=cfg.edge_filter, max_cube=cfg.max_cell * radius, support=support,
-                                fidelity=cfg.fidelity * radius, manifold=cfg.surface == "manifold")
+                                fidelity=cfg.fidelity * radius, taubin=cfg.taubin, manifold=cfg.surface == "manifold")
     if colors is not None and len(mesh.vertices):
         import open3d as o3d
 

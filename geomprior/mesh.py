@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .mesh_filters import _faces, _sides, follow_points, keep_edges
+from .mesh_filters import _faces, _sides, follow_points, keep_edges, taubin_smooth
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                  min_area: float = 0.0, manifold: bool = True,
                  support: tuple[np.ndarray, np.ndarray | None] | None = None,
                  trim: float | np.ndarray | None = None, edge_filter: int = 0, max_cube: float | None = None,
-                 fidelity: float = 0.0) -> tuple[object, list[dict]]:
+                 fidelity: float = 0.0, taubin: int = 0) -> tuple[object, list[dict]]:
     """A mesh a user keeps, from dense oriented points (M, 3) (and their unit normals (M, 3)).
 
     objects      : (M,) int  the object of each point (None: one object); each object is meshed on its own, so
@@ -338,18 +338,19 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
 
     edge_filter  : iterations of :func:`keep_edges` on the mesh's vertices (0: none)
     fidelity     : then :func:`follow_points` with this width (0: not; it may leave triangles crossing)
+    taubin       : last, steps of :func:`taubin_smooth` (0: none)
     max_cube     : the manifold re-extraction's cubes at most this a side (None: the Poisson mesh's own resolution,
                    which follows the points' spacing: a sparse scan's facets and chords, inside its curves, remain)
     manifold     : False: one Screened Poisson mesh of all the points as open3d gives it, its vertices farther than
                    ``max_distance`` from every point dropped (what geomprior did before; ``objects``, ``closed``,
-                   ``min_area`` and ``edge_filter`` unused)
+                   ``min_area``, ``edge_filter``, ``fidelity`` and ``taubin`` unused)
 
     Every object: Screened Poisson, then ``manifold_surface`` (edge-manifold, no self-intersections); a closed mesh
     with handles that one depth less does not have is taken at that depth (such handles are narrower than two
-    cells: noise where a thin part's two sides come close); last, ``edge_filter`` and ``fidelity``. Returns the mesh
-    (open3d.geometry.TriangleMesh, vertex normals computed) and per object a dict: its points, depth, whether it
-    is closed, the share of its closed surface beyond ``max_distance`` (``open_share``), its components and
-    (closed) its genus.
+    cells: noise where a thin part's two sides come close); last, ``edge_filter``, ``fidelity`` and ``taubin``.
+    Returns the mesh (open3d.geometry.TriangleMesh, vertex normals computed) and per object a dict: its points,
+    depth, whether it is closed, the share of its closed surface beyond ``max_distance`` (``open_share``), its
+    components and (closed) its genus.
     """
     import open3d as o3d
 
@@ -387,6 +388,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
         triangles = np.concatenate(triangles)
         vertices = follow_points(keep_edges(np.concatenate(vertices), triangles, edge_filter), triangles, points,
                                  fidelity)
+        vertices = taubin_smooth(vertices, triangles, taubin)
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                          o3d.utility.Vector3iVector(triangles.astype(np.int32)))
         mesh.compute_vertex_normals()

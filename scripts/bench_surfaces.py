@@ -96,6 +96,7 @@ ABLATIONS = {
     "equal-weight consensus (the former)": {"blend": "mean"},  # fitted points: the plain mean of the patches
     "normals not turned outward": {"outward": False},
     "mesh not moved onto its points (fidelity 0)": {"fidelity": 0.0},  # DGPConfig.fidelity, follow_points
+    "mesh not smoothed last (taubin 0)": {"taubin": 0},  # DGPConfig.taubin, taubin_smooth
     "float32 training steps": {"precision": "float32"},  # the default takes bfloat16 where the CPU computes it
     "former rate and refresh (1e-3, every 20 steps)": {"lr": 1e-3, "refresh_every": 20},
     "default, 5,000 points": {},
@@ -116,7 +117,8 @@ FIT_SEED = {**{n: i for names in SEEDS.values() for i, n in enumerate(names) if 
 ON_PLATE = ("default", "default, fit seed 1", "default, fit seed 2", "thin-part normals", "plain normals",
             "surface score along each cell's own normal (the former)", "the former surface score, fit seed 1",
             "the former surface score, fit seed 2", "former mesh (Poisson as it comes)",
-            "dense points instead of fitted", "mesh not moved onto its points (fidelity 0)")
+            "dense points instead of fitted", "mesh not moved onto its points (fidelity 0)",
+            "mesh not smoothed last (taubin 0)")
 ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers",  # else plain
                     **dict.fromkeys(SEEDS["nonuniform"], "nonuniform")}
 ABLATION_POINTS = {name: 5_000 for name in ABLATIONS if name.endswith(", 5,000 points")}  # else --points
@@ -261,11 +263,12 @@ def _config_json(cfg) -> dict | None:
 # DGPConfig fields whose default changed after rows were cached: the value a row that does not record them ran with
 FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport", "surface": "poisson", "mesh_points": "dense",
                   "outward": False, "precision": "float32", "gap": 0.0, "blend": "mean",
-                  "val_normal_cells": 1, "edge_filter": 0, "max_cell": None, "fidelity": 0.0}
+                  "val_normal_cells": 1, "edge_filter": 0, "max_cell": None, "fidelity": 0.0,
+                  "taubin": 0}
 # DGPConfig fields whose default changed after rows were cached: a row that differs from today's settings in these
 # alone is shown, marked, until it is measured again
 SINCE = ("surface", "mesh_points", "outward", "precision", "lr", "refresh_every", "trim", "gap", "blend",
-         "val_normal_cells", "edge_filter", "max_cell", "fidelity")
+         "val_normal_cells", "edge_filter", "max_cell", "fidelity", "taubin")
 
 
 def _saved_config(saved: dict) -> dict:

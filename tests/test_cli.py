@@ -74,11 +74,12 @@ def _bad_inputs(tmp_path):
         ["reconstruct", "scan.ply", "-o", "out.ply", "--thin-parts", "maybe"],
         ["reconstruct", "scan.ply", "-o", "out.ply", "--edge-filter", "-1"],
         ["reconstruct", "scan.ply", "-o", "out.ply", "--fidelity", "-0.5"],
+        ["reconstruct", "scan.ply", "-o", "out.ply", "--taubin", "1.5"],
         ["eval", "missing.ply", "scan.ply"],
     ],
     ids=["missing", "empty", "garbage", "unknown-ext", "nan", "unwritable-output", "output-ext",
          "unknown-preset", "points-ext", "unwritable-history", "output-is-input", "bad-radius",
-         "bad-thin-parts", "bad-edge-filter", "bad-fidelity", "eval-missing"],
+         "bad-thin-parts", "bad-edge-filter", "bad-fidelity", "bad-taubin", "eval-missing"],
 )
 def test_reconstruct_bad_input_is_one_line(tmp_path, scan, args):
     _bad_inputs(tmp_path)
@@ -135,6 +136,7 @@ class FakeConfig:
     mesh_points: str = "fitted"
     edge_filter: int = 5
     fidelity: float = 1.0
+    taubin: int = 2
     loss: str = "assignment"
     matching: str = "exact"
     precision: str = "auto"
@@ -257,16 +259,11 @@ def test_choice_flags(tmp_path, scan, fake_dgp, flag, value):
     assert getattr(fake_dgp["config"], flag[2:].replace("-", "_")) == value
 
 
-@pytest.mark.parametrize("value", [0, 3])
-def test_edge_filter_flag(tmp_path, scan, fake_dgp, value):
-    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), "--edge-filter", str(value)]) == 0
-    assert fake_dgp["config"].edge_filter == value
-
-
-@pytest.mark.parametrize("value", [0.0, 0.25])
-def test_fidelity_flag(tmp_path, scan, fake_dgp, value):
-    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), "--fidelity", str(value)]) == 0
-    assert fake_dgp["config"].fidelity == value
+@pytest.mark.parametrize(("flag", "value"), [("--edge-filter", 0), ("--edge-filter", 3), ("--fidelity", 0.0),
+                                             ("--fidelity", 0.25), ("--taubin", 0), ("--taubin", 4)])
+def test_mesh_step_flags(tmp_path, scan, fake_dgp, flag, value):
+    assert cli.main(["reconstruct", str(scan), "-o", str(tmp_path / "m.ply"), flag, str(value)]) == 0
+    assert getattr(fake_dgp["config"], flag[2:].replace("-", "_")) == value
 
 
 def test_failure_while_writing_publishes_nothing(tmp_path, scan, fake_dgp, monkeypatch, capsys):

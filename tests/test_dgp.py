@@ -236,17 +236,17 @@ def test_thin_part_normals_face_away_from_each_other():
     np.testing.assert_array_equal(normals.estimate_normals(sphere, thin_parts="auto"), normals.estimate_normals(sphere))
 
 
-def test_max_cell_and_fidelity_scale_with_the_patch_radius(sphere, monkeypatch):
+def test_mesh_settings_reach_the_mesh_lengths_in_patch_radii(sphere, monkeypatch):
     seen = []
     plain = dgp.mesh_surface
-    monkeypatch.setattr(dgp, "mesh_surface",
-                        lambda *a, **kw: seen.append((kw["max_cube"], kw["fidelity"])) or plain(*a, **kw))
-    rec = reconstruct(sphere[1], config=dataclasses.replace(CHEAP, max_cell=0.3, fidelity=0.7), device="cpu", seed=0)
-    assert seen == [(pytest.approx(0.3 * rec.patches.radius), pytest.approx(0.7 * rec.patches.radius))]
-    with pytest.raises(InputError, match="max_cell"):
-        dataclasses.replace(CHEAP, max_cell=0).validate()
-    with pytest.raises(InputError, match="fidelity"):
-        dataclasses.replace(CHEAP, fidelity=-0.1).validate()
+    monkeypatch.setattr(dgp, "mesh_surface", lambda *a, **kw: seen.append(
+        (kw["max_cube"], kw["fidelity"], kw["taubin"])) or plain(*a, **kw))
+    cfg = dataclasses.replace(CHEAP, max_cell=0.3, fidelity=0.7, taubin=3)
+    rec = reconstruct(sphere[1], config=cfg, device="cpu", seed=0)
+    assert seen == [(pytest.approx(0.3 * rec.patches.radius), pytest.approx(0.7 * rec.patches.radius), 3)]
+    for field, bad in (("max_cell", 0), ("fidelity", -0.1), ("taubin", -1)):
+        with pytest.raises(InputError, match=field):
+            dataclasses.replace(CHEAP, **{field: bad}).validate()
 
 
 def test_bad_thin_parts_setting_is_input_error(sphere):

@@ -66,6 +66,9 @@ def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
     rec.add_argument("--fidelity", type=_float_at_least(0), metavar="FLOAT",
                      help="how the mesh is moved onto the fitted points at last: their offsets averaged over this × "
                           "the patch radius (default: the preset's, 0: not moved)")
+    rec.add_argument("--taubin", type=_int_at_least(0), metavar="INT",
+                     help="steps of Taubin smoothing on the mesh last, which take out the roughness left at the "
+                          "scale of a triangle (default: the preset's, 0: none)")
     rec.add_argument("--loss", choices=("assignment", "sinkhorn"),
                      help="the local fit's loss: assignment (default: squared distance to the matched points) or "
                           "sinkhorn (the Sinkhorn divergence, geomloss; the Earth Mover loss of the design)")
@@ -188,7 +191,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         changes["thin_parts"] = {"on": True, "off": False}.get(args.thin_parts, "auto")
     if args.outward is not None:
         changes["outward"] = {"on": True, "off": False}.get(args.outward, "auto")
-    for name in ("mesh_points", "edge_filter", "fidelity", "loss", "matching", "precision"):
+    for name in ("mesh_points", "edge_filter", "fidelity", "taubin", "loss", "matching", "precision"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     cfg = dataclasses.replace(cfg, **changes)
