@@ -53,7 +53,7 @@ def keep_edges(vertices: np.ndarray, triangles: np.ndarray, iterations: int, *, 
     return _unfold(vertices, before, triangles, start)
 
 
-HALVINGS = 8  # follow_points: a move that turns a triangle over is halved this many times before it is undone
+HALVINGS = 8  # follow_points, taubin_smooth: a move that turns a triangle over is halved this often, then undone
 # follow_points, in root-mean-square edge lengths: points farther off the mesh than FAR_POINT do not count (the
 # mesh is not theirs: a stray, or another part of a sparse thin shape), and no vertex moves farther than MAX_MOVE
 # (larger moves of neighbouring vertices along diverging normals make triangles cross)
@@ -108,14 +108,7 @@ def follow_points(vertices: np.ndarray, triangles: np.ndarray, points: np.ndarra
     shift = np.clip(sums[:, 1] / np.where(sums[:, 0] > 0, sums[:, 0], 1.0), -MAX_MOVE * edge, MAX_MOVE * edge)
     normals = of_vertex @ (face_normals * areas[:, None])  # area-weighted vertex normals
     normals /= np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-300)
-    moved = vertices + shift[:, None] * normals
-    for _ in range(HALVINGS):  # the vertices of a triangle turned over move half as far, until none is
-        over = np.sum(face_normals * _faces(moved, triangles)[0], 1) < 0
-        if not over.any():
-            break
-        shift[np.unique(triangles[over])] *= 0.5
-        moved = vertices + shift[:, None] * normals
-    return _unfold(moved, vertices, triangles, face_normals)
+    return _halve_folds(vertices + shift[:, None] * normals, vertices, triangles, face_normals)
 
 
 def taubin_smooth(vertices: np.ndarray, triangles: np.ndarray, steps: int) -> np.ndarray:
@@ -124,7 +117,7 @@ def taubin_smooth(vertices: np.ndarray, triangles: np.ndarray, steps: int) -> np
 
     A few steps take out the roughness at the scale of a triangle that the Poisson surface keeps from its points'
     noise (face normals tilted back and forth from one triangle to the next) and leave larger shapes as they are.
-    The vertices of any triangle turned over go back where they were, as in :func:`keep_edges`.
+    The vertices of a triangle it turns over move half as far, as in :func:`follow_points`.
     """
     import open3d as o3d
 
@@ -134,7 +127,20 @@ def taubin_smooth(vertices: np.ndarray, triangles: np.ndarray, steps: int) -> np
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                      o3d.utility.Vector3iVector(np.asarray(triangles, dtype=np.int32)))
     smooth = np.asarray(mesh.filter_smooth_taubin(number_of_iterations=steps).vertices)
-    return _unfold(smooth, vertices, triangles, _faces(vertices, triangles)[0])
+    return _halve_folds(smooth, vertices, triangles, _faces(vertices, triangles)[0])
+
+
+def _halve_folds(moved: np.ndarray, before: np.ndarray, triangles: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """``moved`` with the vertices of every triangle turned over (more than 90° from its ``normals`` at
+    ``before``) moved half as far from ``before``, ``HALVINGS`` times, then not at all (``_unfold``)."""
+    share, target = np.ones((len(before), 1)), moved
+    for _ in range(HALVINGS):
+        over = np.sum(normals * _faces(moved, triangles)[0], 1) < 0
+        if not over.any():
+            break
+        share[np.unique(triangles[over])] *= 0.5
+        moved = before + share * (target - before)
+    return _unfold(moved, before, triangles, normals)
 
 
 def _unfold(vertices: np.ndarray, before: np.ndarray, triangles: np.ndarray, normals: np.ndarray) -> np.ndarray:
