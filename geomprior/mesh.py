@@ -313,10 +313,9 @@ class _Piece:
 
 def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray | None = None, depth: int = 9,
                  closed: bool | Literal["auto"] = "auto", max_distance: float | np.ndarray | None = None,
-                 min_area: float = 0.0, manifold: bool = True,
-                 support: tuple[np.ndarray, np.ndarray | None] | None = None,
+                 min_area: float = 0.0, support: tuple[np.ndarray, np.ndarray | None] | None = None,
                  trim: float | np.ndarray | None = None, edge_filter: int = 0, max_cube: float | None = None,
-                 fidelity: float = 0.0, taubin: int = 0) -> tuple[object, list[dict]]:
+                 fidelity: float = 0.0, taubin: int = 0, manifold: bool = True) -> tuple[object, list[dict]]:
     """A mesh a user keeps, from dense oriented points (M, 3) (and their unit normals (M, 3)).
 
     objects      : (M,) int  the object of each point (None: one object); each object is meshed on its own, so
@@ -386,9 +385,8 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
     mesh = o3d.geometry.TriangleMesh()
     if count:
         triangles = np.concatenate(triangles)
-        vertices = follow_points(keep_edges(np.concatenate(vertices), triangles, edge_filter), triangles, points,
-                                 fidelity)
-        vertices = taubin_smooth(vertices, triangles, taubin)
+        vertices = keep_edges(np.concatenate(vertices), triangles, edge_filter)
+        vertices = taubin_smooth(follow_points(vertices, triangles, points, fidelity), triangles, taubin)
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                          o3d.utility.Vector3iVector(triangles.astype(np.int32)))
         mesh.compute_vertex_normals()
