@@ -263,8 +263,7 @@ def _config_json(cfg) -> dict | None:
 # DGPConfig fields whose default changed after rows were cached: the value a row that does not record them ran with
 FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport", "surface": "poisson", "mesh_points": "dense",
                   "outward": False, "precision": "float32", "gap": 0.0, "blend": "mean",
-                  "val_normal_cells": 1, "edge_filter": 0, "max_cell": None, "fidelity": 0.0,
-                  "taubin": 0}
+                  "val_normal_cells": 1, "edge_filter": 0, "max_cell": None, "fidelity": 0.0, "taubin": 0}
 # DGPConfig fields whose default changed after rows were cached: a row that differs from today's settings in these
 # alone is shown, marked, until it is measured again
 SINCE = ("surface", "mesh_points", "outward", "precision", "lr", "refresh_every", "trim", "gap", "blend",
