@@ -217,6 +217,11 @@ def noisy_box(level: int = 4, noise: float = 0.01, seed: int = 0):
     return v + np.random.default_rng(seed).normal(scale=noise, size=v.shape), t
 
 
+def turned_over(before, after, triangles) -> int:
+    """How many triangles turned over (their normal more than 90° from before) between two vertex arrays."""
+    return int((np.sum(gmesh._faces(before, triangles)[0] * gmesh._faces(after, triangles)[0], 1) < 0).sum())
+
+
 def keep_edges_face_by_face(vertices, triangles, iterations, sigma, vertex_steps):
     """The reference of ``keep_edges``: the same filter with one loop over the faces and one over the vertices."""
     v = np.array(vertices, dtype=np.float64)
@@ -277,9 +282,7 @@ def test_keep_edges_takes_the_noise_out_of_a_box_and_keeps_its_edges():
 
 def test_keep_edges_turns_no_triangle_over():
     v, t = noisy_box(level=3, noise=0.03, seed=1)  # noise about half the edge length: the filter would fold some
-    before = gmesh._faces(v, t)[0]
-    after = gmesh._faces(gmesh.keep_edges(v, t, 5), t)[0]
-    assert (np.sum(before * after, 1) >= 0).all()
+    assert turned_over(v, gmesh.keep_edges(v, t, 5), t) == 0
 
 
 def follow_points_vertex_by_vertex(vertices, triangles, points, width):
@@ -394,9 +397,7 @@ def test_follow_points_turns_no_triangle_over():
     v, t = noisy_box(level=4, noise=0.02, seed=1)  # a noisy mesh (edges ~0.06) and noisier points, averaged over
     points, _ = oriented(o3d.geometry.TriangleMesh.create_box(), 3000, seed=1)  # little: unguarded, 17 would turn
     points += np.random.default_rng(1).normal(scale=0.05, size=points.shape)
-    before = gmesh._faces(v, t)[0]
-    after = gmesh._faces(gmesh.follow_points(v, t, points, 0.02), t)[0]
-    assert (np.sum(before * after, 1) >= 0).all()
+    assert turned_over(v, gmesh.follow_points(v, t, points, 0.02), t) == 0
 
 
 def test_taubin_smooth_takes_out_a_triangles_roughness_and_keeps_the_shape():
@@ -419,9 +420,7 @@ def test_taubin_smooth_takes_out_a_triangles_roughness_and_keeps_the_shape():
 
 def test_taubin_smooth_turns_no_triangle_over():
     v, t = noisy_box(level=3, noise=0.05, seed=1)  # noise near the edge length: unguarded, 29 would turn over
-    before = gmesh._faces(v, t)[0]
-    after = gmesh._faces(gmesh.taubin_smooth(v, t, 2), t)[0]
-    assert (np.sum(before * after, 1) >= 0).all()
+    assert turned_over(v, gmesh.taubin_smooth(v, t, 2), t) == 0
 
 
 def test_max_cube_refines_a_sparse_scans_mesh_toward_the_surface():
