@@ -27,6 +27,7 @@ FRAGMENTS = [
     ("Surfaces", "bench_surfaces/bench_surfaces.md", "python scripts/bench_surfaces.py --reuse"),
     ("Scans as they come", "bench_scans/bench_scans.md", "python scripts/bench_scans.py --reuse"),
     ("Normal orientation (thin parts)", "normals_study.md", "python scripts/normals_study.py"),
+    ("The kitten's reference normals", "reference_normals.md", "python scripts/reference_normals.py"),
     ("Speed of the core", "bench_dgp.md", "python scripts/bench_dgp.py --variants"),
     ("Where the time goes", "stage_times.md", "python scripts/stage_times.py"),
     ("Speed of a Deep Image Prior step", "dip_step_times.md", "python scripts/dip_step_times.py"),

@@ -315,3 +315,33 @@ def test_an_mls_row_keeps_the_best_filter_scale(bench):
     assert [t["filter_scale"] for t in row["scales"]] == list(bench.MLS_SCALES)
     assert row["chamfer_l1"] == min(t["chamfer_l1"] for t in row["scales"]) < 0.05
     assert "(scale " in bench._quality_table([row], "method")[2]
+
+
+def test_reference_normals_quick(tmp_path):
+    """scripts/reference_normals.py --quick: the kitten's normals are found to be a PCA estimate, and on a sphere
+    (where PCA normals of clean points are nearly true) the three references score every method alike."""
+    pytest.importorskip("pymeshlab")
+    study = load_script("reference_normals")
+    if not (study.SHAPES / "kitten.xyz").exists():
+        pytest.skip("kitten.xyz is not in ../shared/data/shapes")
+    assert study.main(["--quick", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "reference_normals_quick.json").read_text())
+    best = min(res["kitten"], key=lambda r: r["mean"])
+    assert res["k"] == best["k"] and best["mean"] < 1e-3  # the file's normals are a k-NN PCA estimate
+    assert [r["method"] for r in res["rows"]] == ["fast", *study.PEERS]
+    for r in res["rows"]:
+        nc = [r[ref]["normal_consistency"] for ref in study.REFERENCES]
+        assert min(nc) > 0.97 and max(nc) - min(nc) < 0.005, r
+    (gap,) = res["gaps"]
+    assert all(abs(gap[ref]["gap"]) < 0.02 for ref in study.REFERENCES)
+    text = (tmp_path / "reference_normals_quick.md").read_text()
+    assert "### The kitten's reference normals" in text and "| sphere | apss (scale " in text
+
+
+def test_reference_normals_gap_is_against_the_best_peer():
+    study = load_script("reference_normals")
+    rows = [{"shape": "s", "method": m, **{ref: {"normal_consistency": nc + i * 0.001} for i, ref in
+                                           enumerate(study.REFERENCES)}}
+            for m, nc in (("default", 0.95), ("apss", 0.96), ("rimls", 0.94))]
+    (gap,) = study.gaps(rows, "default")
+    assert gap["surface"] == {"gap": pytest.approx(-0.01), "best_peer": "apss"}
