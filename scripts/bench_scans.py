@@ -54,9 +54,11 @@ VIEWS = {"poste_france.xyz": ((0.6, 0.1, 0.8), (0.0, 1.0, 0.0)), "radar.xyz": ((
          "hippo1.ply": ((0.2, 0.45, 0.9), (0.0, 1.0, 0.0))}
 
 FORMER_TRIM = 0.5  # the former output ended this many patch radii beyond the dense points (DGPConfig.trim then)
+NOISE = 0.005  # the synthetic scans' noise σ, a share of the bounding-box diagonal
+FACING = 0.9  # two samples face each other across a gap when both normals lie within 25° of the line joining them
 
 
-def make_scan(shape: str, variant: str, n_points: int = 20_000, noise: float = 0.005, seed: int = 0):
+def make_scan(shape: str, variant: str, n_points: int = 20_000, noise: float = NOISE, seed: int = 0):
     """(true mesh, points (N, 3)): ``_scans.scan``'s noisy scan, with stray clusters or a box of stray points."""
     from _scans import scan
 
@@ -195,7 +197,38 @@ def strays_table(rows: list[dict]) -> list[str]:
                         "at most 1.10×): " + ("; ".join(verdicts) or "not measured") + "."]
 
 
-def closed_table(rows: list[dict]) -> list[str]:
+def narrow_gaps(mesh, within: float, samples: int = 100_000) -> list[float]:
+    """Where a closed, consistently oriented mesh's parts face each other across air closer than ``within`` (a
+    share of its bounding-box diagonal; two legs at the knees, a tail against a thigh): the narrowest gap of each
+    such place (places: the gaps' samples linked within 5 ``within`` of each other), narrowest first, as shares of
+    the diagonal. A gap: two surface samples whose outward normals both face along the line joining them."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    from geomprior.metrics import sample_surface
+
+    v, t = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    diag = float(np.linalg.norm(np.ptp(v, axis=0)))
+    points, normals = sample_surface(mesh, samples, seed=0)
+    if np.einsum("ij,ij->", v[t[:, 0]], np.cross(v[t[:, 1]], v[t[:, 2]])) < 0:  # wound inward: turn them out
+        normals = -normals
+    pairs = cKDTree(points).query_pairs(within * diag, output_type="ndarray")
+    step = points[pairs[:, 1]] - points[pairs[:, 0]]
+    length = np.linalg.norm(step, axis=1)
+    way = step / length[:, None].clip(1e-12)
+    facing = ((np.einsum("ij,ij->i", normals[pairs[:, 0]], way) > FACING)
+              & (np.einsum("ij,ij->i", normals[pairs[:, 1]], -way) > FACING))
+    pairs, length = pairs[facing], length[facing] / diag
+    if not len(pairs):
+        return []
+    near = cKDTree(points[pairs[:, 0]]).query_pairs(5 * within * diag, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(near)), (near[:, 0], near[:, 1])), shape=(len(pairs),) * 2)
+    _, place = connected_components(graph, directed=False)
+    return sorted(float(length[place == p].min()) for p in np.unique(place))
+
+
+def closed_table(rows: list[dict], gaps: dict[str, list[float]] | None = None) -> list[str]:
     lines = ["| shape | mesh | components | edge-manifold | watertight | Euler (true) | Chamfer-L1 | normal cons. | "
              "verdict |", "|---|---|---|---|---|---|---|---|---|"]
     by = {(r["shape"], r["method"]): r for r in rows if r["suite"] == "synthetic" and not r["variant"]}
@@ -225,7 +258,12 @@ def closed_table(rows: list[dict]) -> list[str]:
                         "'dense', the default before), and as geomprior wrote it before the manifold mesh; last, the "
                         "scan's samples before the noise, with the true normals, meshed the same way (closed, default "
                         "depth): the topology the sampling itself allows. Where that misses the true Euler "
-                        "characteristic, some gap of the shape is narrower than the sampling resolves."]
+                        "characteristic, some gap of the shape is narrower than the sampling resolves.", "",
+                        "Where the true surface's parts face each other across less than the noise σ (0.5 % of the "
+                        "diagonal), the noisy points of the two parts interleave and a mesh of them may join them: "
+                        "such places per shape, and the narrowest gap of each in σ (`bench_scans.narrow_gaps`): " + "; ".join(
+                            f"{shape} {len(g)}" + (f" ({', '.join(f'{x / NOISE:.2f}' for x in g)})" if g else "")
+                            for shape, g in (gaps or {}).items()) + "."]
 
 
 def real_table(rows: list[dict], pictures: dict[str, str]) -> list[str]:
@@ -330,7 +368,8 @@ def main(argv=None) -> int:
     if "strays" in args.suite:
         sections += ["#### Stray points", "", *strays_table(rows), ""]
     if "closed" in args.suite:
-        sections += ["#### Closed shapes: the mesh a user opens", "", *closed_table(rows), ""]
+        gaps = {shape: narrow_gaps(make_scan(shape, "", args.points)[0], NOISE) for shape in args.closed_shapes}
+        sections += ["#### Closed shapes: the mesh a user opens", "", *closed_table(rows, gaps), ""]
     if "real" in args.suite:
         sections += ["#### Real scans (no reference)", "", *real_table(rows, pictures), ""]
     text = "\n".join(sections)

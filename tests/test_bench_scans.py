@@ -43,3 +43,21 @@ def test_quick_run_writes_its_tables(bench, tmp_path):
     assert bench.main(["--quick", "--out", str(tmp_path), "--reuse"]) == 0
     again = (tmp_path / "bench_scans_quick.md").read_text()
     assert again.split("#### Stray points")[1] == text.split("#### Stray points")[1]
+
+
+@pytest.mark.parametrize("inward", [False, True])
+def test_narrow_gaps_finds_two_spheres_nearly_touching(bench, inward):
+    import open3d as o3d
+
+    def sphere(x):
+        s = o3d.geometry.TriangleMesh.create_sphere(1.0, resolution=80).translate((x, 0, 0))
+        return s if not inward else o3d.geometry.TriangleMesh(s.vertices, o3d.utility.Vector3iVector(
+            np.asarray(s.triangles)[:, ::-1]))
+
+    alone = bench.narrow_gaps(sphere(0), 0.01)
+    pair = sphere(-1.01) + sphere(1.01)  # 0.02 of air between them
+    diag = float(np.linalg.norm(np.ptp(np.asarray(pair.vertices), axis=0)))
+    (gap,) = bench.narrow_gaps(pair, 0.01)
+    wide = bench.narrow_gaps(sphere(-1.1) + sphere(1.1), 0.01)  # 0.2 of air: wider than 0.01 of the diagonal
+    assert alone == [] and wide == []
+    assert 0.02 / diag <= gap < 0.03 / diag
