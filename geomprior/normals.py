@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .native import _native_output_captured
 from .patches import RADIUS, bbox_diagonal
 from .scan import _scatter
 
@@ -27,6 +28,7 @@ THIN_PART_SWITCH = 0.1  # thin_parts="auto": the share of points on which the tw
 NORMAL_K = 30  # the fewest neighbours a normal is estimated from ...
 NORMAL_REACH = 0.3  # ... or as many as lie within this share of the patch radius (the median over the points)
 NORMAL_K_MAX = 400
+JIGGLE = 1e-7  # points in one plane are oriented moved by noise of this share of their diagonal (Qhull)
 
 
 def normal_neighbours(points: np.ndarray, scale: float | None = None) -> int:
@@ -175,5 +177,14 @@ def _oriented_normals(points: np.ndarray, k: int, thin: bool) -> np.ndarray:
         points = projected
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     pc.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(k))
-    pc.orient_normals_consistent_tangent_plane(15, 0.0, 0.5 if thin else 1.0)
+    # open3d orients along a graph from Qhull's Delaunay triangulation: Qhull prints precision warnings on a flat
+    # scan (logged at DEBUG here) and cannot triangulate points in one plane, which it is given jiggled instead
+    with _native_output_captured():
+        try:
+            pc.orient_normals_consistent_tangent_plane(15, 0.0, 0.5 if thin else 1.0)
+        except RuntimeError:
+            jiggle = np.random.default_rng(0).normal(scale=JIGGLE * bbox_diagonal(points), size=points.shape)
+            normals, pc = pc.normals, o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points + jiggle))
+            pc.normals = normals
+            pc.orient_normals_consistent_tangent_plane(15, 0.0, 0.5 if thin else 1.0)
     return np.asarray(pc.normals).copy()

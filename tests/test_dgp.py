@@ -650,3 +650,13 @@ def test_an_open_scans_mesh_keeps_its_sparse_half_whole():
         assert [m["closed"] for m in report["mesh"]] == [False]
         missing[gap] = np.mean(point_to_mesh_distance(truth, mesh) > 0.02)
     assert missing[DGPConfig().gap] < 0.01 < 0.1 < missing[0.0]
+
+
+def test_a_scan_in_one_plane_becomes_one_flat_open_piece():
+    """Every point at z = 0 (a synthetic sheet, a flat-bed scan): no Qhull error, a flat disc-like mesh."""
+    rng = np.random.default_rng(0)
+    points = np.c_[rng.random((3000, 2)), np.zeros(3000)]
+    rec = reconstruct(points, config=CHEAP, device="cpu", seed=0)
+    v = np.asarray(rec.mesh.vertices)
+    assert len(rec.mesh.triangles) and np.abs(v[:, 2]).max() < 0.01
+    assert rec.history["quality"]["components"] == 1 and not rec.history["mesh"][0]["closed"]

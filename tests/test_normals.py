@@ -81,3 +81,32 @@ def test_same_input_same_output(views):
     n = normals.estimate_normals(points)
     np.testing.assert_array_equal(normals.orient_outward(points, n, views=views),
                                   normals.orient_outward(points, n, views=views))
+
+
+@pytest.mark.parametrize("thin_parts", [False, True])
+def test_a_scan_in_one_plane_gets_one_facing_and_prints_nothing(capfd, thin_parts):
+    """Qhull cannot triangulate points in one plane (open3d's orientation graph): they are oriented jiggled, and
+    what Qhull prints stays off the terminal."""
+    rng = np.random.default_rng(0)
+    points = np.c_[rng.random((2000, 2)), np.zeros(2000)]
+    n = normals.estimate_normals(points, thin_parts=thin_parts, outward=False)
+    assert np.abs(n[:, 2]).min() > 0.999 and len(np.unique(np.sign(n[:, 2]))) == 1
+    err = capfd.readouterr().err
+    assert "QH" not in err and "Qhull" not in err
+
+
+def test_qhull_warnings_of_a_real_scan_stay_off_the_terminal(capfd):
+    """A facade scan (CGAL's poste_france.xyz, as a fit centres it) on which Qhull warns that its initial hull is
+    narrow."""
+    from pathlib import Path
+
+    from geomprior.dgp import DGPConfig, scan_layout
+    from geomprior.io import read_points
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "scans" / "poste_france.xyz"
+    if not path.exists():
+        pytest.skip("poste_france.xyz is not in ../shared/data/scans")
+    points = read_points(str(path))[0]
+    layout = scan_layout(points, DGPConfig())
+    normals.estimate_normals(points[layout.kept] - layout.center, thin_parts=False, outward=False)
+    assert "Qhull" not in capfd.readouterr().err
