@@ -26,6 +26,7 @@ SPACING_K = 8  # the spacing of a scan: the median distance of a point to its SP
 LINK = 8.0  # points chained by steps of about this many spacings form one cluster
 SMALL = 0.01  # a cluster with fewer than this share of the points is small; small clusters out of a patch's reach
 # of every large one are stray returns (a passer-by, a bird, multipath), not the scanned surface
+LINE = 1e-6  # points spread across their main axis by less than this share of their spread along it: a line
 SAMPLE = 200_000  # the spacing is measured on at most this many points
 
 
@@ -208,6 +209,12 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     return keep
 
 
+def _on_a_line(points: np.ndarray) -> bool:
+    """Whether points (N, 3) spread across their main axis by less than LINE of their spread along it."""
+    eig = np.linalg.eigvalsh(_scatter(points[None])[1][0])
+    return bool(eig[1] <= LINE**2 * eig[2])
+
+
 def check_points(points, normals=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate (N, 3) points and optional (N, 3) normals; returns float64 copies (unit normals)."""
     pts = np.asarray(points, dtype=np.float64)
@@ -217,6 +224,8 @@ def check_points(points, normals=None) -> tuple[np.ndarray, np.ndarray | None]:
         raise InputError(f"{int((~np.isfinite(pts).all(1)).sum())} points have NaN or infinite coordinates")
     if len(pts) and not bbox_diagonal(pts) > 0:
         raise InputError("all points are identical: there is no surface to fit")
+    if len(pts) > 2 and _on_a_line(pts):
+        raise InputError("all points lie on one line: there is no surface to fit")
     if normals is None:
         return pts, None
     nrm = np.asarray(normals, dtype=np.float64)

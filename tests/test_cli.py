@@ -308,13 +308,15 @@ def test_keyboard_interrupt(tmp_path, scan, monkeypatch, capsys):
 # errors only the real core detects
 
 
-@pytest.mark.parametrize("case", ["too-few-points", "identical-points", "stray-clusters-only"])
+@pytest.mark.parametrize("case", ["too-few-points", "identical-points", "points-on-a-line", "stray-clusters-only"])
 def test_core_detected_bad_input(tmp_path, case, capsys):
     rng = np.random.default_rng(0)
     if case == "too-few-points":
         pts = rng.normal(size=(5, 3))
     elif case == "identical-points":
         pts = np.ones((500, 3))
+    elif case == "points-on-a-line":
+        pts = np.c_[np.linspace(0, 1, 500), np.zeros(500), np.zeros(500)]
     else:  # specks of 10 points far apart: nothing can carry a patch
         pts = np.concatenate([c + rng.normal(scale=0.01, size=(10, 3)) for c in rng.uniform(size=(20, 3)) * 100])
     np.savetxt(tmp_path / "in.xyz", pts)

@@ -266,11 +266,12 @@ def _good_points(n=200):
         (lambda: np.where(np.arange(200)[:, None] == 7, np.nan, _good_points()), "NaN"),
         (lambda: np.where(np.arange(200)[:, None] == 7, np.inf, _good_points()), "infinite"),
         (lambda: np.ones((200, 3)), "identical"),
+        (lambda: np.outer(np.linspace(0, 1, 200), (1.0, 2.0, 3.0)) + 5e5, "one line"),
         (lambda: _good_points()[:10], "at least 16"),
         (lambda: _good_points()[:, :2], r"\(N, 3\)"),
         (lambda: _good_points().ravel(), r"\(N, 3\)"),
     ],
-    ids=["nan", "inf", "identical", "too-few", "two-columns", "flat"],
+    ids=["nan", "inf", "identical", "line", "too-few", "two-columns", "flat"],
 )
 def test_bad_points_are_input_errors(make, match):
     with pytest.raises(InputError, match=match):
