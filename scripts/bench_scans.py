@@ -261,9 +261,9 @@ def closed_table(rows: list[dict], gaps: dict[str, list[float]] | None = None) -
                         "characteristic, some gap of the shape is narrower than the sampling resolves.", "",
                         "Where the true surface's parts face each other across less than the noise σ (0.5 % of the "
                         "diagonal), the noisy points of the two parts interleave and a mesh of them may join them: "
-                        "such places per shape, and the narrowest gap of each in σ (`bench_scans.narrow_gaps`): " + "; ".join(
-                            f"{shape} {len(g)}" + (f" ({', '.join(f'{x / NOISE:.2f}' for x in g)})" if g else "")
-                            for shape, g in (gaps or {}).items()) + "."]
+                        "such places per shape, and the narrowest gap of each in σ (`bench_scans.narrow_gaps`): "
+                        + "; ".join(f"{shape} {len(g)}" + (f" ({', '.join(f'{x / NOISE:.2f}' for x in g)})" if g
+                                                           else "") for shape, g in (gaps or {}).items()) + "."]
 
 
 def real_table(rows: list[dict], pictures: dict[str, str]) -> list[str]:
