@@ -179,12 +179,12 @@ def _oriented_normals(points: np.ndarray, k: int, thin: bool) -> np.ndarray:
     pc.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(k))
     # open3d orients along a graph from Qhull's Delaunay triangulation: Qhull prints precision warnings on a flat
     # scan (logged at DEBUG here) and cannot triangulate points in one plane, which it is given jiggled instead
+    graph = (15, 0.0, 0.5 if thin else 1.0)
     with _native_output_captured():
         try:
-            pc.orient_normals_consistent_tangent_plane(15, 0.0, 0.5 if thin else 1.0)
+            pc.orient_normals_consistent_tangent_plane(*graph)
         except RuntimeError:
             jiggle = np.random.default_rng(0).normal(scale=JIGGLE * bbox_diagonal(points), size=points.shape)
-            normals, pc = pc.normals, o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points + jiggle))
-            pc.normals = normals
-            pc.orient_normals_consistent_tangent_plane(15, 0.0, 0.5 if thin else 1.0)
+            pc.points = o3d.utility.Vector3dVector(points + jiggle)  # the estimated normals stay
+            pc.orient_normals_consistent_tangent_plane(*graph)
     return np.asarray(pc.normals).copy()
