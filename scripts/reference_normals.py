@@ -57,11 +57,11 @@ def kitten_normals() -> tuple[list[dict], int, int]:
     return rows, min(rows, key=lambda r: r["mean"])["k"], len(points)
 
 
-def _peer(method: str, points: np.ndarray, surface, resolution: int):
-    """The peer's mesh (an MLS peer on a ``resolution``³ grid at its best scale by Chamfer-L1 against the surface,
-    20,000 samples) and its scale."""
+def _method_mesh(method: str, points: np.ndarray, surface, max_epochs: int | None, resolution: int):
+    """A method's mesh and its MLS scale: a preset or Poisson as bench_surfaces.py runs them (scale None), an MLS
+    peer on a ``resolution``³ grid at its best scale by Chamfer-L1 against the surface (20,000 samples)."""
     if method not in ("apss", "rimls"):
-        return _reconstruct(method, points, None)[0], None
+        return _reconstruct(method, points, _config(method, {}, max_epochs))[0], None
     from geomprior.baselines import meshlab_mls
 
     tried = [(meshlab_mls(points, kind=method, filter_scale=s, resolution=resolution), s) for s in MLS_SCALES]
@@ -79,10 +79,7 @@ def shape_rows(shape: str, n_points: int, k: int, samples: int, preset: str, max
     rows = []
     for method in (preset, *PEERS):
         t = time.perf_counter()
-        if method == preset:
-            mesh, scale = _reconstruct(preset, points, _config(preset, {}, max_epochs))[0], None
-        else:
-            mesh, scale = _peer(method, points, surface, resolution)
+        mesh, scale = _method_mesh(method, points, surface, max_epochs, resolution)
         row = {"shape": shape, "method": method, "filter_scale": scale, "seconds": time.perf_counter() - t}
         for name, ref in references.items():
             e = evaluate(mesh, ref, n_samples=samples)
