@@ -24,6 +24,7 @@ ONE_SIDED = 0.5  # a point whose one-sidedness is above this takes the side it i
 INTERLEAVED = 0.1  # the share of points whose NORMAL_K neighbours' outward normals oppose theirs (over a quarter of
 # them) above which none is turned, unless the spanning tree LEAKED:
 LEAKED = 0.25  # ... it faces the wrong way on more than this share of the other points (up to one global flip)
+INWARD = 0.75  # the share of the points seen from one side that face inward above which the unseen ones turn too
 THIN_PART_SWITCH = 0.1  # thin_parts="auto": the share of points on which the two orientations may disagree
 NORMAL_K = 30  # the fewest neighbours a normal is estimated from ...
 NORMAL_REACH = 0.3  # ... or as many as lie within this share of the patch radius (the median over the points)
@@ -100,13 +101,15 @@ def orient_outward(points: np.ndarray, normals: np.ndarray, *, views: int = OUTW
     within ``VIEW_DEPTH`` spacings of the nearest depth at their pixel are seen. Each view votes, weighted by
     |cos| of the angle between a seen point's normal and the view, for the side the normal faces. A point seen
     from one side (one-sidedness, |sum of votes| / sum of |votes|, above ``ONE_SIDED``) takes that side; others keep
-    their normal. On a scan that encloses a volume this fixes what a spanning tree gets wrong when it leaks
-    between the two sides of a thin part (a leg, a fin); an open sheet is seen from both sides and is left as it
-    is. Nothing is turned where, turned, more than ``INTERLEAVED`` of the points would have over a quarter of their
-    ``NORMAL_K`` nearest neighbours facing the other way (the two sides within the noise somewhere: a sheet thinner
-    than its noise, where one orientation fits better than two interleaved ones), unless the spanning tree's
-    orientation is wrong on more than ``LEAKED`` of the points whose turned neighbourhoods agree (up to one global
-    flip): then it leaked over whole stretches (a plate's side, half a body), which costs more than the interleaving.
+    their normal, unless more than ``INWARD`` of those seen from one side face inward: then the spanning tree faced
+    inward as a whole, and the others (deep in a fold, where no view reaches) turn with it. On a scan that encloses
+    a volume this fixes what a spanning tree gets wrong when it leaks between the two sides of a thin part (a leg, a
+    fin); an open sheet is seen from both sides and is left as it is. Nothing is turned where, turned, more than
+    ``INTERLEAVED`` of the points would have over a quarter of their ``NORMAL_K`` nearest neighbours facing the other
+    way (the two sides within the noise somewhere: a sheet thinner than its noise, where one orientation fits better
+    than two interleaved ones), unless the spanning tree's orientation is wrong on more than ``LEAKED`` of the points
+    whose turned neighbourhoods agree (up to one global flip): then it leaked over whole stretches (a plate's side,
+    half a body), which costs more than the interleaving.
 
     only_enclosing: change nothing unless the median one-sidedness of the seen points is at least ``ENCLOSES``
     """
@@ -137,7 +140,11 @@ def orient_outward(points: np.ndarray, normals: np.ndarray, *, views: int = OUTW
     if only_enclosing and median < ENCLOSES:
         log.info("normals: median one-sidedness %.2f: the scan does not enclose a volume", median)
         return normals
-    flip = (vote < 0) & (one_sided > ONE_SIDED)
+    decided = one_sided > ONE_SIDED
+    flip = (vote < 0) & decided
+    # the spanning tree faces inward as a whole: the points seen from no side (deep in a fold) are turned with it
+    inward = decided.any() and np.mean(flip[decided]) > INWARD
+    flip = flip | (inward & ~decided)
     # where the two sides lie within the noise (a sheet thinner than it), outward normals of both sides interleave
     # and no patch could hold one side: then the spanning tree's single orientation is kept, unless it leaked
     turned = np.where(flip[:, None], -normals, normals)

@@ -68,6 +68,39 @@ def test_a_leaked_orientation_is_turned_even_where_the_sides_interleave(monkeypa
     np.testing.assert_array_equal(normals.orient_outward(points, up, views=64), up)
 
 
+def _u_block(gap, n, noise, seed=0):
+    """Points (about n) with their true normals on a U-shaped block: two unit cubes on a slab, ``gap`` apart."""
+    rng = np.random.default_rng(seed)
+    boxes = np.array([[[0, 0, -0.1], [1, 1, 1]], [[1 + gap, 0, -0.1], [2 + gap, 1, 1]],
+                      [[0, 0, -0.4], [2 + gap, 1, 0]]])
+    points, truth = [], []
+    for lo, hi in boxes:  # each box's faces sampled by area, the parts inside another box dropped
+        size = hi - lo
+        area = np.repeat([size[1] * size[2], size[0] * size[2], size[0] * size[1]], 2)
+        face = rng.choice(6, n // 2, p=area / area.sum())
+        p = lo + rng.random((len(face), 3)) * size
+        rows, axis, top = np.arange(len(face)), face // 2, face % 2 == 1
+        p[rows, axis] = np.where(top, hi[axis], lo[axis])
+        nrm = np.zeros_like(p)
+        nrm[rows, axis] = np.where(top, 1.0, -1.0)
+        points.append(p)
+        truth.append(nrm)
+    points, truth = np.concatenate(points), np.concatenate(truth)
+    inside = np.any([np.all((points > lo + 1e-9) & (points < hi - 1e-9), axis=1) for lo, hi in boxes], axis=0)
+    points, truth = points[~inside], truth[~inside]
+    return points + rng.normal(scale=noise * np.linalg.norm(np.ptp(points, 0)), size=points.shape), truth
+
+
+def test_a_fold_no_view_reaches_turns_with_an_inward_spanning_tree():
+    # the slot of a U-shaped block two point spacings wide: its walls and floor are seen from no side, and keep the
+    # spanning tree's orientation; where that faces inward as a whole, they turn outward with the rest
+    points, truth = _u_block(0.15, 8000, 0.005)
+    slot = (points[:, 0] > 0.95) & (points[:, 0] < 1.2) & (points[:, 2] > -0.05)
+    for tree in (truth, -truth):
+        turned = normals.orient_outward(points, tree, views=128)
+        assert _outward_share(turned[slot], truth[slot]) > 0.95 and _outward_share(turned, truth) > 0.99
+
+
 def test_an_open_surface_is_left_alone():
     points = noisy_scan(terrain_mesh(resolution=60), 4000, 0.005, seed=0)
     n = normals.estimate_normals(points)
