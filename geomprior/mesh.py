@@ -322,10 +322,11 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                    that no surface spans the gap between two of them
     depth        : Screened Poisson octree depth of the largest object (a smaller object gets the depth that keeps
                    the same resolution)
-    closed       : True: each object's mesh is its closed (watertight) surface; False: the part of the surface
-                   within ``max_distance`` of the points; either without pieces of less than ``min_area``;
-                   "auto": closed where at most ``CLOSED_SHARE`` of the closed surface's area lies farther than
-                   ``max_distance`` from every point (the points enclose a volume), else open
+    closed       : True: each object's mesh is its closed (watertight) surface, facing outward whichever way the
+                   normals face; False: the part of the surface within ``max_distance`` of the points; either
+                   without pieces of less than ``min_area``; "auto": closed where at most ``CLOSED_SHARE`` of the
+                   closed surface's area lies farther than ``max_distance`` from every point (the points enclose a
+                   volume), else open
     max_distance : how far the open mesh reaches beyond the points (None: open meshes untrimmed, "auto" closed)
     trim         : how far an open mesh reaches beyond the points, where it is to end closer than the
                    ``max_distance`` that decides "auto" (None: ``max_distance``)
@@ -446,6 +447,8 @@ def _extract(points, normals, *, depth, closed, max_distance, min_area, trim=Non
     t, component = t[keep], component[keep]
     used, t = np.unique(t, return_inverse=True)
     t = t.reshape(-1, 3)
+    if is_closed and _signed_volume(v[used], t) < 0:  # normals facing inward turn it inside out: it faces outward
+        t = t[:, ::-1]
     components = len(np.unique(component))
     facts = {"points": len(points), "depth": depth, "closed": is_closed, "open_share": open_share,
              "components": components, "genus": _genus(t, len(used), components) if is_closed else None}
@@ -471,6 +474,12 @@ def _genus(triangles: np.ndarray, n_vertices: int, components: int) -> int:
     """The total genus of a closed edge-manifold mesh (F, 3) of ``components`` components: Euler's V - E + F =
     2 (components - genus)."""
     return (2 * components - (n_vertices - len(edge_uses(triangles)) + len(triangles))) // 2
+
+
+def _signed_volume(vertices: np.ndarray, triangles: np.ndarray) -> float:
+    """The volume a closed mesh (F, 3) encloses, negative when its triangles face inward."""
+    a, b, c = (vertices[triangles[:, i]] for i in range(3))
+    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6)
 
 
 def _areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:

@@ -181,6 +181,11 @@ def test_given_normals_are_used_and_orient_the_output(sphere, monkeypatch):
     inw = reconstruct(points, -radial * 2.0, config=CHEAP, device="cpu", seed=0)  # (any length: normalised)
     down = np.einsum("ij,ij->i", inw.normals, inw.points / np.linalg.norm(inw.points, axis=1, keepdims=True))
     assert np.mean(down < 0) >= 0.95
+    # ... and the watertight mesh faces outward all the same (its enclosed volume positive, not inside out)
+    for rec in (out, inw):
+        v, t = np.asarray(rec.mesh.vertices), np.asarray(rec.mesh.triangles)
+        volume = np.einsum("ij,ij->", v[t[:, 0]], np.cross(v[t[:, 1]], v[t[:, 2]])) / 6
+        assert rec.history["mesh"][0]["closed"] and volume > 0
 
 
 def test_estimated_normals_flag(cheap_rec):

@@ -131,6 +131,22 @@ def test_closed_auto_open_and_objects():
     assert len(former.triangles) > 0
 
 
+def _volume(mesh) -> float:
+    v, t = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    return float(np.einsum("ij,ij->i", v[t[:, 0]], np.cross(v[t[:, 1]], v[t[:, 2]])).sum() / 6)
+
+
+def test_a_closed_mesh_faces_outward_whichever_way_its_normals_face():
+    # a hollow ball (radii 1 and 0.6): its inner wall faces the cavity; with every normal turned the other way the
+    # mesh is the same, not inside out
+    outer, inner = (oriented(sphere_mesh(radius=r, resolution=30), 4000, seed=i) for i, r in enumerate((1.0, 0.6)))
+    points, normals = np.concatenate([outer[0], inner[0]]), np.concatenate([outer[1], -inner[1]])
+    shell = 4 / 3 * np.pi * (1 - 0.6**3)
+    for sign in (1, -1):
+        mesh, facts = gmesh.mesh_surface(points, sign * normals, depth=6, closed=True)
+        assert mesh_facts(mesh)["components"] == 2 and _volume(mesh) == pytest.approx(shell, rel=0.05)
+
+
 def test_a_handle_narrower_than_two_cells_goes_a_real_one_stays():
     # a torus whose hole (radius 0.06) is about two depth-8 cells wide: Poisson at depth 8 keeps a hairline hole,
     # depth 7 closes it; the mesh is the handle-free one. A torus with a wide hole keeps it at the depth asked.
