@@ -313,9 +313,10 @@ class _Piece:
 
 def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray | None = None, depth: int = 9,
                  closed: bool | Literal["auto"] = "auto", max_distance: float | np.ndarray | None = None,
-                 min_area: float = 0.0, support: tuple[np.ndarray, np.ndarray | None] | None = None,
-                 trim: float | np.ndarray | None = None, edge_filter: int = 0, max_cube: float | None = None,
-                 fidelity: float = 0.0, taubin: int = 0, manifold: bool = True) -> tuple[object, list[dict]]:
+                 min_area: float = 0.0, min_points: int = 0,
+                 support: tuple[np.ndarray, np.ndarray | None] | None = None, trim: float | np.ndarray | None = None,
+                 edge_filter: int = 0, max_cube: float | None = None, fidelity: float = 0.0, taubin: int = 0,
+                 manifold: bool = True) -> tuple[object, list[dict]]:
     """A mesh a user keeps, from dense oriented points (M, 3) (and their unit normals (M, 3)).
 
     objects      : (M,) int  the object of each point (None: one object); each object is meshed on its own, so
@@ -327,6 +328,8 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                    without pieces of less than ``min_area``; "auto": closed where at most ``CLOSED_SHARE`` of the
                    closed surface's area lies farther than ``max_distance`` from every point (the points enclose a
                    volume), else open
+    min_points   : a piece of less than ``min_area`` stays when it is the nearest surface of at least this many of
+                   the points (0: none stays): a part of the object scanned too sparsely for a larger piece
     max_distance : how far the open mesh reaches beyond the points (None: open meshes untrimmed, "auto" closed)
     trim         : how far an open mesh reaches beyond the points, where it is to end closer than the
                    ``max_distance`` that decides "auto" (None: ``max_distance``)
@@ -343,7 +346,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                    which follows the points' spacing: a sparse scan's facets and chords, inside its curves, remain)
     manifold     : False: one Screened Poisson mesh of all the points as open3d gives it, its vertices farther than
                    ``max_distance`` from every point dropped (what geomprior did before; ``objects``, ``closed``,
-                   ``min_area``, ``edge_filter``, ``fidelity`` and ``taubin`` unused)
+                   ``min_area``, ``min_points``, ``edge_filter``, ``fidelity`` and ``taubin`` unused)
 
     Every object: Screened Poisson, then ``manifold_surface`` (edge-manifold, no self-intersections); a closed mesh
     with handles that one depth less does not have is taken at that depth (such handles are narrower than two
@@ -376,7 +379,7 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
         d = depth - int(round(np.log2(largest / extents[o]))) if largest > 0 else depth
         near = reach_objects == o
         pieces.append(_mesh_object(points[rows], normals[rows], depth=max(4, d), closed=closed,
-                                   max_distance=_part(max_distance, near), min_area=min_area,
+                                   max_distance=_part(max_distance, near), min_area=min_area, min_points=min_points,
                                    trim=_part(trim, near), reach=reach[near], max_cube=max_cube))
     vertices, triangles, count = [], [], 0
     for p in pieces:
@@ -399,15 +402,15 @@ def _part(distance, rows):
     return distance[rows] if np.ndim(distance) else distance
 
 
-def _mesh_object(points, normals, *, depth, closed, max_distance, min_area, trim=None, reach=None, max_cube=None
-                 ) -> _Piece:
+def _mesh_object(points, normals, *, depth, closed, max_distance, min_area, min_points=0, trim=None, reach=None,
+                 max_cube=None) -> _Piece:
     piece = _extract(points, normals, depth=depth, closed=closed, max_distance=max_distance, min_area=min_area,
-                     trim=trim, reach=reach, max_cube=max_cube)
+                     min_points=min_points, trim=trim, reach=reach, max_cube=max_cube)
     if piece.facts["closed"] and piece.facts["genus"] > 0 and depth > 4:
         # a handle that one level coarser does not have is narrower than two of its cells: noise where a thin part's
         # two sides come close (a toe, a tail's tip), not the shape's; a real one (a torus's hole) stays
         coarser = _extract(points, normals, depth=depth - 1, closed=True, max_distance=max_distance,
-                           min_area=min_area, reach=reach, max_cube=max_cube)
+                           min_area=min_area, min_points=min_points, reach=reach, max_cube=max_cube)
         if (coarser.facts["genus"] < piece.facts["genus"]
                 and coarser.facts["components"] <= piece.facts["components"]):
             log.info("mesh: %d handle(s) at depth %d are gone at depth %d; kept that", piece.facts["genus"]
@@ -416,8 +419,8 @@ def _mesh_object(points, normals, *, depth, closed, max_distance, min_area, trim
     return piece
 
 
-def _extract(points, normals, *, depth, closed, max_distance, min_area, trim=None, reach=None, max_cube=None
-             ) -> _Piece:
+def _extract(points, normals, *, depth, closed, max_distance, min_area, min_points=0, trim=None, reach=None,
+             max_cube=None) -> _Piece:
     """One object's mesh at one Poisson depth (``_mesh_object``); ``max_distance`` and ``trim`` are measured from
     ``reach`` (default: the points), each a distance or one per ``reach`` point."""
     reach = points if reach is None else reach
@@ -440,10 +443,16 @@ def _extract(points, normals, *, depth, closed, max_distance, min_area, trim=Non
         if trim is not None and len(t):
             far = (dist > _part(trim, nearest))[t].any(1)
         t, area = t[~far], area[~far]
-    # pieces smaller than min_area go: bubbles of a misoriented normal or two, specks left by the trim
+    # pieces smaller than min_area go: bubbles of a misoriented normal or two, specks left by the trim; not those
+    # nearest to min_points of the points or more (a part scanned too sparsely for a larger mesh: an arm)
     component = _components(t, len(v))
-    sizes = np.bincount(component, weights=area) if len(t) else np.zeros(0)
-    keep = sizes[component] >= min_area
+    keep = np.bincount(component, weights=area) >= min_area if len(t) else np.zeros(0, bool)
+    if min_points and not keep.all():
+        on = np.unique(t)
+        of = np.zeros(len(v), np.int64)
+        of[t.ravel()] = np.repeat(component, 3)
+        keep |= np.bincount(of[on[cKDTree(v[on]).query(points, workers=-1)[1]]], minlength=len(keep)) >= min_points
+    keep = keep[component]
     t, component = t[keep], component[keep]
     used, t = np.unique(t, return_inverse=True)
     t = t.reshape(-1, 3)

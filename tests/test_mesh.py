@@ -147,6 +147,15 @@ def test_a_closed_mesh_faces_outward_whichever_way_its_normals_face():
         assert mesh_facts(mesh)["components"] == 2 and _volume(mesh) == pytest.approx(shell, rel=0.05)
 
 
+def test_a_small_piece_stays_when_enough_points_lie_nearest_to_it():
+    # a ball and, apart, a small one scanned with 60 points (its mesh smaller than min_area): an arm scanned sparsely
+    big, small = oriented(sphere_mesh(resolution=30), 4000), oriented(sphere_mesh(radius=0.15, resolution=20), 60)
+    points, normals = np.concatenate([big[0], small[0] + [2.0, 0, 0]]), np.concatenate([big[1], small[1]])
+    for min_points, pieces in ((0, 1), (16, 2), (61, 1)):
+        mesh, _ = gmesh.mesh_surface(points, normals, depth=7, closed=True, min_area=0.5, min_points=min_points)
+        assert mesh_facts(mesh)["components"] == pieces
+
+
 def test_a_handle_narrower_than_two_cells_goes_a_real_one_stays():
     # a torus whose hole (radius 0.06) is about two depth-8 cells wide: Poisson at depth 8 keeps a hairline hole,
     # depth 7 closes it; the mesh is the handle-free one. A torus with a wide hole keeps it at the depth asked.
