@@ -52,7 +52,7 @@ class DGPConfig:
     # patches
     radius: float = RADIUS  # patch radius, share of the scan's extent (geomprior.scan: stray clusters set aside)
     padding: float = 1.3  # members lie within padding × radius of the centre
-    min_points: int = 16  # fewer members than this: the patch takes its nearest neighbours instead
+    min_points: int = 16  # fewer members: a patch takes its nearest neighbours; a mesh piece nearest to as many stays
     max_points: int = 384  # members per patch at most (the nearest ones)
     # drop input points with fewer than min_points others within a patch's reach (padding × radius; fewer than a
     # quarter of the median count in scans sparser than that) unless their neighbours are as sparse as they are
@@ -422,8 +422,9 @@ def finish(mesh_pts: np.ndarray, mesh_nrm: np.ndarray, scan: Layout, cfg: DGPCon
         reach, trim = np.maximum(reach, local), np.maximum(trim, local)
     mesh, pieces = mesh_surface(mesh_pts, mesh_nrm, objects=object_of(mesh_pts), depth=cfg.poisson_depth,
                                 closed=cfg.closed, max_distance=reach, trim=trim, min_area=math.pi * radius**2,
-                                edge_filter=cfg.edge_filter, max_cube=cfg.max_cell * radius, support=support,
-                                fidelity=cfg.fidelity * radius, taubin=cfg.taubin, manifold=cfg.surface == "manifold")
+                                min_points=cfg.min_points, edge_filter=cfg.edge_filter, support=support,
+                                max_cube=cfg.max_cell * radius, fidelity=cfg.fidelity * radius, taubin=cfg.taubin,
+                                manifold=cfg.surface == "manifold")
     if colors is not None and len(mesh.vertices):
         import open3d as o3d
 

@@ -143,7 +143,7 @@ def test_a_closed_mesh_faces_outward_whichever_way_its_normals_face():
     points, normals = np.concatenate([outer[0], inner[0]]), np.concatenate([outer[1], -inner[1]])
     shell = 4 / 3 * np.pi * (1 - 0.6**3)
     for sign in (1, -1):
-        mesh, facts = gmesh.mesh_surface(points, sign * normals, depth=6, closed=True)
+        mesh, _ = gmesh.mesh_surface(points, sign * normals, depth=6, closed=True)
         assert mesh_facts(mesh)["components"] == 2 and _volume(mesh) == pytest.approx(shell, rel=0.05)
 
 
