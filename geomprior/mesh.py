@@ -319,17 +319,14 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                  manifold: bool = True) -> tuple[object, list[dict]]:
     """A mesh a user keeps, from dense oriented points (M, 3) (and their unit normals (M, 3)).
 
-    objects      : (M,) int  the object of each point (None: one object); each object is meshed on its own, so
-                   that no surface spans the gap between two of them
+    objects      : (M,) int  the object of each point (None: one); each is meshed on its own, no surface spans two
     depth        : Screened Poisson octree depth of the largest object (a smaller object gets the depth that keeps
                    the same resolution)
-    closed       : True: each object's mesh is its closed (watertight) surface, facing outward whichever way the
-                   normals face; False: the part of the surface within ``max_distance`` of the points; either
-                   without pieces of less than ``min_area``; "auto": closed where at most ``CLOSED_SHARE`` of the
-                   closed surface's area lies farther than ``max_distance`` from every point (the points enclose a
-                   volume), else open
-    min_points   : a piece of less than ``min_area`` stays when it is the nearest surface of at least this many of
-                   the points (0: none stays): a part of the object scanned too sparsely for a larger piece
+    closed       : True: each object's mesh is its closed (watertight) surface, facing outward; False: the part of
+                   the surface within ``max_distance`` of the points; either without pieces of less than ``min_area``
+                   that fewer than ``min_points`` of the points lie nearest to (a part scanned sparsely); "auto":
+                   closed where at most ``CLOSED_SHARE`` of the closed surface's area lies farther than
+                   ``max_distance`` from every point (the points enclose a volume), else open
     max_distance : how far the open mesh reaches beyond the points (None: open meshes untrimmed, "auto" closed)
     trim         : how far an open mesh reaches beyond the points, where it is to end closer than the
                    ``max_distance`` that decides "auto" (None: ``max_distance``)
@@ -338,7 +335,6 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                    to tell a gap in the scan from the space between two of them)
     ``max_distance`` and ``trim`` may also be one distance per point they are measured from ((S,) or (M,)): a
     vertex is then far when it lies beyond the distance of its nearest such point
-
     edge_filter  : iterations of :func:`keep_edges` on the mesh's vertices (0: none)
     fidelity     : then :func:`follow_points` with this width (0: not; it may leave triangles crossing)
     taubin       : last, steps of :func:`taubin_smooth` (0: none)
@@ -349,11 +345,11 @@ def mesh_surface(points: np.ndarray, normals: np.ndarray, *, objects: np.ndarray
                    ``min_area``, ``min_points``, ``edge_filter``, ``fidelity`` and ``taubin`` unused)
 
     Every object: Screened Poisson, then ``manifold_surface`` (edge-manifold, no self-intersections); a closed mesh
-    with handles that one depth less does not have is taken at that depth (such handles are narrower than two
-    cells: noise where a thin part's two sides come close); last, ``edge_filter``, ``fidelity`` and ``taubin``.
-    Returns the mesh (open3d.geometry.TriangleMesh, vertex normals computed) and per object a dict: its points,
-    depth, whether it is closed, the share of its closed surface beyond ``max_distance`` (``open_share``), its
-    components and (closed) its genus.
+    with handles that one depth less does not have is taken at that depth (such handles are narrower than two cells:
+    noise where a thin part's two sides come close); last, ``edge_filter``, ``fidelity`` and ``taubin``. Returns the
+    mesh (open3d.geometry.TriangleMesh, vertex normals computed) and per object a dict: its points, depth, whether it
+    is closed, the share of its closed surface beyond ``max_distance`` (``open_share``), its components and (closed)
+    its genus.
     """
     import open3d as o3d
 
