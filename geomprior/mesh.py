@@ -419,6 +419,8 @@ def _extract(points, normals, *, depth, closed, max_distance, min_area, min_poin
              max_cube=None) -> _Piece:
     """One object's mesh at one Poisson depth (``_mesh_object``); ``max_distance`` and ``trim`` are measured from
     ``reach`` (default: the points), each a distance or one per ``reach`` point."""
+    import trimesh
+
     reach = points if reach is None else reach
     raw = poisson_mesh(points, normals, depth=depth)
     if closed is not False and _open_edges(np.asarray(raw.triangles)):
@@ -452,7 +454,8 @@ def _extract(points, normals, *, depth, closed, max_distance, min_area, min_poin
     t, component = t[keep], component[keep]
     used, t = np.unique(t, return_inverse=True)
     t = t.reshape(-1, 3)
-    if is_closed and _signed_volume(v[used], t) < 0:  # normals facing inward turn it inside out: it faces outward
+    # normals facing inward turn a closed mesh inside out (trimesh's volume is signed): it faces outward
+    if is_closed and len(t) and trimesh.Trimesh(v[used], t, process=False).volume < 0:
         t = t[:, ::-1]
     components = len(np.unique(component))
     facts = {"points": len(points), "depth": depth, "closed": is_closed, "open_share": open_share,
@@ -479,12 +482,6 @@ def _genus(triangles: np.ndarray, n_vertices: int, components: int) -> int:
     """The total genus of a closed edge-manifold mesh (F, 3) of ``components`` components: Euler's V - E + F =
     2 (components - genus)."""
     return (2 * components - (n_vertices - len(edge_uses(triangles)) + len(triangles))) // 2
-
-
-def _signed_volume(vertices: np.ndarray, triangles: np.ndarray) -> float:
-    """The volume a closed mesh (F, 3) encloses, negative when its triangles face inward."""
-    a, b, c = (vertices[triangles[:, i]] for i in range(3))
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6)
 
 
 def _areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
