@@ -28,6 +28,10 @@ SMALL = 0.01  # a cluster with fewer than this share of the points is small; sma
 # of every large one are stray returns (a passer-by, a bird, multipath), not the scanned surface
 LINE = 1e-6  # points spread across their main axis by less than this share of their spread along it: a line
 SAMPLE = 200_000  # the spacing is measured on at most this many points
+NOISE_K = (20, 128)  # a point's noise is measured over its neighbours within reach, at least / at most this many
+QUIET = 0.004  # a scan whose noise is below this share of its extent gets patches smaller in proportion ...
+FINE = 0.7  # ... down to this share of the radius: less noise to average away, finer detail to keep
+NOISE_REACH = 0.6  # the noise is measured over this share of the patch radius (detail finer than it counts as noise)
 
 
 @dataclass
@@ -76,6 +80,43 @@ def spacing(points: np.ndarray, *, k: int = SPACING_K, sample: int = SAMPLE, see
     rows = np.random.default_rng(seed).choice(len(points), min(len(points), sample), replace=False)
     dist, _ = cKDTree(points).query(points[rows], k + 1, workers=-1)
     return float(np.median(dist[:, -1]))
+
+
+def noise_level(points: np.ndarray, reach: float, *, samples: int = 1000, seed: int = 0) -> float:
+    """The noise of a scan (N, 3): the spread of its points about a smooth surface, in the points' units.
+
+    Around each of ``samples`` points, its neighbours within ``reach`` (at least ``NOISE_K[0]``, at most
+    ``NOISE_K[1]`` of the nearest) are fitted with a quadratic height field over the plane of their principal axes
+    (least squares); their spread about it is 1.4826 × the median absolute deviation of the heights (robust to a
+    stray point or a nearby second side). Returns the median over the samples; 0 for fewer points than ``NOISE_K[0]``.
+    Detail finer than ``reach`` counts as noise, and with a few points per neighbourhood the fit absorbs some of it.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    low, high = NOISE_K
+    if len(points) <= low:
+        return 0.0
+    rows = np.random.default_rng(seed).choice(len(points), min(len(points), samples), replace=False)
+    dist, near = cKDTree(points).query(points[rows], min(high, len(points)), workers=-1)
+    use = (dist <= reach) | (np.arange(dist.shape[1]) < low)
+    weight = use / use.sum(1, keepdims=True)
+    centred = points[near] - np.einsum("nk,nki->ni", weight, points[near])[:, None]
+    _, axes = np.linalg.eigh(np.einsum("nk,nki,nkj->nij", weight, centred, centred))
+    height, u, v = np.moveaxis(np.einsum("nki,nij->nkj", centred, axes), -1, 0)  # smallest axis first
+    design = np.stack([u * u, u * v, v * v, u, v, np.ones_like(u)], -1)
+    gram = np.einsum("nk,nki,nkj->nij", weight, design, design) + 1e-12 * np.eye(6)
+    coef = np.linalg.solve(gram, np.einsum("nk,nki,nk->ni", weight, design, height)[..., None])[..., 0]
+    residual = np.where(use, height - np.einsum("nki,ni->nk", design, coef), np.nan)
+    spread = np.nanmedian(np.abs(residual - np.nanmedian(residual, 1, keepdims=True)), 1)
+    count = use.sum(1)
+    return float(np.median(1.4826 * spread * np.sqrt(count / (count - 6))))
+
+
+def quiet_radius(points: np.ndarray, radius: float, diagonal: float) -> float:
+    """The patch radius (share of ``diagonal``) for a scan (N, 3) whose patches would have ``radius`` at a noise of
+    ``QUIET`` × ``diagonal`` or more: radius × noise / (``QUIET`` × diagonal), at least ``FINE`` × radius
+    (:func:`noise_level` over ``NOISE_REACH`` × radius × diagonal)."""
+    noise = noise_level(points, NOISE_REACH * radius * diagonal) / diagonal
+    return radius * float(np.clip(noise / QUIET, FINE, 1.0))
 
 
 def voxel_components(points: np.ndarray, size: float) -> np.ndarray:

@@ -8,7 +8,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from geomprior.errors import InputError
-from geomprior.scan import layout, spacing, voxel_components
+from geomprior.scan import FINE, NOISE_K, QUIET, layout, noise_level, quiet_radius, spacing, voxel_components
 
 SETTINGS = dict(radius=0.05, padding=1.3, min_points=16)
 
@@ -16,6 +16,16 @@ SETTINGS = dict(radius=0.05, padding=1.3, min_points=16)
 def sphere(n: int, centre=(0.0, 0.0, 0.0), radius: float = 0.5, seed: int = 0) -> np.ndarray:
     v = np.random.default_rng(seed).normal(size=(n, 3))
     return np.asarray(centre) + radius * v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def bumpy(n: int, seed: int = 0) -> np.ndarray:
+    """Points on a curved height field over the unit square."""
+    xy = np.random.default_rng(seed).random((n, 2))
+    return np.c_[xy, 0.1 * np.sin(3 * xy[:, 0]) * np.cos(3 * xy[:, 1])]
+
+
+def noisy(points: np.ndarray, sigma: float, seed: int = 1) -> np.ndarray:
+    return points + np.random.default_rng(seed).normal(scale=sigma, size=points.shape)
 
 
 def clusters(rng, centres, size: int = 30, spread: float = 0.01) -> np.ndarray:
@@ -97,3 +107,47 @@ def test_a_scan_of_stray_points_only_is_refused():
         layout(specks, **SETTINGS)
     with pytest.raises(InputError, match="at least 16 points"):
         layout(rng.uniform(size=(10, 3)), **SETTINGS)
+
+
+def _noise_level_slow(points, reach, samples, seed=0):
+    """noise_level one neighbourhood at a time, with numpy's least squares and medians."""
+    low, high = NOISE_K
+    tree = cKDTree(points)
+    spreads = []
+    for i in np.random.default_rng(seed).choice(len(points), min(len(points), samples), replace=False):
+        dist, near = tree.query(points[i], min(high, len(points)))
+        around = points[near[(dist <= reach) | (np.arange(len(near)) < low)]]
+        centred = around - around.mean(0)
+        height, u, v = (centred @ np.linalg.eigh(centred.T @ centred)[1]).T
+        design = np.stack([u * u, u * v, v * v, u, v, np.ones_like(u)], 1)
+        residual = height - design @ np.linalg.lstsq(design, height, rcond=None)[0]
+        mad = np.median(np.abs(residual - np.median(residual)))
+        spreads.append(1.4826 * mad * np.sqrt(len(around) / (len(around) - 6)))
+    return float(np.median(spreads))
+
+
+def test_noise_level_is_the_one_neighbourhood_at_a_time_estimate():
+    points = noisy(bumpy(3000), 0.004)
+    for reach in (0.03, 0.08):  # a few neighbours (the fewest allowed) and many
+        assert noise_level(points, reach, samples=200) == pytest.approx(_noise_level_slow(points, reach, 200), rel=1e-5)
+
+
+@pytest.mark.parametrize("surface", [sphere, bumpy])
+@pytest.mark.parametrize("sigma", [0.002, 0.005, 0.01])
+def test_noise_level_reads_the_noise_of_a_curved_scan_with_stray_points_in_it(surface, sigma):
+    points = noisy(surface(5000), sigma)
+    stray = np.random.default_rng(2).uniform(points.min(0), points.max(0), size=(100, 3))
+    reach = 0.03 * np.linalg.norm(np.ptp(points, axis=0))
+    for scan in (points, np.concatenate([points, stray])):
+        assert noise_level(scan, reach) == pytest.approx(sigma, rel=0.15)
+    assert noise_level(points[:NOISE_K[0]], reach) == 0.0
+
+
+def test_a_quiet_scan_gets_smaller_patches_and_a_noisy_one_the_radius_as_set():
+    points = bumpy(5000)
+    diagonal = np.linalg.norm(np.ptp(points, axis=0))
+    assert quiet_radius(noisy(points, 0.001 * diagonal), 0.05, diagonal) == pytest.approx(FINE * 0.05)
+    between = quiet_radius(noisy(points, 0.8 * QUIET * diagonal), 0.05, diagonal)
+    assert FINE * 0.05 < between < 0.05
+    for sigma in (1.2 * QUIET, 3 * QUIET):  # exactly as set: a fit at this noise is the fit without the rule
+        assert quiet_radius(noisy(points, sigma * diagonal), 0.05, diagonal) == 0.05
