@@ -32,7 +32,7 @@ from .metrics import scan_quality
 from .normals import estimate_normals
 from .patches import RADIUS, Patches, bbox_diagonal, cover
 from .presets import PRECISIONS, check_preset
-from .scan import SPACING_K, Layout, check_colors, check_points, find_inliers, layout
+from .scan import SPACING_K, Layout, check_colors, check_points, find_inliers, layout, quiet_radius
 from .transport import assign, sinkhorn_divergence
 from .uv import blue_noise
 
@@ -51,35 +51,29 @@ class DGPConfig:
 
     # patches
     radius: float = RADIUS  # patch radius, share of the scan's extent (geomprior.scan: stray clusters set aside)
+    adapt_radius: bool = True  # smaller patches on a quiet scan (geomprior.scan.quiet_radius); False: radius as set
     padding: float = 1.3  # members lie within padding × radius of the centre
     min_points: int = 16  # fewer members: a patch takes its nearest neighbours; a mesh piece nearest to as many stays
     max_points: int = 384  # members per patch at most (the nearest ones)
-    # drop input points with fewer than min_points others within a patch's reach (padding × radius; fewer than a
-    # quarter of the median count in scans sparser than that) unless their neighbours are as sparse as they are
-    # (a sparse region, see find_inliers): they cannot carry a surface patch, and patches built on them (from
-    # their nearest neighbours) float off the surface
+    # drop input points with fewer than min_points others within a patch's reach unless their neighbours are as
+    # sparse (see find_inliers): they cannot carry a surface patch, and patches built on them float off the surface
     drop_outliers: bool = True
-    # small clusters of points out of a patch's reach of the scanned surface (stray returns, see geomprior.scan):
-    # "drop" sets them aside before the fit, "keep" reconstructs them as objects of their own
+    # small clusters out of a patch's reach of the surface (stray returns, geomprior.scan): set aside, or objects too
     small_clusters: Literal["drop", "keep"] = "drop"
-    # estimate the normals for thin parts (see estimate_normals): a thin plate's two sides otherwise get oriented
-    # alike, and its patches straddle it (BENCHMARKS.md, ablations "thin-part normals"). "auto": estimate both ways,
-    # take the thin-part normals when the two disagree widely
+    # normals for thin parts (see estimate_normals: a plate's two sides otherwise get oriented alike, its patches
+    # straddle it); "auto": both estimates, the thin-part one when they disagree widely
     thin_parts: bool | Literal["auto"] = "auto"
-    # turn the normals outward by where they are seen from (see orient_outward); "auto": where the scan encloses a
-    # volume (a closed shape's thin parts, legs or ears, otherwise get patches of misoriented normals)
+    # turn the normals outward by where they are seen from (see orient_outward); "auto": if the scan encloses a volume
     outward: bool | Literal["auto"] = "auto"
     # networks
     widths: tuple[int, ...] = (64, 64, 64)  # hidden layer widths of each patch MLP (the original: 128,256,512,512)
     planar_skip: bool = True  # φ = MLP + a flat square in the patch plane (start flat, avoid folds)
     lr: float = 2e-3  # Adam learning rate
-    # float type of the fits' training passes (geomprior.device.training_dtype): "auto" = bfloat16 on a CPU that
-    # computes it natively, else float32; weights, optimiser and every evaluation stay float32
+    # float type of the training passes (geomprior.device.training_dtype; weights and evaluations stay float32)
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
     # correspondences / loss
     loss: Literal["assignment", "sinkhorn"] = "assignment"  # MSE to matched points, or the Sinkhorn divergence
-    # exact one-to-one matching, or the hardened Sinkhorn plan (the original's scheme; on a CPU slower and no better,
-    # BENCHMARKS.md, ablations)
+    # exact one-to-one matching, or the hardened Sinkhorn plan (the original's; on a CPU slower and no better)
     matching: Literal["exact", "sinkhorn"] = "exact"
     refresh_every: int = 40  # recompute correspondences every this many steps
     blur: float = 0.01  # Sinkhorn blur (ε = blur²), in patch units (unit ball)
@@ -89,19 +83,15 @@ class DGPConfig:
     early_stop: Literal["run", "item", "none"] = "run"  # stop the run, freeze patches one by one, or never
     holdout: float = 0.1  # share of each patch's points held out for validation
     # validation score: "surface" = each held-out point's squared offset from the fitted surface over its own
-    # position in the patch plane (see _surface_offset); "transport" = the former score, the exact matching cost
-    # between the held-out points and the surface at their (never trained) uv samples, which with few held-out
-    # points per patch rises while the surface still nears the truth (BENCHMARKS.md, ablations "transport
-    # validation"; scripts/early_stop_study.py)
+    # position in the patch plane (see _surface_offset); "transport" = the former score, the matching cost of the
+    # held-out points, which rises while the surface still nears the truth (BENCHMARKS.md, ablations)
     val_score: Literal["surface", "transport"] = "surface"
-    # "surface" measures along normals averaged over this many × this many lattice cells (odd; 1: each cell's own),
-    # so a surface wrinkled into the noise cannot hide its offsets (see _surface_offset; BENCHMARKS.md, ablations)
+    # "surface" measures along normals averaged over this many² lattice cells (odd; see _surface_offset)
     val_normal_cells: int = 5
     eval_every: int = 10  # validation interval in steps
     patience: int = 4  # evaluations outside the validation minimum's basin before stopping
     smoothing: float = 0.5  # EMA on the validation curve
-    # basin: within this share of (peak − minimum) of the minimum; the latest weights in it are kept. 0: the minimum
-    # itself (the "surface" score's minimum lies near the true error's; "transport" needed 0.01, as it bottoms early)
+    # basin: within this share of (peak − minimum) of the minimum, the latest weights in it kept (SCORE_TOLERANCE)
     tolerance: float = SCORE_TOLERANCE["surface"]
     min_epochs: int = 50  # no stop before this step
     # consistency stage
@@ -109,8 +99,7 @@ class DGPConfig:
     consistency_epochs: int = 30  # steps of the consistency refit
     consistency_lr: float = 1e-4  # its Adam learning rate: small, the fitted patches only need a nudge
     # output. The points the mesh is made from: "fitted" = the fit's input points, each moved to the mean of the
-    # patch predictions matched to it (the patches' consensus, where the scan has points); "dense" = every patch's
-    # uv grid (also over stretches without points, e.g. a gap between two legs, which it can bridge)
+    # patch predictions matched to it; "dense" = every patch's uv grid (which can bridge a gap between two legs)
     mesh_points: Literal["fitted", "dense"] = "fitted"
     # that mean: "partition" weighs each prediction 1 − |x|², x the point in the patch's unit ball; "mean": alike
     blend: Literal["partition", "mean"] = "partition"
@@ -123,11 +112,10 @@ class DGPConfig:
     taubin: int = 2  # last, steps of Taubin smoothing: the roughness left at a triangle's scale out (taubin_smooth)
     trim: float = 0.2  # an open mesh ends trim × patch radius beyond the dense points (0.5: past a sheet's edges)
     reach: float = 0.5  # closed="auto" measures the closed surface beyond reach × patch radius of the dense points
-    # ... and both distances are at least gap × the scan's local spacing (distance to the 8th nearest input point):
-    # where the scan is sparse, the space between its points is not a hole in it
+    # ... both at least gap × the scan's local spacing (8th nearest input point): a sparse scan's gaps are no holes
     gap: float = 1.0
     # True: every object's mesh is watertight; False: open, trimmed; "auto": closed where the points enclose a volume
-    # (at most mesh.CLOSED_SHARE of the closed surface lies beyond the reach distance), else open
+    # (at most mesh.CLOSED_SHARE of the closed surface beyond the reach distance)
     closed: bool | Literal["auto"] = "auto"
     # "manifold": each object's Poisson surface re-extracted as an edge-manifold mesh (mesh.mesh_surface);
     # "poisson": open3d's Poisson mesh of all dense points as it comes, trimmed (the former output; an ablation)
@@ -366,6 +354,7 @@ def reconstruct(
     pts, nrm = check_points(points, normals)
     colors = check_colors(colors, len(pts))
     scan = scan_layout(pts, cfg)
+    cfg = fit_config(pts, scan, cfg)
     kept = np.flatnonzero(scan.kept)
     shift = (lambda p, n: monitor(p + scan.center, n)) if monitor is not None else None
     out = fit_dense(pts[kept] - scan.center, None if nrm is None else nrm[kept], cfg, device=device, seed=seed,
@@ -388,6 +377,17 @@ def scan_layout(points: np.ndarray, cfg: DGPConfig) -> Layout:
     """The layout of a scan (N, 3) float64 for a fit with ``cfg`` (``geomprior.scan.layout``)."""
     return layout(points, radius=cfg.radius, padding=cfg.padding, min_points=cfg.min_points,
                   keep_small=cfg.small_clusters == "keep")
+
+
+def fit_config(points: np.ndarray, scan: Layout, cfg: DGPConfig) -> DGPConfig:
+    """``cfg`` with the patch radius the noise of the points ``scan`` keeps calls for (``geomprior.scan.quiet_radius``;
+    ``cfg.adapt_radius`` False: ``cfg`` as it is), fixed from then on."""
+    if not cfg.adapt_radius:
+        return cfg
+    radius = quiet_radius(points[scan.kept], cfg.radius, scan.diagonal)
+    if radius < cfg.radius:
+        log.info("little noise: patch radius %.3g of the extent instead of %.3g", radius, cfg.radius)
+    return dataclasses.replace(cfg, radius=radius, adapt_radius=False)
 
 
 def finish(mesh_pts: np.ndarray, mesh_nrm: np.ndarray, scan: Layout, cfg: DGPConfig, radius: float,

@@ -62,7 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dgp import DGPConfig, finish, fit_dense, scan_layout
+from .dgp import DGPConfig, finish, fit_config, fit_dense, scan_layout
 from .errors import InputError
 from .executors import LocalExecutor, RayExecutor
 from .fit import Progress
@@ -487,6 +487,7 @@ def reconstruct_tiled(
     world = check_points(np.concatenate([p for _, p, _ in _chunks(points)]) if n else np.zeros((0, 3)))[0]
     colors = check_colors(colors, n)
     scan = scan_layout(world, cfg)
+    cfg = fit_config(world, scan, cfg)
     kept = np.flatnonzero(scan.kept)
     local = world[kept] - scan.center
     local_normals = None if normals is None else np.concatenate([q for _, _, q in _chunks(points, normals)])[kept]

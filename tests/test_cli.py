@@ -128,6 +128,7 @@ def test_eval_table(tmp_path, capsys):
 @dataclasses.dataclass(frozen=True)
 class FakeConfig:
     radius: float = 0.05
+    adapt_radius: bool = True
     max_epochs: int = 400
     consistency: bool = True
     drop_outliers: bool = True
@@ -188,8 +189,8 @@ def test_reconstruct_writes_all_outputs(tmp_path, scan, fake_dgp, capsys):
         args += ["--render", str(tmp_path / "mesh.png")]
     assert cli.main(args) == 0
     cfg = fake_dgp["config"]
-    assert (cfg.name, cfg.radius, cfg.max_epochs, cfg.consistency, cfg.drop_outliers, cfg.thin_parts) == (
-        "fast", 0.1, 7, False, False, True)
+    assert (cfg.name, cfg.radius, cfg.adapt_radius, cfg.max_epochs, cfg.consistency, cfg.drop_outliers,
+            cfg.thin_parts) == ("fast", 0.1, False, 7, False, False, True)  # a radius given is used as it is
     assert fake_dgp["device"] == "cpu" and fake_dgp["seed"] == 5
     assert fake_dgp["points"].shape == (200, 3) and fake_dgp["normals"] is None
     assert len(read_mesh(out).triangles) > 0

@@ -165,6 +165,21 @@ def test_same_seed_bit_identical_mesh(cheap_rec):
         np.testing.assert_array_equal(np.asarray(mesh.triangles), np.asarray(meshes[0].triangles))
 
 
+def test_a_quiet_scan_is_fitted_with_smaller_patches_unless_the_radius_is_fixed(sphere):
+    """DGPConfig.adapt_radius: the sphere with a tenth of the noise gets patches scan.FINE × as wide, tiled or not;
+    at the noise of the other tests, or with the radius fixed, the radius as set."""
+    from geomprior.tiling import reconstruct_tiled
+
+    mesh, noisy = sphere
+    quiet = noisy_scan(mesh, 1500, NOISE / 10, seed=0)
+    fixed = dataclasses.replace(CHEAP, adapt_radius=False)
+    radius = {name: reconstruct(points, config=cfg, device="cpu", seed=0).history["config"]["radius"]
+              for name, points, cfg in (("quiet", quiet, CHEAP), ("noisy", noisy, CHEAP), ("fixed", quiet, fixed))}
+    radius["tiled"] = reconstruct_tiled(quiet, config=CHEAP, device="cpu").history["settings"]["config"]["radius"]
+    small = pytest.approx(scan.FINE * CHEAP.radius)
+    assert radius == {"quiet": small, "noisy": CHEAP.radius, "fixed": CHEAP.radius, "tiled": small}
+
+
 def test_given_normals_are_used_and_orient_the_output(sphere, monkeypatch):
     _, points = sphere
 

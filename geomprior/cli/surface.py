@@ -34,7 +34,8 @@ def add_surface_parsers(sub, common: argparse.ArgumentParser) -> None:
     rec.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     rec.add_argument("--radius", type=_positive_float, metavar="FLOAT",
                      help="patch radius, share of the scan's extent: the bounding-box diagonal of the scanned "
-                          "surface, without far stray clusters (default: preset)")
+                          "surface, without far stray clusters (default: the preset's, smaller on a scan with "
+                          "little noise)")
     rec.add_argument("--max-epochs", type=_int_at_least(0), metavar="INT",
                      help="cap on local-fit epochs (default: preset)")
     rec.add_argument("--no-consistency", action="store_true", help="skip the consistency refit")
@@ -176,7 +177,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     cfg = DGPConfig.preset(args.preset)
     changes = {}
     if args.radius is not None:
-        changes["radius"] = args.radius
+        changes.update(radius=args.radius, adapt_radius=False)
     if args.max_epochs is not None:
         changes["max_epochs"] = args.max_epochs
     if args.no_consistency:
