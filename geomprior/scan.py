@@ -29,6 +29,8 @@ SMALL = 0.01  # a cluster with fewer than this share of the points is small; sma
 LINE = 1e-6  # points spread across their main axis by less than this share of their spread along it: a line
 SAMPLE = 200_000  # the spacing is measured on at most this many points
 NOISE_K = (20, 128)  # a point's noise is measured over its neighbours within reach, at least / at most this many
+NOISE_POINTS = 20_000  # ... among at most this many of the scan's points (on a denser scan, at most NOISE_K[1] of
+# the nearest would span little more than the noise, and the fitted surface would take up part of it)
 QUIET = 0.004  # a scan whose noise is below this share of its extent gets patches smaller in proportion ...
 FINE = 0.7  # ... down to this share of the radius: less noise to average away, finer detail to keep
 NOISE_REACH = 0.6  # the noise is measured over this share of the patch radius (detail finer than it counts as noise)
@@ -86,16 +88,20 @@ def noise_level(points: np.ndarray, reach: float, *, samples: int = 1000, seed: 
     """The noise of a scan (N, 3): the spread of its points about a smooth surface, in the points' units.
 
     Around each of ``samples`` points, its neighbours within ``reach`` (at least ``NOISE_K[0]``, at most
-    ``NOISE_K[1]`` of the nearest) are fitted with a quadratic height field over the plane of their principal axes
-    (least squares); their spread about it is 1.4826 × the median absolute deviation of the heights (robust to a
-    stray point or a nearby second side). Returns the median over the samples; 0 for fewer points than ``NOISE_K[0]``.
-    Detail finer than ``reach`` counts as noise, and with a few points per neighbourhood the fit absorbs some of it.
+    ``NOISE_K[1]`` of the nearest, among ``NOISE_POINTS`` of the points drawn at random) are fitted with a
+    quadratic height field over the plane of their principal axes (least squares); their spread about it is 1.4826 ×
+    the median absolute deviation of the heights (robust to a stray point or a nearby second side). Returns the
+    median over the samples; 0 for fewer points than ``NOISE_K[0]``. Detail finer than ``reach`` counts as noise,
+    and with a few points per neighbourhood the fit absorbs some of it.
     """
     points = np.asarray(points, dtype=np.float64)
     low, high = NOISE_K
     if len(points) <= low:
         return 0.0
-    rows = np.random.default_rng(seed).choice(len(points), min(len(points), samples), replace=False)
+    rng = np.random.default_rng(seed)
+    if len(points) > NOISE_POINTS:
+        points = points[rng.choice(len(points), NOISE_POINTS, replace=False)]
+    rows = rng.choice(len(points), min(len(points), samples), replace=False)
     dist, near = cKDTree(points).query(points[rows], min(high, len(points)), workers=-1)
     use = (dist <= reach) | (np.arange(dist.shape[1]) < low)
     weight = use / use.sum(1, keepdims=True)

@@ -143,6 +143,12 @@ def test_noise_level_reads_the_noise_of_a_curved_scan_with_stray_points_in_it(su
     assert noise_level(points[:NOISE_K[0]], reach) == 0.0
 
 
+def test_noise_level_of_a_dense_scan_is_its_noise_too():
+    """300,000 points: the nearest NOISE_K[1] would span about the noise (read as 0.6 of it without NOISE_POINTS)."""
+    points = noisy(bumpy(300_000), 0.01)
+    assert noise_level(points, 0.03 * np.linalg.norm(np.ptp(points, axis=0))) == pytest.approx(0.01, rel=0.15)
+
+
 def test_a_quiet_scan_gets_smaller_patches_and_a_noisy_one_the_radius_as_set():
     points = bumpy(5000)
     diagonal = np.linalg.norm(np.ptp(points, axis=0))
