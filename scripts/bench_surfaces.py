@@ -263,11 +263,12 @@ def _config_json(cfg) -> dict | None:
 # DGPConfig fields whose default changed after rows were cached: the value a row that does not record them ran with
 FIRST_DEFAULTS = {"thin_parts": False, "val_score": "transport", "surface": "poisson", "mesh_points": "dense",
                   "outward": False, "precision": "float32", "gap": 0.0, "blend": "mean",
-                  "val_normal_cells": 1, "edge_filter": 0, "max_cell": None, "fidelity": 0.0, "taubin": 0}
+                  "val_normal_cells": 1, "edge_filter": 0, "max_cell": None, "fidelity": 0.0, "taubin": 0,
+                  "adapt_radius": False}
 # DGPConfig fields whose default changed after rows were cached: a row that differs from today's settings in these
 # alone is shown, marked, until it is measured again
 SINCE = ("surface", "mesh_points", "outward", "precision", "lr", "refresh_every", "trim", "gap", "blend",
-         "val_normal_cells", "edge_filter", "max_cell", "fidelity", "taubin")
+         "val_normal_cells", "edge_filter", "max_cell", "fidelity", "taubin", "adapt_radius")
 
 
 def _saved_config(saved: dict) -> dict:
@@ -311,19 +312,41 @@ def _normals_check(job: dict, saved: dict) -> dict:
             "extra_seconds": seconds[1] - seconds[0]}
 
 
+def _radius_check(job: dict, saved: dict) -> dict:
+    """Whether the job's scan gets the row's patch radius with the current adapt_radius too (then the fit is the
+    same)."""
+    from geomprior.dgp import fit_config, scan_layout
+
+    cfg = _config(job["method"], job.get("overrides", {}), job.get("max_epochs"))
+    _, points = make_scan(job["shape"], job["noise"], job["variant"], job["points"])
+    radius = fit_config(points, scan_layout(points, cfg), cfg).radius
+    return {"adapt_radius": cfg.adapt_radius, "radius": radius, "same": radius == _saved_config(saved)["radius"]}
+
+
+# the settings in which a cached row may differ from the current ones and still be reused when its check passes
+CHECKS = {"thin_parts": "normals_check", "adapt_radius": "radius_check"}  # (the check kept in the row)
+
+
 def _reusable(row: dict, job: dict, current: dict, cache: RowCache, compute: bool) -> dict | None:
-    """The cached row if its settings differ from the current ones in thin_parts alone and its scan gets the same
-    normals either way (the check is computed once if ``compute``, and kept in the row), else None."""
-    if not _differs_in(row.get("config"), current, "thin_parts"):
+    """The cached row if its settings differ from the current ones only in ``CHECKS`` fields and the check of each
+    passes (thin_parts: its scan gets the same normals either way; adapt_radius: the same patch radius); each
+    check is computed once if ``compute``, and kept in the row. Else None."""
+    saved = _saved_config(row.get("config"))
+    differ = [k for k in current if saved.get(k) != current[k]]
+    if not differ or any(k not in CHECKS for k in differ):
         return None
-    check = row.get("normals_check")
-    if check is not None and check["thin_parts"] != current["thin_parts"]:
-        check = None  # checked against another setting
-    if check is None and compute:
-        check = _normals_check(job, row["config"])
-        row = {**row, "normals_check": check}
-        cache.put(job["key"], row)
-    return row if check is not None and check["same"] else None
+    for name in differ:
+        key = CHECKS[name]
+        check = row.get(key)
+        if check is not None and check[name] != current[name]:
+            check = None  # checked against another setting
+        if check is None and compute:
+            row = {**row, key: (_normals_check if name == "thin_parts" else _radius_check)(job, row["config"])}
+            cache.put(job["key"], row)
+            check = row[key]
+        if check is None or not check["same"]:
+            return None
+    return row
 
 
 # rows measured before rows named their machine and run all ran on this one (the Machine line of every table they
@@ -340,9 +363,9 @@ def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool
              cached_only: bool = False) -> tuple[list[dict], list[dict]]:
     """Each job's row, from the cache or computed (in a fresh process unless ``fresh_process`` is False), and the
     jobs left out (``cached_only``: rows not in the cache are not computed). A cached geomprior row is
-    reused only if it ran with the settings the code gives that job now, or with settings that differ in
-    thin_parts alone when its scan gets the same normals either way (``_normals_check``: run once, kept in the
-    row as "normals_check"; not under ``cached_only``, which computes nothing). Under ``cached_only`` a row that
+    reused only if it ran with the settings the code gives that job now, or with settings that differ only where
+    a check shows the fit is the same (``_reusable``: run once, kept in the row; not under ``cached_only``, which
+    computes nothing). Under ``cached_only`` a row that
     differs in ``SINCE`` alone (it ran with former defaults) is shown too, marked "former_defaults"."""
     ctx = multiprocessing.get_context("spawn")
     out, missing = [], []
@@ -350,11 +373,11 @@ def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool
         row = cache.get(job["key"]) if reuse or cached_only else None
         current = _config_json(_config(job["method"], job.get("overrides", {}), job.get("max_epochs")))
         if row is not None and not _same_config(row.get("config"), current):
-            if cached_only and _differs_in(row.get("config"), current, SINCE):
-                saved = _saved_config(row.get("config"))  # shown, marked ‡, until it is computed again
-                row = {**row, "former_defaults": {k: saved[k] for k in SINCE if saved[k] != current[k]}}
-            else:
-                row = _reusable(row, job, current, cache, compute=not cached_only)
+            former = row
+            row = _reusable(row, job, current, cache, compute=not cached_only)
+            if row is None and cached_only and _differs_in(former.get("config"), current, SINCE):
+                saved = _saved_config(former.get("config"))  # shown, marked ‡, until it is computed again
+                row = {**former, "former_defaults": {k: saved[k] for k in SINCE if saved[k] != current[k]}}
         if row is None and cached_only:
             missing.append(job)
             continue
@@ -679,7 +702,9 @@ def main(argv=None) -> int:
         "(a load above the core count means a shared machine and an inflated time; '-': not recorded); peak MB: the "
         "peak resident memory of the process that ran it (each row runs in a fresh process: Python, torch and open3d "
         "included). geomprior runs with automatic stopping, on the CPU unless the time names a GPU (its fit ran there; "
-        "normals, meshing and the metrics stay on the CPU of that machine).")
+        "normals, meshing and the metrics stay on the CPU of that machine), with its patch radius adapted to the "
+        "scan's noise (DGPConfig.adapt_radius: 0.05 of the extent, 0.035 to 0.05 on the 0.25 % scans; a row from "
+        "before the rule is reused where its scan keeps the radius, checked and noted in the row).")
     sections, summary = [], {}
 
     caches = {suite: RowCache(out / f"{suite}{suffix}", settings) for suite in args.suite}

@@ -204,6 +204,20 @@ def test_a_row_with_other_normals_settings_is_reused_only_with_the_same_normals(
     assert row["chamfer_l1"] < 0.05 and "normals_check" not in row and row["config"]["thin_parts"] == "auto"
 
 
+def test_a_row_from_before_the_adaptive_radius_is_reused_where_its_scan_keeps_the_radius(bench, tmp_path):
+    jobs = [bench._job("sphere", noise, "", "fast", 1000, 2000, max_epochs=5) for noise in (0.01, 0.001)]
+    current = bench._config_json(bench._config("fast", {}, 5))
+    old = {k: v for k, v in current.items() if k != "adapt_radius"}  # cached before the field: a fixed radius
+    metrics = dict(chamfer_l1=0.5, hausdorff=0.5, normal_consistency=0.5, fscore=0.5, seconds=1.0, peak_mb=1.0)
+    cache = bench.RowCache(tmp_path, {"x": 1})
+    for job in jobs:
+        cache.put(job["key"], {**job, "config": old, **metrics})
+    (noisy, quiet), _ = bench.run_rows(jobs, cache, reuse=True, fresh_process=False)
+    assert noisy["chamfer_l1"] == 0.5 and noisy["radius_check"] == {"adapt_radius": True, "radius": 0.05,
+                                                                      "same": True}
+    assert quiet["chamfer_l1"] < 0.05 and "radius_check" not in quiet and quiet["config"] == current
+
+
 def test_a_row_with_a_former_defaults_is_shown_marked_until_computed_again(bench, tmp_path):
     import dataclasses
 
