@@ -365,8 +365,8 @@ def run_rows(jobs: list[dict], cache: RowCache, reuse: bool, fresh_process: bool
     jobs left out (``cached_only``: rows not in the cache are not computed). A cached geomprior row is
     reused only if it ran with the settings the code gives that job now, or with settings that differ only where
     a check shows the fit is the same (``_reusable``: run once, kept in the row; not under ``cached_only``, which
-    computes nothing). Under ``cached_only`` a row that
-    differs in ``SINCE`` alone (it ran with former defaults) is shown too, marked "former_defaults"."""
+    computes nothing). Under ``cached_only`` a row that differs in ``SINCE`` alone (it ran with former defaults)
+    is shown too, marked "former_defaults"."""
     ctx = multiprocessing.get_context("spawn")
     out, missing = [], []
     for job in jobs:
