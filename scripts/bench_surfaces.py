@@ -18,7 +18,8 @@ Suites (``--suite``, default all three):
 - ``ablations``: the default preset against one change at a time on bunny00 and fandisk at 0.5 % noise (the
   outlier filter on the 2 % outlier variant); the thin-part normals also on the plate. The default also runs with
   fit seeds 1 and 2 (same scan, same settings): their spread is the yardstick for the other rows' differences; so
-  does it on the unevenly sampled scan of the matrix, whose spread is wider.
+  does it on the unevenly sampled scan of the matrix, whose spread is wider. One row has no fit at all: the default's
+  mesh stage on the scan's own points and normals, what the fit adds.
 
 Every row runs in a fresh process, so its peak memory (ru_maxrss) is its own; its time covers the
 reconstruction only (not making the scan, not evaluating). Metrics: geomprior.metrics.evaluate (DESIGN.md §6:
@@ -97,6 +98,8 @@ ABLATIONS = {
     "normals not turned outward": {"outward": False},
     "mesh not moved onto its points (fidelity 0)": {"fidelity": 0.0},  # DGPConfig.fidelity, follow_points
     "mesh not smoothed last (taubin 0)": {"taubin": 0},  # DGPConfig.taubin, taubin_smooth
+    # no fit at all: the default's mesh stage on the scan's own points and normals (what the fit adds; _mesh_stage)
+    "no fit (the mesh stage on the scan's points)": {},
     "float32 training steps": {"precision": "float32"},  # the default takes bfloat16 where the CPU computes it
     "former rate and refresh (1e-3, every 20 steps)": {"lr": 1e-3, "refresh_every": 20},
     "default, 5,000 points": {},
@@ -113,11 +116,13 @@ SEEDS = {variant: (name, f"{name}, fit seed 1", f"{name}, fit seed 2")
 # the seed of an ablation's fit (held-out points, uv samples, weights); 0 for those not named
 FIT_SEED = {**{n: i for names in SEEDS.values() for i, n in enumerate(names) if i},
             "the former surface score, fit seed 1": 1, "the former surface score, fit seed 2": 2}
+# the ablations without a fit (_mesh_stage)
+NO_FIT = ("no fit (the mesh stage on the scan's points)",)
 # the ablations that also run on the thin plate
 ON_PLATE = ("default", "default, fit seed 1", "default, fit seed 2", "thin-part normals", "plain normals",
             "surface score along each cell's own normal (the former)", "the former surface score, fit seed 1",
             "the former surface score, fit seed 2", "former mesh (Poisson as it comes)",
-            "dense points instead of fitted", "mesh not moved onto its points (fidelity 0)",
+            "dense points instead of fitted", "mesh not moved onto its points (fidelity 0)", *NO_FIT,
             "mesh not smoothed last (taubin 0)")
 ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers",  # else plain
                     **dict.fromkeys(SEEDS["nonuniform"], "nonuniform")}
@@ -211,6 +216,17 @@ def _reconstruct(method: str, points: np.ndarray, cfg, device: str = "cpu", seed
     return rec.mesh, rec.history["local"]
 
 
+def _mesh_stage(points: np.ndarray, cfg):
+    """The mesh ``reconstruct`` makes with ``cfg`` when its mesh stage gets the scan's own points (outliers dropped)
+    and their estimated normals instead of the fit's: the ablation of the fit itself."""
+    from geomprior.dgp import finish, fit_config, prepare_points, scan_layout
+
+    scan = scan_layout(points, cfg)
+    cfg = fit_config(points, scan, cfg)
+    pts, nrm, _, _ = prepare_points(points[scan.kept] - scan.center, None, cfg, diagonal=scan.diagonal)
+    return finish(pts, nrm, scan, cfg, cfg.radius * scan.diagonal, points)[0]
+
+
 def _row(job: dict) -> dict:
     from geomprior.metrics import evaluate
 
@@ -220,7 +236,10 @@ def _row(job: dict) -> dict:
     t = time.perf_counter()
     cfg = _config(job["method"], job.get("overrides", {}), job.get("max_epochs"))
     device = job.get("device", "cpu")
-    mesh, local = _reconstruct(job["method"], points, cfg, device, job.get("seed", 0))
+    if job.get("ablation") in NO_FIT:
+        mesh, local = _mesh_stage(points, cfg), None
+    else:
+        mesh, local = _reconstruct(job["method"], points, cfg, device, job.get("seed", 0))
     seconds = time.perf_counter() - t
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     import torch

@@ -359,3 +359,17 @@ def test_reference_normals_gap_is_against_the_best_peer():
             for m, nc in (("default", 0.95), ("apss", 0.96), ("rimls", 0.94))]
     (gap,) = study.gaps(rows, "default")
     assert gap["surface"] == {"gap": pytest.approx(-0.01), "best_peer": "apss"}
+
+
+def test_the_no_fit_ablation_meshes_the_scan_points_and_fits_nothing(bench, monkeypatch):
+    """The "no fit" row: the default's mesh stage on the scan's own points, nearer the sphere than Poisson's mesh of
+    them; no fit runs (reconstruct would call fit_dense)."""
+    import geomprior.dgp as dgp
+
+    monkeypatch.setattr(dgp, "fit_dense", lambda *a, **k: pytest.fail("a fit ran"))
+    (name,) = bench.NO_FIT
+    job = bench._job("sphere", 0.005, "", "default", 2000, 20_000, overrides=bench.ABLATIONS[name], ablation=name,
+                     tag=(name,))
+    row, poisson = bench._row(job), bench._row(bench._job("sphere", 0.005, "", "poisson9", 2000, 20_000))
+    assert "epochs" not in row
+    assert row["chamfer_l1"] < poisson["chamfer_l1"] and row["normal_consistency"] > poisson["normal_consistency"]
