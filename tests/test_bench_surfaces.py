@@ -348,8 +348,15 @@ def test_reference_normals_quick(tmp_path):
         assert min(nc) > 0.97 and max(nc) - min(nc) < 0.005, r
     (gap,) = res["gaps"]
     assert all(abs(gap[ref]["gap"]) < 0.02 for ref in study.REFERENCES)
+    # the kitten's budget: the fit's points lie nearer their clean points than the scan's do; meshed, the clean
+    # points score best
+    fit, clean, noisy, apss = res["budget"]["rows"]
+    assert clean["offset_rms"] == 0 < fit["offset_rms"] < noisy["offset_rms"]
+    assert clean["normal_consistency"] > max(fit["normal_consistency"], noisy["normal_consistency"])
+    assert apss["points"].startswith("APSS (scale ") and apss["offset_rms"] is None
     text = (tmp_path / "reference_normals_quick.md").read_text()
     assert "### The kitten's reference normals" in text and "| sphere | apss (scale " in text
+    assert "### Where the kitten's normal consistency goes" in text
 
 
 def test_reference_normals_gap_is_against_the_best_peer():
