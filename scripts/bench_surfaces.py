@@ -7,12 +7,13 @@ Suites (``--suite``, default all three):
   diplodocus, mannequin-devil, camel, dino and blade (meshes; ``DETAILED``), at Gaussian noise
   0.25 %, 0.5 % and 1 % of the bounding-box diagonal; at 0.5 % also a variant with 2 % outliers (uniform in the
   bounding box) and one with strongly non-uniform density (the half x > median 10× sparser). Methods: geomprior
-  presets fast / default / quality, open3d Screened Poisson at depths 8 / 9 / 10 (normals estimated and oriented by
-  open3d, 2 % lowest-density vertices trimmed), open3d Ball Pivoting (radii 1, 2, 4 × the mean point spacing),
-  MeshLab's (pymeshlab) RIMLS and APSS (marching cubes, 200³; the same normals; filter scale 2, 4 or 8, the best
-  per scan by Chamfer-L1: chosen in the peer's favour with the reference) and Screened Poisson at depth 9
-  ("mlpoisson9", its mesh as it comes). After the table: the best per scan, and geomprior's rows against the
-  same rows committed at ``BASELINE`` (read with git).
+  presets fast / default / quality; the default's mesh stage without the fit ("nofit": on the scan's own points and
+  normals; what the fit adds, not a peer); open3d Screened Poisson at depths 8 / 9 / 10 (normals estimated and
+  oriented by open3d, 2 % lowest-density vertices trimmed), open3d Ball Pivoting (radii 1, 2, 4 × the mean point
+  spacing), MeshLab's (pymeshlab) RIMLS and APSS (marching cubes, 200³; the same normals; filter scale 2, 4 or 8,
+  the best per scan by Chamfer-L1: chosen in the peer's favour with the reference) and Screened Poisson at depth 9
+  ("mlpoisson9", its mesh as it comes). After the table: the best per scan, the fit against its mesh stage alone,
+  and geomprior's rows against the same rows committed at ``BASELINE`` (read with git).
 - ``scaling``: geomprior fast and Poisson depth 9 on the bunny at 5k, 20k, 80k and 320k points: time and peak
   memory against the point count, log-log plot, fitted exponent.
 - ``ablations``: the default preset against one change at a time on bunny00 and fandisk at 0.5 % noise (the
@@ -62,7 +63,10 @@ DETAILED = ("diplodocus", "mannequin-devil", "camel", "dino", "blade")
 SHAPE_NAMES = ("bunny00", "fandisk", "kitten", "sphere", "torus", "plate", *DETAILED)
 NOISE = (0.0025, 0.005, 0.01)
 VARIANTS = ("outliers", "nonuniform")  # at 0.5 % noise
-METHODS = (*PRESETS, "poisson8", "poisson9", "poisson10", "bpa", "rimls", "apss", "mlpoisson9")
+PEERS = ("poisson8", "poisson9", "poisson10", "bpa", "rimls", "apss", "mlpoisson9")
+# the default preset's mesh stage on the scan's own points and normals, no fit (_mesh_stage): what the fit adds
+NO_FIT = "nofit"
+METHODS = (*PRESETS, NO_FIT, *PEERS)
 # MeshLab's MLS peers run at each of these filter scales (multiples of the local spacing); a row keeps the one with
 # the lowest Chamfer-L1 against the reference: the scale chosen per scan in the peer's favour
 MLS_SCALES = (2.0, 4.0, 8.0)
@@ -98,8 +102,7 @@ ABLATIONS = {
     "normals not turned outward": {"outward": False},
     "mesh not moved onto its points (fidelity 0)": {"fidelity": 0.0},  # DGPConfig.fidelity, follow_points
     "mesh not smoothed last (taubin 0)": {"taubin": 0},  # DGPConfig.taubin, taubin_smooth
-    # no fit at all: the default's mesh stage on the scan's own points and normals (what the fit adds; _mesh_stage)
-    "no fit (the mesh stage on the scan's points)": {},
+    "no fit (the mesh stage on the scan's points)": {},  # method NO_FIT
     "float32 training steps": {"precision": "float32"},  # the default takes bfloat16 where the CPU computes it
     "former rate and refresh (1e-3, every 20 steps)": {"lr": 1e-3, "refresh_every": 20},
     "default, 5,000 points": {},
@@ -116,13 +119,13 @@ SEEDS = {variant: (name, f"{name}, fit seed 1", f"{name}, fit seed 2")
 # the seed of an ablation's fit (held-out points, uv samples, weights); 0 for those not named
 FIT_SEED = {**{n: i for names in SEEDS.values() for i, n in enumerate(names) if i},
             "the former surface score, fit seed 1": 1, "the former surface score, fit seed 2": 2}
-# the ablations without a fit (_mesh_stage)
-NO_FIT = ("no fit (the mesh stage on the scan's points)",)
+# the ablations run by another method than the default (NO_FIT: the default's settings, no fit)
+ABLATION_METHOD = {"no fit (the mesh stage on the scan's points)": NO_FIT}
 # the ablations that also run on the thin plate
 ON_PLATE = ("default", "default, fit seed 1", "default, fit seed 2", "thin-part normals", "plain normals",
             "surface score along each cell's own normal (the former)", "the former surface score, fit seed 1",
             "the former surface score, fit seed 2", "former mesh (Poisson as it comes)",
-            "dense points instead of fitted", "mesh not moved onto its points (fidelity 0)", *NO_FIT,
+            "dense points instead of fitted", "mesh not moved onto its points (fidelity 0)", *ABLATION_METHOD,
             "mesh not smoothed last (taubin 0)")
 ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers",  # else plain
                     **dict.fromkeys(SEEDS["nonuniform"], "nonuniform")}
@@ -191,9 +194,9 @@ def _config(method: str, overrides: dict, max_epochs: int | None):
     """The DGPConfig a geomprior row runs with (None for the baselines)."""
     from geomprior.dgp import DGPConfig
 
-    if method not in PRESETS:
+    if method not in (*PRESETS, NO_FIT):
         return None
-    cfg = dataclasses.replace(DGPConfig.preset(method), **overrides)
+    cfg = dataclasses.replace(DGPConfig.preset("default" if method == NO_FIT else method), **overrides)
     if max_epochs is not None:
         cfg = dataclasses.replace(cfg, max_epochs=min(cfg.max_epochs, max_epochs), min_epochs=0,
                                   consistency_epochs=min(cfg.consistency_epochs, 5))
@@ -212,6 +215,8 @@ def _reconstruct(method: str, points: np.ndarray, cfg, device: str = "cpu", seed
         from geomprior.baselines import meshlab_poisson
 
         return meshlab_poisson(points, depth=int(method[len("mlpoisson"):])), None
+    if method == NO_FIT:
+        return _mesh_stage(points, cfg), None
     rec = reconstruct(points, config=cfg, device=device, seed=seed)
     return rec.mesh, rec.history["local"]
 
@@ -236,10 +241,7 @@ def _row(job: dict) -> dict:
     t = time.perf_counter()
     cfg = _config(job["method"], job.get("overrides", {}), job.get("max_epochs"))
     device = job.get("device", "cpu")
-    if job.get("ablation") in NO_FIT:
-        mesh, local = _mesh_stage(points, cfg), None
-    else:
-        mesh, local = _reconstruct(job["method"], points, cfg, device, job.get("seed", 0))
+    mesh, local = _reconstruct(job["method"], points, cfg, device, job.get("seed", 0))
     seconds = time.perf_counter() - t
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     import torch
@@ -459,8 +461,9 @@ def ablation_jobs(args) -> list[dict]:
     shapes = (args.shapes[:1] if args.quick else
               [s for s in ("bunny00", "fandisk", "plate") if s in args.shapes] or ["bunny00"])
     names = [n for n in (list(ABLATIONS)[:2] if args.quick else list(ABLATIONS)) if n in args.ablations]
-    return [_job(s, 0.005, ABLATION_VARIANT.get(name, ""), "default", ABLATION_POINTS.get(name, args.points),
-                 args.samples, overrides=ABLATIONS[name], ablation=name, max_epochs=args.max_epochs, tag=(name,),
+    return [_job(s, 0.005, ABLATION_VARIANT.get(name, ""), ABLATION_METHOD.get(name, "default"),
+                 ABLATION_POINTS.get(name, args.points), args.samples, overrides=ABLATIONS[name], ablation=name,
+                 max_epochs=args.max_epochs, tag=(name,),
                  **({"seed": FIT_SEED[name]} if name in FIT_SEED else {}))
             for s in shapes for name in names if s != "plate" or name in ON_PLATE]
 
@@ -529,7 +532,8 @@ def winners(rows: list[dict]) -> list[str]:
     preset against the best peer on Chamfer-L1; then the scans where a peer wins."""
     scans: dict[tuple, list[dict]] = {}
     for r in rows:
-        scans.setdefault((r["shape"], r["noise"], r["variant"]), []).append(r)
+        if r["method"] != NO_FIT:
+            scans.setdefault((r["shape"], r["noise"], r["variant"]), []).append(r)
     out = ["| shape | noise | variant | best Chamfer-L1 | best normal consistency | geomprior vs best peer |",
            "|---|---|---|---|---|---|"]
     compared, lost, lost_default = 0, [], []
@@ -540,7 +544,7 @@ def winners(rows: list[dict]) -> list[str]:
         c = min(ok, key=lambda r: r["chamfer_l1"])
         n = max(ok, key=lambda r: r["normal_consistency"])
         ours = [r for r in ok if r["method"] in PRESETS]
-        peers = [r for r in ok if r["method"] not in PRESETS]
+        peers = [r for r in ok if r["method"] in PEERS]
         versus = "-"
         if ours and peers:
             g, p = min(ours, key=lambda r: r["chamfer_l1"]), min(peers, key=lambda r: r["chamfer_l1"])
@@ -556,11 +560,29 @@ def winners(rows: list[dict]) -> list[str]:
                    f"{n['method']} ({n['normal_consistency']:.4f}) | {versus} |")
     if compared:
         out += ["", f"geomprior vs best peer: Chamfer-L1 of geomprior's best preset relative to the best of "
-                    f"{', '.join(m for m in METHODS if m not in PRESETS)} (negative: geomprior lower). A peer wins "
+                    f"{', '.join(PEERS)} (negative: geomprior lower). A peer wins "
                     f"{len(lost)} of {compared} scans" + (f": {'; '.join(lost)}" if lost else "")
                 + f". Against the default preset alone a peer wins {len(lost_default)}"
                 + (f": {'; '.join(lost_default)}." if lost_default else ".")]
     return out
+
+
+def fit_gain(rows: list[dict]) -> list[str]:
+    """One line: on how many scans the default preset's Chamfer-L1 is lower and its normal consistency higher than
+    its own mesh stage's without the fit (NO_FIT), and the scans where not."""
+    pairs: dict[str, dict] = {}
+    for r in rows:
+        if r["method"] in ("default", NO_FIT) and not math.isnan(r["chamfer_l1"]):
+            pairs.setdefault(f"{r['shape']} {r['noise'] * 100:g}% {r['variant'] or 'plain'}", {})[r["method"]] = r
+    both = {scan: p for scan, p in pairs.items() if len(p) == 2}
+    if not both:
+        return []
+    not_cd = [s for s, p in both.items() if p["default"]["chamfer_l1"] >= p[NO_FIT]["chamfer_l1"]]
+    not_nc = [s for s, p in both.items() if p["default"]["normal_consistency"] <= p[NO_FIT]["normal_consistency"]]
+    return [f"The fit against its own mesh stage ({NO_FIT}: the default's mesh stage on the scan's own points and "
+            f"normals): the default preset's Chamfer-L1 is lower on {len(both) - len(not_cd)} of {len(both)} scans"
+            + (f" (not on {'; '.join(not_cd)})" if not_cd else "") + f", its normal consistency higher on "
+            f"{len(both) - len(not_nc)}" + (f" (not on {'; '.join(not_nc)})" if not_nc else "") + ".", ""]
 
 
 # the matrix rows "no regression" is measured against: those committed when issue 30 was filed
@@ -745,7 +767,7 @@ def main(argv=None) -> int:
         sections += [header("Surfaces: quality, time and memory against the peers", conventions, __file__, argv,
                             _table_machine(rows)),
                      *_quality_table(rows, "method"), "", *_not_run(missing), "Best per scan:", "", *winners(rows), "",
-                     *against(rows, *BASELINE, out), "", *time_ratio(rows)]
+                     *fit_gain(rows), *against(rows, *BASELINE, out), "", *time_ratio(rows)]
         summary["matrix"] = rows
     if "scaling" in args.suite:
         rows, missing = measure(scaling_jobs(args), "scaling")

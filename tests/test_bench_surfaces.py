@@ -104,13 +104,27 @@ def test_winners_names_the_scans_a_peer_wins(bench):
                 "normal_consistency": 0.9}
 
     rows = [row("sphere", "fast", 0.002), row("sphere", "default", 0.003), row("sphere", "poisson9", 0.0025),
-            row("plate", "default", 0.004), row("plate", "bpa", 0.003), row("plate", "poisson8", float("nan"))]
+            row("plate", "default", 0.004), row("plate", "bpa", 0.003), row("plate", "poisson8", float("nan")),
+            row("plate", bench.NO_FIT, 0.001)]  # no peer, and not geomprior's best: what the fit adds
     text = "\n".join(bench.winners(rows))
     assert "| sphere | 0.5% | - | fast (0.002000) | fast (0.9000) | fast -20.0 % vs poisson9 |" in text
     assert "| plate | 0.5% | - | bpa (0.003000) | default (0.9000) | default +33.3 % vs bpa |" in text
     assert "A peer wins 1 of 2 scans: plate 0.5% plain (bpa)." in text
     assert ("Against the default preset alone a peer wins 2: sphere 0.5% plain (poisson9); plate 0.5% plain (bpa)."
             in text)
+
+
+def test_fit_gain_counts_the_scans_where_the_fit_beats_its_own_mesh_stage(bench):
+    def row(shape, method, chamfer, nc):
+        return {"shape": shape, "noise": 0.005, "variant": "", "method": method, "chamfer_l1": chamfer,
+                "normal_consistency": nc}
+
+    rows = [row("sphere", "default", 0.002, 0.99), row("sphere", bench.NO_FIT, 0.003, 0.98),
+            row("plate", "default", 0.004, 0.97), row("plate", bench.NO_FIT, 0.003, 0.96),
+            row("torus", "default", 0.002, 0.99), row("torus", "poisson9", 0.003, 0.98)]  # no nofit row: left out
+    (line, _) = bench.fit_gain(rows)
+    assert "Chamfer-L1 is lower on 1 of 2 scans (not on plate 0.5% plain), its normal consistency higher on 2." in line
+    assert bench.fit_gain(rows[4:]) == []
 
 
 def test_time_ratio_only_between_rows_of_one_run(bench):
@@ -368,15 +382,18 @@ def test_reference_normals_gap_is_against_the_best_peer():
     assert gap["surface"] == {"gap": pytest.approx(-0.01), "best_peer": "apss"}
 
 
-def test_the_no_fit_ablation_meshes_the_scan_points_and_fits_nothing(bench, monkeypatch):
-    """The "no fit" row: the default's mesh stage on the scan's own points, nearer the sphere than Poisson's mesh of
-    them; no fit runs (reconstruct would call fit_dense)."""
+def test_the_no_fit_rows_mesh_the_scan_points_and_fit_nothing(bench, monkeypatch):
+    """A "nofit" row (and the ablation that runs it): the default's mesh stage on the scan's own points, nearer the
+    sphere than Poisson's mesh of them; no fit runs (reconstruct would call fit_dense)."""
+    import argparse
+
     import geomprior.dgp as dgp
 
     monkeypatch.setattr(dgp, "fit_dense", lambda *a, **k: pytest.fail("a fit ran"))
-    (name,) = bench.NO_FIT
-    job = bench._job("sphere", 0.005, "", "default", 2000, 20_000, overrides=bench.ABLATIONS[name], ablation=name,
-                     tag=(name,))
-    row, poisson = bench._row(job), bench._row(bench._job("sphere", 0.005, "", "poisson9", 2000, 20_000))
-    assert "epochs" not in row
+    args = argparse.Namespace(quick=False, shapes=["bunny00"], points=20_000, samples=1000, max_epochs=None,
+                              ablations=list(bench.ABLATION_METHOD))
+    assert [j["method"] for j in bench.ablation_jobs(args)] == [bench.NO_FIT]
+    row = bench._row(bench._job("sphere", 0.005, "", bench.NO_FIT, 2000, 20_000))
+    poisson = bench._row(bench._job("sphere", 0.005, "", "poisson9", 2000, 20_000))
+    assert "epochs" not in row and row["config"]["radius"] == bench._config("default", {}, None).radius
     assert row["chamfer_l1"] < poisson["chamfer_l1"] and row["normal_consistency"] > poisson["normal_consistency"]
