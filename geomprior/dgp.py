@@ -33,7 +33,7 @@ from .normals import estimate_normals
 from .patches import RADIUS, Patches, bbox_diagonal, cover
 from .presets import PRECISIONS, check_preset
 from .scan import SPACING_K, Layout, check_colors, check_points, find_inliers, layout, quiet_radius
-from .transport import assign, sinkhorn_divergence
+from .transport import assign, sinkhorn_divergence, trimmed_weights
 from .uv import blue_noise
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class DGPConfig:
     # exact one-to-one matching, or the hardened Sinkhorn plan (the original's; on a CPU slower and no better)
     matching: Literal["exact", "sinkhorn"] = "exact"
     refresh_every: int = 40  # recompute correspondences every this many steps
+    loss_trim: float = 0.0  # > 0: pairs matched beyond √loss_trim × the patch median distance leave the loss
     blur: float = 0.01  # Sinkhorn blur (ε = blur²), in patch units (unit ball)
     scaling: float = 0.7  # Sinkhorn ε-scaling factor (0.5 fast, 0.9 accurate)
     # local fit and early stopping
@@ -149,7 +150,7 @@ class DGPConfig:
             "trim": self.trim > 0, "reach": self.reach > 0, "gap": self.gap >= 0, "tolerance": self.tolerance >= 0,
             "min_epochs": self.min_epochs >= 0, "consistency_epochs": self.consistency_epochs >= 0,
             "edge_filter": self.edge_filter >= 0, "fidelity": self.fidelity >= 0, "taubin": self.taubin >= 0,
-            "val_normal_cells": self.val_normal_cells in range(1, VAL_GRID+1, 2),
+            "val_normal_cells": self.val_normal_cells in range(1, VAL_GRID+1, 2), "loss_trim": self.loss_trim >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -193,8 +194,7 @@ class _PatchSurfaces:
     def __call__(self, uv: torch.Tensor) -> torch.Tensor:
         out = self.mlp(uv)
         if self.planar:
-            flat = PLANAR * (2 * uv - 1)
-            out = out + torch.cat([flat, torch.zeros_like(uv[..., :1])], -1)
+            out = out + torch.cat([PLANAR * (2 * uv - 1), torch.zeros_like(uv[..., :1])], -1)
         return out
 
     def with_normals(self, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -269,8 +269,8 @@ def _local_fit(
     def loss_fn():
         if cfg.loss == "sinkhorn":
             return sinkhorn_divergence(predict(uv_t), target_t, train_t, blur=cfg.blur, scaling=cfg.scaling)
-        tgt = torch.gather(target_t, 1, matched["idx"][..., None].expand(-1, -1, 3))
-        return (((predict(uv_t) - tgt) ** 2).sum(-1) * w_train).sum(1)
+        sq = ((predict(uv_t) - torch.gather(target_t, 1, matched["idx"][..., None].expand(-1, -1, 3))) ** 2).sum(-1)
+        return (sq * (trimmed_weights(sq, train_t, cfg.loss_trim) if cfg.loss_trim > 0 else w_train)).sum(1)
 
     has_val = bool(val.any()) and stopper.mode != "none"
     if has_val:  # the held-out slots first: (P, V) with V the most any patch holds out

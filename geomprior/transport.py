@@ -104,3 +104,12 @@ def assign(
     with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
         list(pool.map(solve, range(len(cost))))
     return torch.from_numpy(res).to(x.device)
+
+
+@torch.no_grad()
+def trimmed_weights(sq_dist: torch.Tensor, mask: torch.Tensor, factor: float) -> torch.Tensor:
+    """Per-patch loss weights (P, K) of matched pairs: 1 / count for the masked pairs whose squared distance
+    ``sq_dist`` (P, K) is at most ``factor`` × the median over the patch's masked pairs, 0 for the others (outliers
+    within a patch, which a one-to-one matching would otherwise pull a sample to)."""
+    median = torch.nanmedian(torch.where(mask, sq_dist, torch.nan), dim=1, keepdim=True).values
+    return _weights(mask & (sq_dist <= factor * median), sq_dist.dtype)

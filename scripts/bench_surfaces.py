@@ -17,7 +17,8 @@ Suites (``--suite``, default all three):
 - ``scaling``: geomprior fast and Poisson depth 9 on the bunny at 5k, 20k, 80k and 320k points: time and peak
   memory against the point count, log-log plot, fitted exponent.
 - ``ablations``: the default preset against one change at a time on bunny00 and fandisk at 0.5 % noise (the
-  outlier filter on the 2 % outlier variant); the thin-part normals also on the plate. The default also runs with
+  outlier filter and the trimmed loss also on the 2 % outlier variant); the thin-part normals, the mesh stage and the
+  trimmed loss also on the plate. The default also runs with
   fit seeds 1 and 2 (same scan, same settings): their spread is the yardstick for the other rows' differences; so
   does it on the unevenly sampled scan of the matrix, whose spread is wider. One row has no fit at all: the default's
   mesh stage on the scan's own points and normals, what the fit adds.
@@ -89,6 +90,9 @@ ABLATIONS = {
     "refresh every 60": {"refresh_every": 60},
     "default, 2 % outliers": {},
     "outliers kept, 2 % outliers": {"drop_outliers": False},
+    # the loss without the pairs matched beyond 3 × their patch's median distance (DGPConfig.loss_trim)
+    "trimmed loss": {"loss_trim": 9.0},
+    "trimmed loss, 2 % outliers": {"loss_trim": 9.0},
     "thin-part normals": {"thin_parts": True},
     "plain normals": {"thin_parts": False},
     "transport validation (the former score)": TRANSPORT,
@@ -126,8 +130,9 @@ ON_PLATE = ("default", "default, fit seed 1", "default, fit seed 2", "thin-part 
             "surface score along each cell's own normal (the former)", "the former surface score, fit seed 1",
             "the former surface score, fit seed 2", "former mesh (Poisson as it comes)",
             "dense points instead of fitted", "mesh not moved onto its points (fidelity 0)", *ABLATION_METHOD,
-            "mesh not smoothed last (taubin 0)")
+            "mesh not smoothed last (taubin 0)", "default, 2 % outliers", "trimmed loss", "trimmed loss, 2 % outliers")
 ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers",  # else plain
+                    "trimmed loss, 2 % outliers": "outliers",
                     **dict.fromkeys(SEEDS["nonuniform"], "nonuniform")}
 ABLATION_POINTS = {name: 5_000 for name in ABLATIONS if name.endswith(", 5,000 points")}  # else --points
 

@@ -8,7 +8,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch.testing import assert_close
 
-from geomprior.transport import METHODS, assign, log_plan, sinkhorn_divergence, sinkhorn_potentials
+from geomprior.transport import METHODS, assign, log_plan, sinkhorn_divergence, sinkhorn_potentials, trimmed_weights
 
 COUNTS = [12, 5, 9, 1, 7, 12, 3]
 K = max(COUNTS)
@@ -167,3 +167,19 @@ def test_unknown_method_lists_valid_ones():
     with pytest.raises(ValueError, match="unknown") as err:
         assign(x, y, mask, method="hungarian")
     assert "exact" in str(err.value) and "sinkhorn" in str(err.value) and "hungarian" in str(err.value)
+
+
+def test_trimmed_weights_match_a_per_patch_median_rule():
+    gen = torch.Generator().manual_seed(0)
+    sq = torch.rand(4, 30, generator=gen) ** 3
+    mask = torch.rand(4, 30, generator=gen) < 0.7
+    mask[3] = False  # a patch with no pairs: all weights zero
+    w = trimmed_weights(sq, mask, 4.0)
+    for p in range(4):
+        real = mask[p].numpy()
+        vals = np.sort(sq[p].numpy()[real])
+        lower_median = vals[(len(vals) - 1) // 2] if len(vals) else np.inf  # torch's median of an even count
+        keep = real & (sq[p].numpy() <= 4.0 * lower_median)
+        expected = keep / max(keep.sum(), 1)
+        np.testing.assert_allclose(w[p].numpy(), expected, rtol=1e-6)
+    assert float(w[:3].sum()) == pytest.approx(3.0) and (w[:3] > 0).sum() < mask[:3].sum()
