@@ -34,6 +34,7 @@ NOISE_POINTS = 20_000  # ... among at most this many of the scan's points (on a 
 QUIET = 0.004  # a scan whose noise is below this share of its extent gets patches smaller in proportion ...
 FINE = 0.7  # ... down to this share of the radius: less noise to average away, finer detail to keep
 NOISE_REACH = 0.6  # the noise is measured over this share of the patch radius (detail finer than it counts as noise)
+CURVED = 5.0  # a sparse point lies on the surface the kept points form within this many times the noise (find_inliers)
 
 
 @dataclass
@@ -84,6 +85,19 @@ def spacing(points: np.ndarray, *, k: int = SPACING_K, sample: int = SAMPLE, see
     return float(np.median(dist[:, -1]))
 
 
+def _height_residuals(around: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Neighbourhoods (n, k, 3) with weights (n, k) summing to 1 -> each point's height (n, k) above the quadratic
+    height field fitted to its neighbourhood (weighted least squares over the plane of their principal axes; a point
+    of weight 0 is measured, not fitted)."""
+    centred = around - np.einsum("nk,nki->ni", weight, around)[:, None]
+    _, axes = np.linalg.eigh(np.einsum("nk,nki,nkj->nij", weight, centred, centred))
+    height, u, v = np.moveaxis(np.einsum("nki,nij->nkj", centred, axes), -1, 0)  # smallest axis first
+    design = np.stack([u * u, u * v, v * v, u, v, np.ones_like(u)], -1)
+    gram = np.einsum("nk,nki,nkj->nij", weight, design, design) + 1e-12 * np.eye(6)
+    coef = np.linalg.solve(gram, np.einsum("nk,nki,nk->ni", weight, design, height)[..., None])[..., 0]
+    return height - np.einsum("nki,ni->nk", design, coef)
+
+
 def noise_level(points: np.ndarray, reach: float, *, samples: int = 1000, seed: int = 0) -> float:
     """The noise of a scan (N, 3): the spread of its points about a smooth surface, in the points' units.
 
@@ -104,14 +118,7 @@ def noise_level(points: np.ndarray, reach: float, *, samples: int = 1000, seed: 
     rows = rng.choice(len(points), min(len(points), samples), replace=False)
     dist, near = cKDTree(points).query(points[rows], min(high, len(points)), workers=-1)
     use = (dist <= reach) | (np.arange(dist.shape[1]) < low)
-    weight = use / use.sum(1, keepdims=True)
-    centred = points[near] - np.einsum("nk,nki->ni", weight, points[near])[:, None]
-    _, axes = np.linalg.eigh(np.einsum("nk,nki,nkj->nij", weight, centred, centred))
-    height, u, v = np.moveaxis(np.einsum("nki,nij->nkj", centred, axes), -1, 0)  # smallest axis first
-    design = np.stack([u * u, u * v, v * v, u, v, np.ones_like(u)], -1)
-    gram = np.einsum("nk,nki,nkj->nij", weight, design, design) + 1e-12 * np.eye(6)
-    coef = np.linalg.solve(gram, np.einsum("nk,nki,nk->ni", weight, design, height)[..., None])[..., 0]
-    residual = np.where(use, height - np.einsum("nki,ni->nk", design, coef), np.nan)
+    residual = np.where(use, _height_residuals(points[near], use / use.sum(1, keepdims=True)), np.nan)
     spread = np.nanmedian(np.abs(residual - np.nanmedian(residual, 1, keepdims=True)), 1)
     count = use.sum(1)
     return float(np.median(1.4826 * spread * np.sqrt(count / (count - 6))))
@@ -231,15 +238,19 @@ def _scatter(around: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 32, ratio: float = 1.5,
-                 flat_k: int = 16, flatness: float = 0.2) -> np.ndarray:
+                 flat_k: int = 16, flatness: float = 0.2, curved: float = CURVED) -> np.ndarray:
     """(N,) bool: the points that are not outliers.
 
     A point is kept when it has at least min(``min_points``, a quarter of the median count) other points within
-    ``reach`` (so a uniformly sparse scan keeps its points), or when it lies in a sparse region of a surface: the
-    distance to its ``k``-th neighbour is at most ``ratio`` times the median of its ``k`` neighbours' own (it is no
-    sparser than they are; a point off the surface is far sparser than the surface points around it) and it and
-    its ``flat_k`` nearest neighbours are flat (smallest over middle covariance eigenvalue at most ``flatness``;
-    a cloud of outliers can be as sparse as its members, but it fills a volume).
+    ``reach`` (so a uniformly sparse scan keeps its points), or when it lies in a sparse region of a surface. That
+    is, either: the distance to its ``k``-th neighbour is at most ``ratio`` times the median of its ``k``
+    neighbours' own (it is no sparser than they are; a point off the surface is far sparser than the surface points
+    around it) and it and its ``flat_k`` nearest neighbours are flat (smallest over middle covariance eigenvalue at
+    most ``flatness``; a cloud of outliers can be as sparse as its members, but it fills a volume); or it lies
+    within ``curved`` × the scan's noise (:func:`noise_level` over ``NOISE_REACH`` × ``reach``) of the surface
+    through the points kept so far, grown from them round by round (``_grow_on_surface``, over ``flat_k``
+    neighbours): a sparse surface that bends within a neighbourhood, an ear or a leg, is not flat (``curved`` 0
+    turns this test off).
     """
     tree = cKDTree(points)
     others = tree.query_ball_point(points, reach, return_length=True, workers=-1) - 1
@@ -253,7 +264,31 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     sparse_alike = kth[few] <= ratio * np.median(kth[near[few, 1:]], axis=1)
     eig = np.linalg.eigvalsh(_scatter(points[near[few, :min(flat_k, k) + 1]])[1])
     keep[few] = sparse_alike & (eig[:, 0] <= flatness * eig[:, 1])
+    if curved > 0 and not keep.all():
+        _grow_on_surface(points, keep, kth, curved * noise_level(points, NOISE_REACH * reach), min(flat_k, k), ratio)
     return keep
+
+
+def _grow_on_surface(points: np.ndarray, keep: np.ndarray, kth: np.ndarray, tolerance: float, m: int,
+                     ratio: float) -> None:
+    """Add to ``keep`` (in place), round by round until none is added, the points left out that lie on the surface
+    the kept ones form: within ``tolerance`` of the quadratic height field through their ``m`` nearest kept points
+    (which lie within ``tolerance`` of it, RMS), and no farther from the farthest of them than ``ratio`` times those
+    points' distance to their own ``k``-th neighbour (``kth``): among them, where a quadric does not bend away to
+    fit them. A quadric has 6 coefficients: m > 6."""
+    while keep.sum() > m > 6 and not keep.all():
+        kept, left = np.flatnonzero(keep), np.flatnonzero(~keep)
+        dist, near = cKDTree(points[kept]).query(points[left], m, workers=-1)
+        near = kept[near]
+        weight = np.r_[0.0, np.full(m, 1 / m)]  # the point is measured against its neighbours' fit, not part of it
+        height = _height_residuals(np.concatenate([points[left, None], points[near]], 1),
+                                   np.broadcast_to(weight, (len(left), m + 1)))
+        spread = np.sqrt((height[:, 1:] ** 2).sum(1) / (m - 6))
+        among = dist[:, -1] <= ratio * np.median(kth[near], axis=1)
+        on = among & (spread <= tolerance) & (np.abs(height[:, 0]) <= tolerance)
+        if not on.any():
+            return
+        keep[left[on]] = True
 
 
 def _on_a_line(points: np.ndarray) -> bool:

@@ -378,10 +378,28 @@ def test_inliers_keep_a_sparse_region_and_drop_points_off_the_surface():
     points = np.concatenate([dense, sparse, off])
     keep = scan.find_inliers(points, reach=0.04, min_points=16)
     assert keep[:8000].all() and keep[8000:8800].mean() > 0.9 and not keep[8800:].any()
-    by_count = scan.find_inliers(points, reach=0.04, min_points=16, ratio=0)  # the neighbour count alone
+    by_count = scan.find_inliers(points, reach=0.04, min_points=16, ratio=0, curved=0)  # the neighbour count alone
     assert by_count[:8000].all() and by_count[8000:8800].mean() < 0.1 and not by_count[8800:].any()
-    not_flat = scan.find_inliers(points, reach=0.04, min_points=16, flatness=1.0)  # sparseness alone
+    not_flat = scan.find_inliers(points, reach=0.04, min_points=16, flatness=1.0, curved=0)  # sparseness alone
     assert not_flat[8800:].any()  # keeps part of the outlier cloud
+
+
+def test_inliers_keep_a_sparse_curved_region():
+    """A noisy sphere with one hemisphere 27× sparser than the other: part of the sparse side bends too much within
+    16 neighbours to pass as flat, yet lies within its noise of a quadric through the kept points near it and is
+    kept; points scattered around the sphere stay dropped."""
+    rng = np.random.default_rng(0)
+    sphere = rng.normal(size=(40000, 3))
+    sphere /= np.linalg.norm(sphere, axis=1, keepdims=True)
+    sphere = np.concatenate([sphere[sphere[:, 0] < 0][:8000], sphere[sphere[:, 0] >= 0][:300]])
+    sphere += rng.normal(scale=0.01, size=sphere.shape)
+    off = rng.uniform(-1.5, 1.5, size=(4000, 3))
+    points = np.concatenate([sphere, off[np.abs(np.linalg.norm(off, axis=1) - 1) > 0.1][:200]])
+    flat_only = scan.find_inliers(points, reach=0.15, min_points=16, curved=0)
+    keep = scan.find_inliers(points, reach=0.15, min_points=16)
+    assert keep[:8000].all() and (keep | ~flat_only).all()  # the curved test only adds
+    added = keep & ~flat_only
+    assert added[8000:8300].sum() >= 20 and not added[8300:].any(), (added[8000:8300].sum(), added[8300:].sum())
 
 
 def test_outlier_filter_keeps_the_patches_on_the_surface(sphere_with_outliers):
