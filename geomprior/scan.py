@@ -34,7 +34,8 @@ NOISE_POINTS = 20_000  # ... among at most this many of the scan's points (on a 
 QUIET = 0.004  # a scan whose noise is below this share of its extent gets patches smaller in proportion ...
 FINE = 0.7  # ... down to this share of the radius: less noise to average away, finer detail to keep
 NOISE_REACH = 0.6  # the noise is measured over this share of the patch radius (detail finer than it counts as noise)
-CURVED = 5.0  # a sparse point lies on the surface the kept points form within this many times the noise (find_inliers)
+CURVED = 5.0  # a point lies on the surface through its neighbours within this many times the noise (find_inliers) ...
+STRAY = 6.0  # ... and off it beyond this many (more than a Gaussian noise puts there: a stray point)
 
 
 @dataclass
@@ -85,17 +86,17 @@ def spacing(points: np.ndarray, *, k: int = SPACING_K, sample: int = SAMPLE, see
     return float(np.median(dist[:, -1]))
 
 
-def _height_residuals(around: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def _height_residuals(around: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Neighbourhoods (n, k, 3) with weights (n, k) summing to 1 -> each point's height (n, k) above the quadratic
     height field fitted to its neighbourhood (weighted least squares over the plane of their principal axes; a point
-    of weight 0 is measured, not fitted)."""
+    of weight 0 is measured, not fitted), and its squared distance (n, k) from their weighted mean in that plane."""
     centred = around - np.einsum("nk,nki->ni", weight, around)[:, None]
     _, axes = np.linalg.eigh(np.einsum("nk,nki,nkj->nij", weight, centred, centred))
     height, u, v = np.moveaxis(np.einsum("nki,nij->nkj", centred, axes), -1, 0)  # smallest axis first
     design = np.stack([u * u, u * v, v * v, u, v, np.ones_like(u)], -1)
     gram = np.einsum("nk,nki,nkj->nij", weight, design, design) + 1e-12 * np.eye(6)
     coef = np.linalg.solve(gram, np.einsum("nk,nki,nk->ni", weight, design, height)[..., None])[..., 0]
-    return height - np.einsum("nki,ni->nk", design, coef)
+    return height - np.einsum("nki,ni->nk", design, coef), u * u + v * v
 
 
 def noise_level(points: np.ndarray, reach: float, *, samples: int = 1000, seed: int = 0) -> float:
@@ -118,7 +119,7 @@ def noise_level(points: np.ndarray, reach: float, *, samples: int = 1000, seed: 
     rows = rng.choice(len(points), min(len(points), samples), replace=False)
     dist, near = cKDTree(points).query(points[rows], min(high, len(points)), workers=-1)
     use = (dist <= reach) | (np.arange(dist.shape[1]) < low)
-    residual = np.where(use, _height_residuals(points[near], use / use.sum(1, keepdims=True)), np.nan)
+    residual = np.where(use, _height_residuals(points[near], use / use.sum(1, keepdims=True))[0], np.nan)
     spread = np.nanmedian(np.abs(residual - np.nanmedian(residual, 1, keepdims=True)), 1)
     count = use.sum(1)
     return float(np.median(1.4826 * spread * np.sqrt(count / (count - 6))))
@@ -249,8 +250,11 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     most ``flatness``; a cloud of outliers can be as sparse as its members, but it fills a volume); or it lies
     within ``curved`` × the scan's noise (:func:`noise_level` over ``NOISE_REACH`` × ``reach``) of the surface
     through the points kept so far, grown from them round by round (``_grow_on_surface``, over ``flat_k``
-    neighbours): a sparse surface that bends within a neighbourhood, an ear or a leg, is not flat (``curved`` 0
-    turns this test off).
+    neighbours): a sparse surface that bends within a neighbourhood, an ear or a leg, is not flat. On a scan where
+    some points lack neighbours, a point with enough of them is dropped all the same when it lies more than
+    ``STRAY`` × the noise off the quadric through its ``flat_k`` nearest kept points while they lie within ``curved``
+    × the noise of it (RMS): a stray point within reach of a surface (``_off_surface``; ``curved`` 0 turns both
+    tests off).
     """
     tree = cKDTree(points)
     others = tree.query_ball_point(points, reach, return_length=True, workers=-1) - 1
@@ -264,8 +268,10 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     sparse_alike = kth[few] <= ratio * np.median(kth[near[few, 1:]], axis=1)
     eig = np.linalg.eigvalsh(_scatter(points[near[few, :min(flat_k, k) + 1]])[1])
     keep[few] = sparse_alike & (eig[:, 0] <= flatness * eig[:, 1])
-    if curved > 0 and not keep.all():
-        _grow_on_surface(points, keep, kth, curved * noise_level(points, NOISE_REACH * reach), min(flat_k, k), ratio)
+    if curved > 0:
+        tolerance = curved * noise_level(points, NOISE_REACH * reach)
+        keep &= ~_off_surface(points, keep, tolerance, STRAY / CURVED * tolerance, min(flat_k, k))
+        _grow_on_surface(points, keep, kth, tolerance, min(flat_k, k), ratio)
     return keep
 
 
@@ -279,16 +285,44 @@ def _grow_on_surface(points: np.ndarray, keep: np.ndarray, kth: np.ndarray, tole
     while keep.sum() > m > 6 and not keep.all():
         kept, left = np.flatnonzero(keep), np.flatnonzero(~keep)
         dist, near = cKDTree(points[kept]).query(points[left], m, workers=-1)
-        near = kept[near]
-        weight = np.r_[0.0, np.full(m, 1 / m)]  # the point is measured against its neighbours' fit, not part of it
-        height = _height_residuals(np.concatenate([points[left, None], points[near]], 1),
-                                   np.broadcast_to(weight, (len(left), m + 1)))
-        spread = np.sqrt((height[:, 1:] ** 2).sum(1) / (m - 6))
-        among = dist[:, -1] <= ratio * np.median(kth[near], axis=1)
-        on = among & (spread <= tolerance) & (np.abs(height[:, 0]) <= tolerance)
+        height, spread, _ = _off_quadric(points, left, kept[near])
+        among = dist[:, -1] <= ratio * np.median(kth[kept[near]], axis=1)
+        on = among & (spread <= tolerance) & (height <= tolerance)
         if not on.any():
             return
         keep[left[on]] = True
+
+
+def _off_surface(points: np.ndarray, keep: np.ndarray, tolerance: float, beyond: float, m: int) -> np.ndarray:
+    """(N,) bool: the kept points more than ``beyond`` off the quadratic height field through their ``m`` nearest
+    kept points while those lie within ``tolerance`` of it (RMS), and over them: within their RMS distance from
+    their mean, in the field's plane (at the border of a sparser region the quadric extrapolates). A sharp edge or
+    a thin part, whose neighbours no quadric fits, stays."""
+    off = np.zeros(len(points), dtype=bool)
+    kept = np.flatnonzero(keep)
+    if len(kept) > m > 6:
+        _, near = cKDTree(points[kept]).query(points[kept], m + 1, workers=-1)
+        height, spread, over = _off_quadric(points, kept, kept[near[:, 1:]])
+        off[kept] = (height > beyond) & (spread <= tolerance) & over
+    return off
+
+
+def _off_quadric(points: np.ndarray, at: np.ndarray, near: np.ndarray, chunk: int = 50_000
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points ``at`` (n,) and their neighbours ``near`` (n, m), indices into points (N, 3) -> each point's distance
+    from the quadratic height field through its neighbours (n,), their RMS distance from it (n,) (6 of the m degrees
+    of freedom go to the fit), and whether the point lies over them (n,) bool: in the field's plane, no farther from
+    their mean than they are (RMS). ``chunk`` points at a time."""
+    m = near.shape[1]
+    weight = np.r_[0.0, np.full(m, 1 / m)]  # the point is measured against its neighbours' fit, not part of it
+    height, planar = np.zeros((len(at), m + 1)), np.zeros((len(at), m + 1))
+    for i in range(0, len(at), chunk):
+        rows = slice(i, i + chunk)
+        height[rows], planar[rows] = _height_residuals(np.concatenate([points[at[rows], None],
+                                                                       points[near[rows]]], 1),
+                                                       np.broadcast_to(weight, (len(at[rows]), m + 1)))
+    over = planar[:, 0] <= planar[:, 1:].mean(1)
+    return np.abs(height[:, 0]), np.sqrt((height[:, 1:] ** 2).sum(1) / (m - 6)), over
 
 
 def _on_a_line(points: np.ndarray) -> bool:
