@@ -269,9 +269,9 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     eig = np.linalg.eigvalsh(_scatter(points[near[few, :min(flat_k, k) + 1]])[1])
     keep[few] = sparse_alike & (eig[:, 0] <= flatness * eig[:, 1])
     if curved > 0:
-        tolerance = curved * noise_level(points, NOISE_REACH * reach)
-        keep &= ~_off_surface(points, keep, tolerance, STRAY / CURVED * tolerance, min(flat_k, k))
-        _grow_on_surface(points, keep, kth, tolerance, min(flat_k, k), ratio)
+        noise = noise_level(points, NOISE_REACH * reach)
+        keep &= ~_off_surface(points, keep, curved * noise, STRAY * noise, min(flat_k, k))
+        _grow_on_surface(points, keep, kth, curved * noise, min(flat_k, k), ratio)
     return keep
 
 
