@@ -266,12 +266,13 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     kth = dist[:, -1]
     few = np.flatnonzero(~keep)
     sparse_alike = kth[few] <= ratio * np.median(kth[near[few, 1:]], axis=1)
-    eig = np.linalg.eigvalsh(_scatter(points[near[few, :min(flat_k, k) + 1]])[1])
+    flat_k = min(flat_k, k)
+    eig = np.linalg.eigvalsh(_scatter(points[near[few, :flat_k + 1]])[1])
     keep[few] = sparse_alike & (eig[:, 0] <= flatness * eig[:, 1])
     if curved > 0:
         noise = noise_level(points, NOISE_REACH * reach)
-        keep &= ~_off_surface(points, keep, curved * noise, STRAY * noise, min(flat_k, k))
-        _grow_on_surface(points, keep, kth, curved * noise, min(flat_k, k), ratio)
+        keep &= ~_off_surface(points, keep, curved * noise, STRAY * noise, flat_k)
+        _grow_on_surface(points, keep, kth, curved * noise, flat_k, ratio)
     return keep
 
 
@@ -285,8 +286,9 @@ def _grow_on_surface(points: np.ndarray, keep: np.ndarray, kth: np.ndarray, tole
     while keep.sum() > m > 6 and not keep.all():
         kept, left = np.flatnonzero(keep), np.flatnonzero(~keep)
         dist, near = cKDTree(points[kept]).query(points[left], m, workers=-1)
-        height, spread, _ = _off_quadric(points, left, kept[near])
-        among = dist[:, -1] <= ratio * np.median(kth[kept[near]], axis=1)
+        near = kept[near]
+        height, spread, _ = _off_quadric(points, left, near)
+        among = dist[:, -1] <= ratio * np.median(kth[near], axis=1)
         on = among & (spread <= tolerance) & (height <= tolerance)
         if not on.any():
             return
