@@ -55,8 +55,8 @@ class DGPConfig:
     padding: float = 1.3  # members lie within padding × radius of the centre
     min_points: int = 16  # fewer members: a patch takes its nearest neighbours; a mesh piece nearest to as many stays
     max_points: int = 384  # members per patch at most (the nearest ones)
-    # drop input points with fewer than min_points others within a patch's reach unless their neighbours are as
-    # sparse (see find_inliers): they cannot carry a surface patch, and patches built on them float off the surface
+    # drop input points off the surface the rest form (see find_inliers: too few neighbours within a patch's reach,
+    # or too far off the quadric through them): patches built on them float off the surface
     drop_outliers: bool = True
     # small clusters out of a patch's reach of the surface (stray returns, geomprior.scan): set aside, or objects too
     small_clusters: Literal["drop", "keep"] = "drop"

@@ -253,8 +253,11 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     neighbours): a sparse surface that bends within a neighbourhood, an ear or a leg, is not flat. On a scan where
     some points lack neighbours, a point with enough of them is dropped all the same when it lies more than
     ``STRAY`` × the noise off the quadric through its ``flat_k`` nearest kept points while they lie within ``curved``
-    × the noise of it (RMS): a stray point within reach of a surface (``_off_surface``; ``curved`` 0 turns both
-    tests off).
+    × the noise of it (RMS): a stray point within reach of a surface (``_off_surface``). The test runs again
+    without the points sparser than their neighbours (by ``ratio``, as above): strays close to a dense surface have
+    its points within reach, but not as close as those have theirs, and a cloud of them spoils the quadrics. Those
+    are judged last, against the quadric through the others, and dropped beyond ``curved`` × the noise (``curved``
+    0 turns these tests off).
     """
     tree = cKDTree(points)
     others = tree.query_ball_point(points, reach, return_length=True, workers=-1) - 1
@@ -265,14 +268,19 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     dist, near = tree.query(points, k + 1, workers=-1)
     kth = dist[:, -1]
     few = np.flatnonzero(~keep)
-    sparse_alike = kth[few] <= ratio * np.median(kth[near[few, 1:]], axis=1)
+    alike = kth <= ratio * np.median(kth[near[:, 1:]], axis=1)
     flat_k = min(flat_k, k)
     eig = np.linalg.eigvalsh(_scatter(points[near[few, :flat_k + 1]])[1])
-    keep[few] = sparse_alike & (eig[:, 0] <= flatness * eig[:, 1])
+    keep[few] = alike[few] & (eig[:, 0] <= flatness * eig[:, 1])
     if curved > 0:
         noise = noise_level(points, NOISE_REACH * reach)
-        keep &= ~_off_surface(points, keep, curved * noise, STRAY * noise, flat_k)
-        _grow_on_surface(points, keep, kth, curved * noise, flat_k, ratio)
+        tolerance = curved * noise
+        off = _off_surface(points, keep, tolerance, STRAY * noise, flat_k)
+        sparser = np.flatnonzero(keep & ~alike)
+        keep[sparser] = False
+        keep &= ~(off | _off_surface(points, keep, tolerance, STRAY * noise, flat_k))
+        keep[sparser] = ~(off | _off_surface(points, keep, tolerance, tolerance, flat_k, at=sparser))[sparser]
+        _grow_on_surface(points, keep, kth, tolerance, flat_k, ratio)
     return keep
 
 
@@ -295,17 +303,20 @@ def _grow_on_surface(points: np.ndarray, keep: np.ndarray, kth: np.ndarray, tole
         keep[left[on]] = True
 
 
-def _off_surface(points: np.ndarray, keep: np.ndarray, tolerance: float, beyond: float, m: int) -> np.ndarray:
-    """(N,) bool: the kept points more than ``beyond`` off the quadratic height field through their ``m`` nearest
-    kept points while those lie within ``tolerance`` of it (RMS), and over them: within their RMS distance from
-    their mean, in the field's plane (at the border of a sparser region the quadric extrapolates). A sharp edge or
-    a thin part, whose neighbours no quadric fits, stays."""
+def _off_surface(points: np.ndarray, keep: np.ndarray, tolerance: float, beyond: float, m: int,
+                 at: np.ndarray | None = None) -> np.ndarray:
+    """(N,) bool: the points ``at`` (indices, points left out; default: the kept points) more than ``beyond`` off
+    the quadratic height field through their ``m`` nearest (other) kept points while those lie within ``tolerance``
+    of it (RMS), and over them: within their RMS distance from their mean, in the field's plane (at the border of a
+    sparser region the quadric extrapolates). A sharp edge or a thin part, whose neighbours no quadric fits, stays."""
     off = np.zeros(len(points), dtype=bool)
     kept = np.flatnonzero(keep)
-    if len(kept) > m > 6:
-        _, near = cKDTree(points[kept]).query(points[kept], m + 1, workers=-1)
-        height, spread, over = _off_quadric(points, kept, kept[near[:, 1:]])
-        off[kept] = (height > beyond) & (spread <= tolerance) & over
+    own = int(at is None)  # a kept point is its own nearest kept point
+    at = kept if at is None else at
+    if len(kept) > m > 6 and len(at):
+        _, near = cKDTree(points[kept]).query(points[at], m + own, workers=-1)
+        height, spread, over = _off_quadric(points, at, kept[near[:, own:]])
+        off[at] = (height > beyond) & (spread <= tolerance) & over
     return off
 
 

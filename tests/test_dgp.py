@@ -421,6 +421,20 @@ def test_inliers_drop_strays_near_a_surface_but_keep_a_crease():
     assert plain[6000:6030].all() and not plain[6030:].any()  # the neighbour count alone keeps the near strays
 
 
+
+def test_inliers_drop_a_cloud_of_strays_close_to_a_dense_surface():
+    """300 strays 5-20 noise σ above a dense noisy plane, within a patch's reach of it: each has neighbours enough
+    (the plane's), and other strays among its nearest spoil the quadric through them; yet most are sparser than the
+    plane points around them, and once the plane is judged without them, those 8 σ above it go."""
+    rng = np.random.default_rng(0)
+    plane = np.c_[rng.uniform(0, 1, size=(20000, 2)), rng.normal(scale=0.002, size=20000)]
+    strays = np.c_[rng.uniform(0, 1, size=(300, 2)), rng.uniform(0.01, 0.04, size=300)]
+    far = rng.uniform(0, 1, size=(5, 3)) + [0, 0, 2]
+    keep = scan.find_inliers(np.concatenate([plane, strays, far]), reach=0.05, min_points=16)
+    high = np.r_[np.zeros(20000, bool), strays[:, 2] > 0.016, np.zeros(5, bool)]
+    assert keep[:20000].all() and not keep[-5:].any()
+    assert keep[high].sum() <= 0.02 * high.sum(), (keep[high].sum(), high.sum())
+
 def test_outlier_filter_keeps_the_patches_on_the_surface(sphere_with_outliers):
     truth, points, _ = sphere_with_outliers
     far = {}
