@@ -239,32 +239,35 @@ def _scatter(around: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 32, ratio: float = 1.5,
-                 flat_k: int = 16, flatness: float = 0.2, curved: float = CURVED) -> np.ndarray:
+                 flat_k: int = 16, flatness: float = 0.2, curved: float = CURVED, fewer: float = 16.0) -> np.ndarray:
     """(N,) bool: the points that are not outliers.
 
     A point is kept when it has at least min(``min_points``, a quarter of the median count) other points within
-    ``reach`` (so a uniformly sparse scan keeps its points), or when it lies in a sparse region of a surface. That
-    is, either: the distance to its ``k``-th neighbour is at most ``ratio`` times the median of its ``k``
-    neighbours' own (it is no sparser than they are; a point off the surface is far sparser than the surface points
-    around it) and it and its ``flat_k`` nearest neighbours are flat (smallest over middle covariance eigenvalue at
-    most ``flatness``; a cloud of outliers can be as sparse as its members, but it fills a volume); or it lies
-    within ``curved`` × the scan's noise (:func:`noise_level` over ``NOISE_REACH`` × ``reach``) of the surface
-    through the points kept so far, grown from them round by round (``_grow_on_surface``, over ``flat_k``
-    neighbours): a sparse surface that bends within a neighbourhood, an ear or a leg, is not flat. On a scan where
-    some points lack neighbours, a point with enough of them is dropped all the same when it lies more than
-    ``STRAY`` × the noise off the quadric through its ``flat_k`` nearest kept points while they lie within ``curved``
-    × the noise of it (RMS): a stray point within reach of a surface (``_off_surface``). The test runs again
-    without the points sparser than their neighbours (by ``ratio``, as above): strays close to a dense surface have
-    its points within reach, but not as close as those have theirs, and a cloud of them spoils the quadrics. Those
-    are judged last, against the quadric through the others, and dropped beyond ``curved`` × the noise (``curved``
-    0 turns these tests off).
+    ``reach`` (so a uniformly sparse scan keeps its points; where every point has, nothing is dropped) and, where some
+    point has fewer, at least 1/``fewer`` of the median count (a dense scan's strays have ``min_points`` neighbours
+    within reach: each other), or when it lies in a sparse region of a surface. That is, either: the distance to its
+    ``k``-th neighbour is at most ``ratio`` times the median of its ``k`` neighbours' own (it is no sparser than they
+    are; a point off the surface is far sparser than the surface points around it) and it and its ``flat_k`` nearest
+    neighbours are flat (smallest over middle covariance eigenvalue at most ``flatness``; a cloud of outliers can be as
+    sparse as its members, but it fills a volume); or it lies within ``curved`` × the scan's noise (:func:`noise_level`
+    over ``NOISE_REACH`` × ``reach``) of the surface through the points kept so far, grown from them round by round
+    (``_grow_on_surface``, over ``flat_k`` neighbours): a sparse surface that bends within a neighbourhood, an ear or a
+    leg, is not flat. On a scan where some points lack neighbours, a point with enough of them is dropped all the same
+    when it lies more than ``STRAY`` × the noise off the quadric through its ``flat_k`` nearest kept points while they
+    lie within ``curved`` × the noise of it (RMS): a stray point within reach of a surface (``_off_surface``). The test
+    runs again without the points sparser than their neighbours (by ``ratio``, as above): strays close to a dense
+    surface have its points within reach, but not as close as those have theirs, and a cloud of them spoils the
+    quadrics. Those are judged last, against the quadric through the others, and dropped beyond ``curved`` × the noise
+    (``curved`` 0 turns these tests off).
     """
     tree = cKDTree(points)
     others = tree.query_ball_point(points, reach, return_length=True, workers=-1) - 1
-    keep = others >= min(min_points, int(np.median(others)) // 4)
+    median = np.median(others)
+    keep = others >= min(min_points, int(median) // 4)
     k = min(k, len(points) - 1)
     if keep.all() or k < 2:
         return keep
+    keep &= others >= median // fewer
     dist, near = tree.query(points, k + 1, workers=-1)
     kth = dist[:, -1]
     few = np.flatnonzero(~keep)
