@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 FRAGMENTS = [
     ("Surfaces", "bench_surfaces/bench_surfaces.md", "python scripts/bench_surfaces.py --reuse"),
     ("Scans as they come", "bench_scans/bench_scans.md", "python scripts/bench_scans.py --reuse"),
+    ("The outlier filter", "outlier_study.md", "python scripts/outlier_study.py"),
     ("Normal orientation (thin parts)", "normals_study.md", "python scripts/normals_study.py"),
     ("The kitten's reference normals", "reference_normals.md", "python scripts/reference_normals.py"),
     ("Speed of the core", "bench_dgp.md", "python scripts/bench_dgp.py --variants"),

@@ -373,6 +373,18 @@ def test_reference_normals_quick(tmp_path):
     assert "### Where the kitten's normal consistency goes" in text
 
 
+
+def test_outlier_study_quick(tmp_path):
+    """scripts/outlier_study.py --quick: on a 2 % outlier sphere the filter keeps fewer outliers than the counts
+    alone, none of them 8 σ off, and drops no surface point; the table names both."""
+    study = load_script("outlier_study")
+    assert study.main(["--quick", "--out", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "outlier_study_quick.json").read_text())["rows"]
+    counts, full = row["counts"], row["filter"]
+    assert row["outliers"] == 40 and row["beyond_8"] > 20
+    assert full["kept"] < counts["kept"] and full["kept_beyond_8"] == 0 and full["surface_dropped"] == 0
+    assert "| sphere | 2040 | 40 (" in (tmp_path / "outlier_study_quick.md").read_text()
+
 def test_reference_normals_gap_is_against_the_best_peer():
     study = load_script("reference_normals")
     rows = [{"shape": "s", "method": m, **{ref: {"normal_consistency": nc + i * 0.001} for i, ref in
