@@ -109,6 +109,7 @@ ABLATIONS = {
     "no fit (the mesh stage on the scan's points)": {},  # method NO_FIT
     "float32 training steps": {"precision": "float32"},  # the default takes bfloat16 where the CPU computes it
     "former rate and refresh (1e-3, every 20 steps)": {"lr": 1e-3, "refresh_every": 20},
+    "fast, 2 % outliers, 200,000 points": {},  # a dense scan's strays have neighbours enough within reach
     "default, 5,000 points": {},
     "transport validation, 5,000 points": TRANSPORT,
     "Sinkhorn-divergence loss, 5,000 points": {"loss": "sinkhorn"},  # what a CPU affords
@@ -124,17 +125,19 @@ SEEDS = {variant: (name, f"{name}, fit seed 1", f"{name}, fit seed 2")
 FIT_SEED = {**{n: i for names in SEEDS.values() for i, n in enumerate(names) if i},
             "the former surface score, fit seed 1": 1, "the former surface score, fit seed 2": 2}
 # the ablations run by another method than the default (NO_FIT: the default's settings, no fit)
-ABLATION_METHOD = {"no fit (the mesh stage on the scan's points)": NO_FIT}
+ABLATION_METHOD = {"no fit (the mesh stage on the scan's points)": NO_FIT, "fast, 2 % outliers, 200,000 points": "fast"}
 # the ablations that also run on the thin plate
 ON_PLATE = ("default", "default, fit seed 1", "default, fit seed 2", "thin-part normals", "plain normals",
             "surface score along each cell's own normal (the former)", "the former surface score, fit seed 1",
             "the former surface score, fit seed 2", "former mesh (Poisson as it comes)",
-            "dense points instead of fitted", "mesh not moved onto its points (fidelity 0)", *ABLATION_METHOD,
+            "dense points instead of fitted", "mesh not moved onto its points (fidelity 0)",
+            "no fit (the mesh stage on the scan's points)",
             "mesh not smoothed last (taubin 0)", "default, 2 % outliers", "trimmed loss", "trimmed loss, 2 % outliers")
 ABLATION_VARIANT = {"default, 2 % outliers": "outliers", "outliers kept, 2 % outliers": "outliers",  # else plain
-                    "trimmed loss, 2 % outliers": "outliers",
+                    "trimmed loss, 2 % outliers": "outliers", "fast, 2 % outliers, 200,000 points": "outliers",
                     **dict.fromkeys(SEEDS["nonuniform"], "nonuniform")}
-ABLATION_POINTS = {name: 5_000 for name in ABLATIONS if name.endswith(", 5,000 points")}  # else --points
+ABLATION_POINTS = {**{name: 5_000 for name in ABLATIONS if name.endswith(", 5,000 points")},  # else --points
+                   "fast, 2 % outliers, 200,000 points": 200_000}
 
 
 # --------------------------------------------------------------------------------------------------------------
