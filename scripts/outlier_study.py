@@ -31,7 +31,8 @@ from geomprior.scan import find_inliers
 
 NOISE = 0.005
 CASES = ("bunny00:20000", "fandisk:20000", "kitten:5210", "sphere:20000", "torus:20000", "diplodocus:20000",
-         "mannequin-devil:20000", "camel:20000", "dino:20000", "bunny00:50000", "camel:100000", "bunny00:200000")
+         "mannequin-devil:20000", "camel:20000", "dino:20000", "bunny00:50000", "camel:100000", "bunny00:200000",
+         "bunny00:500000")
 FILTERS = {"counts": {"curved": 0, "fewer": np.inf}, "filter": {}}
 
 
