@@ -251,14 +251,15 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     neighbours are flat (smallest over middle covariance eigenvalue at most ``flatness``; a cloud of outliers can be as
     sparse as its members, but it fills a volume); or it lies within ``curved`` × the scan's noise (:func:`noise_level`
     over ``NOISE_REACH`` × ``reach``) of the surface through the points kept so far, grown from them round by round
-    (``_grow_on_surface``, over ``flat_k`` neighbours): a sparse surface that bends within a neighbourhood, an ear or a
-    leg, is not flat. On a scan where some points lack neighbours, a point with enough of them is dropped all the same
-    when it lies more than ``STRAY`` × the noise off the quadric through its ``flat_k`` nearest kept points while they
-    lie within ``curved`` × the noise of it (RMS): a stray point within reach of a surface (``_off_surface``). The test
-    runs again without the points sparser than their neighbours (by ``ratio``, as above): strays close to a dense
-    surface have its points within reach, but not as close as those have theirs, and a cloud of them spoils the
-    quadrics. Those are judged last, against the quadric through the others, and dropped beyond ``curved`` × the noise
-    (``curved`` 0 turns these tests off).
+    (``_grow_on_surface``, over ``flat_k`` neighbours; not a point with ``min_points`` neighbours but under 1/``fewer``
+    of the median: a dense cloud of strays fits a quadric within the noise): a sparse surface that bends within a
+    neighbourhood, an ear or a leg, is not flat. On a scan where some points lack neighbours, a point with enough of
+    them is dropped all the same when it lies more than ``STRAY`` × the noise off the quadric through its ``flat_k``
+    nearest kept points while they lie within ``curved`` × the noise of it (RMS): a stray point within reach of a
+    surface (``_off_surface``). The test runs again without the points sparser than their neighbours (by ``ratio``, as
+    above): strays close to a dense surface have its points within reach, but not as close as those have theirs, and a
+    cloud of them spoils the quadrics. Those are judged last, against the quadric through the others, and dropped beyond
+    ``curved`` × the noise (``curved`` 0 turns these tests off).
     """
     tree = cKDTree(points)
     others = tree.query_ball_point(points, reach, return_length=True, workers=-1) - 1
@@ -267,7 +268,8 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
     k = min(k, len(points) - 1)
     if keep.all() or k < 2:
         return keep
-    keep &= others >= median // fewer
+    cloud = keep & (others < median // fewer)  # a dense cloud of strays (fits a quadric within the noise)
+    keep &= ~cloud
     dist, near = tree.query(points, k + 1, workers=-1)
     kth = dist[:, -1]
     few = np.flatnonzero(~keep)
@@ -283,19 +285,19 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
         keep[sparser] = False
         keep &= ~(off | _off_surface(points, keep, tolerance, STRAY * noise, flat_k))
         keep[sparser] = ~(off | _off_surface(points, keep, tolerance, tolerance, flat_k, at=sparser))[sparser]
-        _grow_on_surface(points, keep, kth, tolerance, flat_k, ratio)
+        _grow_on_surface(points, keep, ~cloud, kth, tolerance, flat_k, ratio)
     return keep
 
 
-def _grow_on_surface(points: np.ndarray, keep: np.ndarray, kth: np.ndarray, tolerance: float, m: int,
-                     ratio: float) -> None:
-    """Add to ``keep`` (in place), round by round until none is added, the points left out that lie on the surface
-    the kept ones form: within ``tolerance`` of the quadratic height field through their ``m`` nearest kept points
-    (which lie within ``tolerance`` of it, RMS), and no farther from the farthest of them than ``ratio`` times those
-    points' distance to their own ``k``-th neighbour (``kth``): among them, where a quadric does not bend away to
+def _grow_on_surface(points: np.ndarray, keep: np.ndarray, growable: np.ndarray, kth: np.ndarray,
+                     tolerance: float, m: int, ratio: float) -> None:
+    """Add to ``keep`` (in place), round by round until none is added, the points of ``growable`` left out that lie on
+    the surface the kept ones form: within ``tolerance`` of the quadratic height field through their ``m`` nearest kept
+    points (which lie within ``tolerance`` of it, RMS), and no farther from the farthest of them than ``ratio`` times
+    those points' distance to their own ``k``-th neighbour (``kth``): among them, where a quadric does not bend away to
     fit them. A quadric has 6 coefficients: m > 6."""
-    while keep.sum() > m > 6 and not keep.all():
-        kept, left = np.flatnonzero(keep), np.flatnonzero(~keep)
+    while keep.sum() > m > 6 and (growable & ~keep).any():
+        kept, left = np.flatnonzero(keep), np.flatnonzero(growable & ~keep)
         dist, near = cKDTree(points[kept]).query(points[left], m, workers=-1)
         near = kept[near]
         height, spread, _ = _off_quadric(points, left, near)
