@@ -373,7 +373,6 @@ def test_reference_normals_quick(tmp_path):
     assert "### Where the kitten's normal consistency goes" in text
 
 
-
 def test_outlier_study_quick(tmp_path):
     """scripts/outlier_study.py --quick: on a 2 % outlier sphere the filter keeps fewer outliers than the counts
     alone, none of them 8 σ off, and drops no surface point; the table names both."""

@@ -421,7 +421,6 @@ def test_inliers_drop_strays_near_a_surface_but_keep_a_crease():
     assert plain[6000:6030].all() and not plain[6030:].any()  # the neighbour count alone keeps the near strays
 
 
-
 def test_inliers_drop_a_cloud_of_strays_close_to_a_dense_surface():
     """300 strays 5-20 noise σ above a dense noisy plane, within a patch's reach of it: each has neighbours enough
     (the plane's), and other strays among its nearest spoil the quadric through them; yet most are sparser than the
@@ -453,6 +452,7 @@ def test_inliers_drop_a_cloud_of_strays_with_neighbours_enough():
     points[20000:22400, 2] += 0.05
     keep = scan.find_inliers(points, reach=0.1, min_points=16)
     assert keep[:20000].all() and keep[20000:].sum() <= 0.15 * 2400, keep[20000:].sum()
+
 
 def test_outlier_filter_keeps_the_patches_on_the_surface(sphere_with_outliers):
     truth, points, _ = sphere_with_outliers
