@@ -283,7 +283,9 @@ def find_inliers(points: np.ndarray, reach: float, min_points: int, *, k: int = 
         off = _off_surface(points, keep, tolerance, STRAY * noise, flat_k)
         sparser = np.flatnonzero(keep & ~alike)
         keep[sparser] = False
-        keep &= ~(off | _off_surface(points, keep, tolerance, STRAY * noise, flat_k))
+        if len(sparser):  # the test again without them (else it would repeat the first)
+            off |= _off_surface(points, keep, tolerance, STRAY * noise, flat_k)
+        keep &= ~off
         keep[sparser] = ~(off | _off_surface(points, keep, tolerance, tolerance, flat_k, at=sparser))[sparser]
         _grow_on_surface(points, keep, ~cloud, kth, tolerance, flat_k, ratio)
     return keep
